@@ -1,0 +1,40 @@
+"""Owner records: which process holds which NeuronCores, as tools and widgets see it.
+
+The owner process writes ``procs/<pid>.json`` after it has taken its core locks; readers trust a record only
+while its liveness lock is held (see :mod:`nrt_lab.driver.locks`), so a SIGKILLed owner disappears at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["OwnerRecord"]
+
+
+@dataclass(frozen=True)
+class OwnerRecord:
+    """One live process that owns NeuronCores (or, for ``neuron-ls -a``, merely has devices open)."""
+
+    pid: int
+    command: str  # full command line joined by spaces, as ``ps -o args`` prints it
+    runtime_version: str  # e.g. "2.34.10.0"; "NA" for a process that is not a Neuron runtime
+    cores: tuple[int, ...]  # instance-global NeuronCore ids (logical ids on trn2), sorted
+    tag: str = ""  # NEURON_PROCESS_TAG, defaults to the pid as a string
+    start_time: float = 0.0  # time.time() when the cores were claimed
+    kernel_id: str = ""  # Jupyter kernel id when the owner is a Jupyter kernel
+    lnc: int = 1
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, object]:
+        """Plain JSON-able dict (the on-disk format of procs/<pid>.json)."""
+        return {
+            "pid": self.pid,
+            "command": self.command,
+            "runtime_version": self.runtime_version,
+            "cores": list(self.cores),
+            "tag": self.tag,
+            "start_time": self.start_time,
+            "kernel_id": self.kernel_id,
+            "lnc": self.lnc,
+            "extra": dict(self.extra),
+        }
