@@ -1,0 +1,46 @@
+"""The emulated driver: state root, machine provisioning, driver package, and NeuronCore ownership."""
+
+from nrt_lab.driver.locks import CoreClaim, allocation_lock, list_owners, probe_free, try_claim
+from nrt_lab.driver.machine import (
+    Machine,
+    MachineInUseError,
+    format_core_ranges,
+    open_machine,
+    physical_core_count,
+    physical_cores_of,
+)
+from nrt_lab.driver.owners import OwnerRecord
+from nrt_lab.driver.package import (
+    DEFAULT_DRIVER_VERSION,
+    DRIVER_PACKAGE,
+    MIN_DRIVER_VERSION,
+    DriverState,
+    DriverVersion,
+    parse_driver_version,
+)
+from nrt_lab.driver.state import DEFAULT_INSTANCE, MachineState, StateError, resolve_root
+
+__all__ = [
+    "CoreClaim",
+    "allocation_lock",
+    "list_owners",
+    "probe_free",
+    "try_claim",
+    "Machine",
+    "MachineInUseError",
+    "format_core_ranges",
+    "open_machine",
+    "physical_core_count",
+    "physical_cores_of",
+    "OwnerRecord",
+    "DEFAULT_DRIVER_VERSION",
+    "DRIVER_PACKAGE",
+    "MIN_DRIVER_VERSION",
+    "DriverState",
+    "DriverVersion",
+    "parse_driver_version",
+    "DEFAULT_INSTANCE",
+    "MachineState",
+    "StateError",
+    "resolve_root",
+]

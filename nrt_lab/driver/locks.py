@@ -1,0 +1,227 @@
+"""NeuronCore ownership on the emulated driver: one flock per physical core, held by the owning process.
+
+Why flock: the kernel drops it when the process dies, however it dies (SIGKILL included), so cores are freed
+at once with nothing to clean up. Core locks are only ever *tried* by allocators holding ``locks/alloc.lock``,
+so a reader (neuron-ls, a widget) can never make an allocation fail; readers learn ownership from the owner
+records in ``procs/`` whose liveness lock they probe with a shared lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import secrets
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nrt_lab.driver.owners import OwnerRecord
+from nrt_lab.driver.state import atomic_write_json
+
+__all__ = [
+    "allocation_lock",
+    "CoreClaim",
+    "try_claim",
+    "probe_free",
+    "held_cores",
+    "list_owners",
+    "remove_stale_records",
+]
+
+_OPEN_FLAGS = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+_live_fds: set[int] = set()
+_live_fds_guard = threading.Lock()
+
+
+def _track(fd: int) -> int:
+    with _live_fds_guard:
+        _live_fds.add(fd)
+    return fd
+
+
+def _untrack_close(fd: int) -> None:
+    with _live_fds_guard:
+        _live_fds.discard(fd)
+    os.close(fd)
+
+
+def _close_inherited_fds_in_child() -> None:
+    """A forked child must not keep its parent's cores alive after the parent exits."""
+    with contextlib.suppress(Exception):
+        for fd in list(_live_fds):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        _live_fds.clear()
+
+
+os.register_at_fork(after_in_child=_close_inherited_fds_in_child)
+
+
+def _core_lock_path(root: Path, physical_core: int) -> Path:
+    return root / "locks" / f"nc{physical_core}.lock"
+
+
+@contextlib.contextmanager
+def allocation_lock(root: Path) -> Iterator[None]:
+    """Serialize every allocation and machine change, so racing processes never both fail or both win."""
+    fd = _track(os.open(root / "locks" / "alloc.lock", _OPEN_FLAGS, 0o600))
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        _untrack_close(fd)
+
+
+def _try_lock_core(root: Path, physical_core: int) -> int | None:
+    fd = _track(os.open(_core_lock_path(root, physical_core), _OPEN_FLAGS, 0o600))
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        _untrack_close(fd)
+        return None
+    return fd
+
+
+@dataclass
+class CoreClaim:
+    """The physical cores one process holds, plus its owner record and liveness lock."""
+
+    root: Path
+    physical_cores: tuple[int, ...]
+    _core_fds: dict[int, int] = field(repr=False)
+    record_path: Path | None = None
+    _record_lock_fd: int | None = field(default=None, repr=False)
+
+    def publish(self, record: OwnerRecord) -> None:
+        """Write procs/<pid>.<token>.json and hold its liveness lock, so tools can name this owner."""
+        token = secrets.token_hex(4)
+        stem = f"{record.pid}.{token}"
+        fd = _track(os.open(self.root / "procs" / f"{stem}.lock", _OPEN_FLAGS, 0o600))
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        self._record_lock_fd = fd
+        self.record_path = self.root / "procs" / f"{stem}.json"
+        atomic_write_json(self.record_path, record.to_json())
+
+    def release(self) -> None:
+        """Give every core back and withdraw the owner record (idempotent)."""
+        if self.record_path is not None:
+            self.record_path.unlink(missing_ok=True)
+            self.record_path.with_suffix(".lock").unlink(missing_ok=True)
+            self.record_path = None
+        if self._record_lock_fd is not None:
+            _untrack_close(self._record_lock_fd)
+            self._record_lock_fd = None
+        for fd in self._core_fds.values():
+            _untrack_close(fd)
+        self._core_fds.clear()
+
+
+def try_claim(root: Path, physical_cores: Sequence[int]) -> CoreClaim | None:
+    """All-or-nothing: lock every core in ``physical_cores`` or none (caller holds the allocation lock)."""
+    fds: dict[int, int] = {}
+    for core in physical_cores:
+        fd = _try_lock_core(root, core)
+        if fd is None:
+            for held in fds.values():
+                _untrack_close(held)
+            return None
+        fds[core] = fd
+    return CoreClaim(root=root, physical_cores=tuple(physical_cores), _core_fds=fds)
+
+
+def probe_free(root: Path, physical_core_count: int) -> list[bool]:
+    """Which physical cores are free right now (caller holds the allocation lock, so nobody races us)."""
+    free: list[bool] = []
+    for core in range(physical_core_count):
+        fd = _try_lock_core(root, core)
+        free.append(fd is not None)
+        if fd is not None:
+            _untrack_close(fd)
+    return free
+
+
+def held_cores(root: Path, physical_core_count: int) -> list[int]:
+    """Physical cores some live process holds (caller holds the allocation lock)."""
+    return [core for core, is_free in enumerate(probe_free(root, physical_core_count)) if not is_free]
+
+
+def _record_is_live(json_path: Path) -> bool:
+    lock_path = json_path.with_suffix(".lock")
+    try:
+        fd = os.open(lock_path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def _parse_record(data: object) -> OwnerRecord | None:
+    if not isinstance(data, dict):
+        return None
+    try:
+        cores = data["cores"]
+        extra = data.get("extra", {})
+        if not isinstance(cores, list) or not all(isinstance(c, int) for c in cores) or not isinstance(extra, dict):
+            return None
+        return OwnerRecord(
+            pid=int(data["pid"]),
+            command=str(data["command"]),
+            runtime_version=str(data["runtime_version"]),
+            cores=tuple(cores),
+            tag=str(data.get("tag", "")),
+            start_time=float(data.get("start_time", 0.0)),
+            kernel_id=str(data.get("kernel_id", "")),
+            lnc=int(data.get("lnc", 1)),
+            extra={str(k): str(v) for k, v in extra.items()},
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def list_owners(root: Path) -> list[OwnerRecord]:
+    """Every live owner record, sorted by pid; dead or unreadable records are skipped, never raised."""
+    owners: list[OwnerRecord] = []
+    procs = root / "procs"
+    if not procs.is_dir():
+        return owners
+    for json_path in procs.glob("*.json"):
+        if not _record_is_live(json_path):
+            continue
+        try:
+            record = _parse_record(json.loads(json_path.read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            continue
+        if record is not None:
+            owners.append(record)
+    owners.sort(key=lambda r: (r.pid, r.start_time))
+    return owners
+
+
+def remove_stale_records(root: Path) -> int:
+    """Delete records of processes that died (caller holds the allocation lock); returns how many."""
+    removed = 0
+    procs = root / "procs"
+    for lock_path in procs.glob("*.lock"):
+        fd = os.open(lock_path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue
+        finally:
+            os.close(fd)
+        lock_path.with_suffix(".json").unlink(missing_ok=True)
+        lock_path.unlink(missing_ok=True)
+        removed += 1
+    for json_path in procs.glob("*.json"):
+        if not json_path.with_suffix(".lock").exists():
+            json_path.unlink(missing_ok=True)
+            removed += 1
+    return removed

@@ -1,0 +1,40 @@
+"""libnrt 2.x emulation: configuration, allocation, logging, status codes and the runtime life cycle."""
+
+from nrt_lab.runtime.allocation import CoresBusyError, NotContiguousError
+from nrt_lab.runtime.config import RuntimeConfig
+from nrt_lab.runtime.core import (
+    RUNTIME_VERSION,
+    Framework,
+    Runtime,
+    close,
+    driver_gate,
+    get_runtime,
+    init,
+    require_runtime,
+    total_nc_count,
+    visible_nc_count,
+)
+from nrt_lab.runtime.errors import ConfigError
+from nrt_lab.runtime.logging import LogLevel
+from nrt_lab.runtime.status import NrtError, NrtStatus, status_description
+
+__all__ = [
+    "CoresBusyError",
+    "NotContiguousError",
+    "RuntimeConfig",
+    "RUNTIME_VERSION",
+    "Framework",
+    "Runtime",
+    "close",
+    "driver_gate",
+    "get_runtime",
+    "init",
+    "require_runtime",
+    "total_nc_count",
+    "visible_nc_count",
+    "ConfigError",
+    "LogLevel",
+    "NrtError",
+    "NrtStatus",
+    "status_description",
+]

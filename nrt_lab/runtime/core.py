@@ -1,0 +1,395 @@
+"""The runtime's life cycle: ``init`` claims NeuronCores as libnrt's ``nrt_init`` does, ``close`` releases them.
+
+A process has at most one live runtime (like libnrt and nrtpy); threads of the process share its cores.
+``close()`` followed by ``init()`` re-reads the environment, as Ray's reused worker processes rely on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import os
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from nrt_lab.driver import (
+    MIN_DRIVER_VERSION,
+    CoreClaim,
+    DriverState,
+    Machine,
+    OwnerRecord,
+    StateError,
+    format_core_ranges,
+    open_machine,
+)
+from nrt_lab.hardware import InstanceSpec
+from nrt_lab.runtime.allocation import (
+    CoresBusyError,
+    NoCoresVisibleError,
+    NotContiguousError,
+    allocate,
+    plan_request,
+)
+from nrt_lab.runtime.config import RuntimeConfig
+from nrt_lab.runtime.errors import ConfigError
+from nrt_lab.runtime.logging import LogSettings, NrtLogger
+from nrt_lab.runtime.status import NrtError, NrtStatus
+
+__all__ = [
+    "RUNTIME_VERSION",
+    "Framework",
+    "Runtime",
+    "init",
+    "close",
+    "get_runtime",
+    "require_runtime",
+    "total_nc_count",
+    "visible_nc_count",
+    "DRIVER_MISSING_MESSAGE",
+    "DRIVER_TOO_OLD_MESSAGE",
+    "driver_gate",
+]
+
+RUNTIME_VERSION = "2.34.10.0"
+RUNTIME_GIT_HASH = "8f3c2a1d"
+
+DRIVER_MISSING_MESSAGE = (
+    "Unable to determine Neuron Driver version. Please check aws-neuron-dkms package is installed."
+)
+DRIVER_TOO_OLD_MESSAGE = (
+    "This runtime requires Neuron Driver version 2.0 or greater. Please upgrade aws-neuron-dkms package."
+)
+
+
+class Framework(enum.IntEnum):
+    """``nrt_framework_type_t`` (SPEC §3.2)."""
+
+    INVALID = 0
+    NO_FW = 1
+    TF = 2
+    PYTORCH = 3
+    MXNET = 4
+    PRECHECK = 5
+
+
+def _command_line() -> str:
+    try:
+        raw = Path("/proc/self/cmdline").read_bytes()
+        parts = [p.decode("utf-8", "replace") for p in raw.split(b"\0") if p]
+        if parts:
+            return "".join(ch if ch.isprintable() else " " for ch in " ".join(parts))
+    except OSError:
+        pass
+    return " ".join([sys.executable, *sys.argv])
+
+
+def _jupyter_kernel_id() -> str:
+    """The Jupyter kernel id when this process is an ipykernel, so widgets can name the notebook."""
+    if "ipykernel" not in sys.modules:
+        return ""
+    try:
+        from ipykernel import get_connection_file  # type: ignore[attr-defined]
+
+        name = Path(get_connection_file()).stem
+    except (ImportError, RuntimeError, AttributeError):
+        return ""
+    return name[len("kernel-") :] if name.startswith("kernel-") else name
+
+
+@dataclass
+class Runtime:
+    """A live (or closed) runtime: the cores it owns, its configuration and its logger."""
+
+    machine: Machine
+    instance: InstanceSpec  # the instance as this process sees it (its LNC)
+    instance_id: str
+    config: RuntimeConfig
+    logger: NrtLogger
+    framework: Framework
+    cores: tuple[int, ...]  # instance-global logical NeuronCore ids, sorted
+    pid: int
+    _claim: CoreClaim | None = field(repr=False, default=None)
+    closed: bool = False
+
+    @property
+    def tag(self) -> str:
+        """NEURON_PROCESS_TAG (the pid when unset)."""
+        return self.config.process_tag
+
+    @property
+    def lnc(self) -> int:
+        """Logical NeuronCore size this runtime runs with."""
+        return self.instance.lnc
+
+    @property
+    def visible_nc_count(self) -> int:
+        """Cores this process owns (``nrt_get_visible_nc_count``)."""
+        return len(self.cores)
+
+    @property
+    def total_nc_count(self) -> int:
+        """Cores on the instance, whatever the variables say (``nrt_get_total_nc_count``)."""
+        return self.instance.total_cores
+
+    @property
+    def exec_timeout_s(self) -> float:
+        """NEURON_RT_EXEC_TIMEOUT, else 30 s on inf1 and 600 s elsewhere."""
+        if self.config.exec_timeout_s is not None:
+            return self.config.exec_timeout_s
+        return float(self.instance.exec_timeout_default_s)
+
+    def global_core(self, start_nc: int) -> int:
+        """Map a process-relative index (0 = first owned core) to the instance-global id; bad index → NrtError."""
+        self.check_open()
+        if not 0 <= start_nc < len(self.cores):
+            raise NrtError(
+                NrtStatus.INVALID,
+                f"NeuronCore index {start_nc} is not visible to this process; accepted: 0 to {len(self.cores) - 1}",
+            )
+        return self.cores[start_nc]
+
+    def check_open(self) -> None:
+        """Raise NRT_CLOSED if this runtime was closed."""
+        if self.closed:
+            raise NrtError(NrtStatus.CLOSED, "the Neuron runtime was closed (nrt_close); call init() again")
+
+    def close(self) -> None:
+        """Release the cores (idempotent); the module-level runtime is cleared too."""
+        close_runtime(self)
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+_guard = threading.RLock()
+_current: Runtime | None = None
+_ever_closed = False
+
+
+def _reset_in_child() -> None:
+    """A forked child owns no cores: its copy of the parent's runtime is dropped (not closed)."""
+    global _current, _guard
+    _current = None
+    _guard = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_reset_in_child)
+
+
+def _fail(logger: NrtLogger, status: NrtStatus, module: str, function: str, message: str, detail: str = "") -> NrtError:
+    logger.error(module, function, message)
+    return NrtError(status, message + (f" ({detail})" if detail else ""))
+
+
+def _check_driver(machine: Machine, logger: NrtLogger) -> None:
+    try:
+        driver = machine.driver()
+    except StateError as exc:
+        raise _fail(logger, NrtStatus.FAILURE, "NRT", "nrt_init", str(exc)) from None
+    verdict = driver_gate(driver)
+    if verdict is not None:
+        detail = "" if driver is None or driver.loaded is None else (
+            f"loaded driver {driver.loaded}, required ≥ {MIN_DRIVER_VERSION}"
+        )
+        raise _fail(logger, NrtStatus.FAILURE, "NRT", "nrt_init", verdict, detail)
+
+
+def driver_gate(driver: DriverState | None) -> str | None:
+    """The runtime's driver check: None when this runtime can start, else libnrt's exact message."""
+    if driver is None or driver.loaded is None:
+        return DRIVER_MISSING_MESSAGE
+    if driver.loaded < MIN_DRIVER_VERSION:
+        return DRIVER_TOO_OLD_MESSAGE
+    return None
+
+
+def _check_ncg(config: RuntimeConfig, framework: Framework, logger: NrtLogger) -> None:
+    ncg = config.ncg
+    if ncg is None:
+        return
+    logger.warn(
+        "NRT", "nrt_init",
+        f"NEURONCORE_GROUP_SIZES={ncg.raw} is deprecated (no effect since Neuron 1.20) and is ignored; "
+        "use NEURON_RT_VISIBLE_CORES or NEURON_RT_NUM_CORES to choose NeuronCores instead",
+    )
+    problem = ""
+    if config.num_cores:
+        problem = (f"NEURONCORE_GROUP_SIZES={ncg.raw} cannot be combined with NEURON_RT_NUM_CORES="
+                   f"{config.num_cores}; unset NEURONCORE_GROUP_SIZES")
+    elif config.visible_cores is not None and framework == Framework.MXNET:
+        problem = (f"NEURONCORE_GROUP_SIZES={ncg.raw} cannot be combined with NEURON_RT_VISIBLE_CORES with MXNet; "
+                   "unset NEURONCORE_GROUP_SIZES")
+    elif config.visible_cores is not None and ncg.total > len(config.visible_cores.cores):
+        problem = (f"NEURONCORE_GROUP_SIZES={ncg.raw} needs {ncg.total} NeuronCores but NEURON_RT_VISIBLE_CORES="
+                   f"{config.visible_cores.raw} makes {len(config.visible_cores.cores)} visible; unset "
+                   "NEURONCORE_GROUP_SIZES or make its total ≤ the visible cores")
+    if problem:
+        raise _fail(logger, NrtStatus.FAILURE, "NRT", "nrt_init", problem)
+
+
+def _view(machine: Machine, config: RuntimeConfig, logger: NrtLogger) -> tuple[InstanceSpec, str]:
+    try:
+        state = machine.state()
+    except StateError as exc:
+        raise _fail(logger, NrtStatus.FAILURE, "TDRV", "tdrv_init", str(exc)) from None
+    base = state.instance
+    lnc = config.lnc
+    if lnc is not None and lnc != base.lnc:
+        if not base.family.startswith("trn2"):
+            raise _fail(
+                logger, NrtStatus.FAILURE, "NRT", "nrt_init",
+                f"NEURON_LOGICAL_NC_CONFIG={lnc} is invalid: {base.name} has NeuronCore-{base.neuroncore_version} "
+                "without logical NeuronCores; accepted: 1",
+            )
+        return machine.instance(lnc), state.instance_id
+    return base, state.instance_id
+
+
+def init(
+    framework: Framework | int = Framework.NO_FW,
+    *,
+    env: Mapping[str, str] | None = None,
+    root: Path | str | None = None,
+) -> Runtime:
+    """``nrt_init``: read the variables, check the driver, claim NeuronCores; NrtError on any failure.
+
+    If this process already has a live runtime it is returned unchanged (close it first to re-read the
+    environment). ``env`` and ``root`` exist for tests and tools; by default the process environment is used.
+    """
+    global _current
+    with _guard:
+        if _current is not None and not _current.closed:
+            _current.logger.warn(
+                "NRT", "nrt_init", "nrt_init called while the runtime is already initialized; keeping the "
+                "running instance (call nrt_close first to re-read the environment)",
+            )
+            return _current
+        environment = dict(os.environ if env is None else env)
+        try:
+            config = RuntimeConfig.from_env(environment)
+        except ConfigError as exc:
+            logger = NrtLogger(LogSettings(), None)
+            raise _fail(logger, NrtStatus.FAILURE, "NRT", "nrt_init", str(exc)) from None
+        try:
+            machine = open_machine(root, environment)
+        except StateError as exc:
+            raise _fail(NrtLogger(config.log, None), NrtStatus.FAILURE, "TDRV", "tdrv_init", str(exc)) from None
+        logger = NrtLogger(config.log, machine.root / "log" / "syslog")
+        try:
+            fw = Framework(framework)
+        except ValueError:
+            raise _fail(logger, NrtStatus.INVALID, "NRT", "nrt_init",
+                        f"framework type {framework!r} is invalid; accepted: 0-5 (nrt_framework_type_t)") from None
+
+        _check_driver(machine, logger)
+        instance, instance_id = _view(machine, config, logger)
+        _check_ncg(config, fw, logger)
+        if config.async_inflight_set:
+            logger.warn(
+                "NRT", "nrt_init",
+                "NEURON_RT_ASYNC_EXEC_MAX_INFLIGHT_REQUESTS was removed in Neuron SDK 2.32 and is ignored; "
+                "use nrt_lab's asynchronous execution API instead",
+            )
+        try:
+            request = plan_request(config, instance)
+        except ConfigError as exc:
+            raise _fail(logger, NrtStatus.FAILURE, "NRT", "nrt_init", str(exc)) from None
+        except NotContiguousError as exc:
+            raise _fail(logger, NrtStatus.FAILURE, "NRT", "nrt_allocate_neuron_cores", str(exc),
+                        f"NEURON_RT_VISIBLE_CORES={exc.raw}") from None
+        except NoCoresVisibleError as exc:
+            raise _fail(logger, NrtStatus.FAILURE, "NRT", "nrt_allocate_neuron_cores", str(exc)) from None
+
+        pid = os.getpid()
+
+        def make_record(cores: tuple[int, ...]) -> OwnerRecord:
+            return OwnerRecord(
+                pid=pid, command=_command_line(), runtime_version=RUNTIME_VERSION, cores=cores,
+                tag=config.process_tag, start_time=time.time(), kernel_id=_jupyter_kernel_id(),
+                lnc=instance.lnc, extra={"framework": fw.name},
+            )
+
+        try:
+            claim, cores = allocate(machine.root, instance, request, make_record)
+        except CoresBusyError as exc:
+            raise _fail(logger, NrtStatus.FAILURE, "NRT", "nrt_allocate_neuron_cores", str(exc)) from None
+        runtime = Runtime(
+            machine=machine, instance=instance, instance_id=instance_id, config=config, logger=logger,
+            framework=fw, cores=cores, pid=pid, _claim=claim,
+        )
+        logger.info(
+            "NRT", "nrt_init",
+            f"Neuron Runtime {RUNTIME_VERSION} started on {instance.name}: "
+            f"NeuronCores {format_core_ranges(cores, prefix='nc')} (lnc {instance.lnc}, tag {config.process_tag})",
+        )
+        _current = runtime
+        return runtime
+
+
+def close_runtime(runtime: Runtime) -> None:
+    """Release ``runtime``'s cores (idempotent)."""
+    global _current, _ever_closed
+    with _guard:
+        if runtime.closed:
+            return
+        runtime.closed = True
+        if runtime._claim is not None:
+            with contextlib.suppress(OSError):
+                runtime._claim.release()
+            runtime._claim = None
+        runtime.logger.info("NRT", "nrt_close", f"NeuronCores {format_core_ranges(runtime.cores, prefix='nc')} released")
+        if _current is runtime:
+            _current = None
+            _ever_closed = True
+
+
+def close() -> None:
+    """``nrt_close``: release this process's cores; does nothing when no runtime is live."""
+    with _guard:
+        if _current is not None:
+            close_runtime(_current)
+
+
+def get_runtime() -> Runtime | None:
+    """The live runtime of this process, or None."""
+    return _current
+
+
+def require_runtime() -> Runtime:
+    """The live runtime, else NrtError NRT_CLOSED (after a close) or NRT_UNINITIALIZED (never initialized)."""
+    runtime = _current
+    if runtime is None or runtime.closed:
+        if _ever_closed:
+            raise NrtError(NrtStatus.CLOSED, "the Neuron runtime was closed (nrt_close); call init() again")
+        raise NrtError(NrtStatus.UNINITIALIZED, "the Neuron runtime is not initialized; call init() first")
+    return runtime
+
+
+def total_nc_count(*, env: Mapping[str, str] | None = None, root: Path | str | None = None) -> int:
+    """``nrt_get_total_nc_count``: NeuronCores on the instance, ignoring the variables (works before init)."""
+    if _current is not None and not _current.closed and env is None and root is None:
+        return _current.total_nc_count
+    environment = dict(os.environ if env is None else env)
+    machine = open_machine(root, environment)
+    lnc = RuntimeConfig.from_env(environment).lnc
+    return machine.instance(lnc).total_cores
+
+
+def visible_nc_count(*, env: Mapping[str, str] | None = None, root: Path | str | None = None) -> int:
+    """``nrt_get_visible_nc_count``: cores owned once initialized, else the count the variables would ask for."""
+    if _current is not None and not _current.closed and env is None and root is None:
+        return _current.visible_nc_count
+    environment = dict(os.environ if env is None else env)
+    config = RuntimeConfig.from_env(environment)
+    instance = open_machine(root, environment).instance(config.lnc)
+    return plan_request(config, instance).count
