@@ -118,14 +118,15 @@ def format_line(level: LogLevel, module: str, function: str, message: str, *, pi
                 now: _dt.datetime | None = None) -> str:
     """One console/file line in libnrt's layout."""
     stamp = _timestamp(now or _dt.datetime.now())
-    return "%s %5d:%-5d %5s %5s:%-40s%s" % (stamp, pid, tid, level.name, module, function, message)
+    # printf layout kept on purpose: it is libnrt's own format string (SPEC §4).
+    return "%s %5d:%-5d %5s %5s:%-40s%s" % (stamp, pid, tid, level.name, module, function, message)  # noqa: UP031
 
 
 def format_syslog_line(level: LogLevel, module: str, function: str, message: str, *, pid: int, tid: int,
                        now: _dt.datetime | None = None) -> str:
     """One line of the emulated syslog: the syslog header, then libnrt's ``NRT:  pid:tid LEVEL  MOD:fn  msg``."""
     stamp = (now or _dt.datetime.now()).strftime("%b %d %H:%M:%S")
-    body = "NRT: %6d:%-5d %-6s%5s:%s  %s" % (pid, tid, level.name, module, function, message)
+    body = "NRT: %6d:%-5d %-6s%5s:%s  %s" % (pid, tid, level.name, module, function, message)  # noqa: UP031
     return f"{stamp} {socket.gethostname()} nrt[{pid}]: {body}"
 
 

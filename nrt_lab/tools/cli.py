@@ -151,10 +151,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.group == "driver":
         if args.action == "install":
             version = parse_driver_version(args.version)
-            state = machine.install_driver(version)
-            print(f"installed {DRIVER_PACKAGE} {state.installed}")
-            if state.reload_pending:
-                print(f"the loaded module is still {state.loaded}: NeuronCores are in use; "
+            driver = machine.install_driver(version)
+            print(f"installed {DRIVER_PACKAGE} {driver.installed}")
+            if driver.reload_pending:
+                print(f"the loaded module is still {driver.loaded}: NeuronCores are in use; "
                       "stop their owners, then run `nrt-lab driver reload`")
             return EXIT_OK
         if args.action == "uninstall":
@@ -164,8 +164,8 @@ def _run(args: argparse.Namespace) -> int:
         if args.action == "status":
             return _driver_status(machine, args.json)
         if args.action == "reload":
-            state = machine.reload_driver()
-            print(f"reloaded the neuron module: version {state.loaded}")
+            reloaded = machine.reload_driver()
+            print(f"reloaded the neuron module: version {reloaded.loaded}")
             return EXIT_OK
     raise AssertionError(f"unhandled command {args.group} {args.action}")
 
