@@ -1,0 +1,55 @@
+"""Array math for the emulated NeuronCores, on NumPy or CuPy, with declared FLOP counts.
+
+This is the bottom layer beside ``hardware``: it imports nothing else from ``nrt_lab``. Pick the array
+module with :func:`get_backend`, look ops up with :func:`get_kernel` / :func:`run_kernel`, and read
+:attr:`Kernel.doc` for each op's inputs and attributes.
+
+Dtypes: float32, float16, bfloat16 (``ml_dtypes.bfloat16``), int8, int32. float16/bfloat16 compute in float32
+and are cast back; see each kernel's ``accepted_dtypes`` and the module docs for integer rules.
+"""
+
+from __future__ import annotations
+
+from nrt_lab.kernels._common import ALL_DTYPES, FLOAT_DTYPES, INT_DTYPES
+from nrt_lab.kernels.backend import (
+    ACCEPTED_BACKENDS,
+    BACKEND_ENV,
+    Backend,
+    BackendUnavailableError,
+    get_backend,
+    namespace_of,
+    reset_backend_cache,
+    select_backend,
+)
+from nrt_lab.kernels.errors import KernelError
+from nrt_lab.kernels.registry import (
+    FlopsFn,
+    Kernel,
+    KernelFn,
+    get_kernel,
+    kernel_flops,
+    kernel_names,
+    run_kernel,
+)
+
+__all__ = [
+    "ACCEPTED_BACKENDS",
+    "ALL_DTYPES",
+    "BACKEND_ENV",
+    "Backend",
+    "BackendUnavailableError",
+    "FLOAT_DTYPES",
+    "FlopsFn",
+    "INT_DTYPES",
+    "Kernel",
+    "KernelError",
+    "KernelFn",
+    "get_backend",
+    "get_kernel",
+    "kernel_flops",
+    "kernel_names",
+    "namespace_of",
+    "reset_backend_cache",
+    "run_kernel",
+    "select_backend",
+]
