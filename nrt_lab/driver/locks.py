@@ -217,11 +217,13 @@ def remove_stale_records(root: Path) -> int:
             continue
         finally:
             os.close(fd)
-        lock_path.with_suffix(".json").unlink(missing_ok=True)
+        for suffix in (".json", ".stats", ".models"):
+            lock_path.with_suffix(suffix).unlink(missing_ok=True)
         lock_path.unlink(missing_ok=True)
         removed += 1
-    for json_path in procs.glob("*.json"):
-        if not json_path.with_suffix(".lock").exists():
-            json_path.unlink(missing_ok=True)
+    for orphan in [*procs.glob("*.json"), *procs.glob("*.stats"), *procs.glob("*.models")]:
+        stem = orphan.name.split(".")[:2]
+        if not (procs / (".".join(stem) + ".lock")).exists():
+            orphan.unlink(missing_ok=True)
             removed += 1
     return removed

@@ -48,12 +48,24 @@ _LOW_PRECISION = {"float16", "bfloat16"}
 _BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
 
 
+_NAME_CACHE: dict[Any, str] = {}
+
+
 def dtype_name(dtype: Any) -> str:
-    """Canonical name of a NumPy/CuPy dtype ("bfloat16" for ml_dtypes' bfloat16)."""
+    """Canonical name of a NumPy/CuPy dtype ("bfloat16" for ml_dtypes' bfloat16); cached (on the hot path)."""
     try:
-        return str(np.dtype(dtype).name)
+        return _NAME_CACHE[dtype]
+    except (KeyError, TypeError):
+        pass
+    try:
+        name = str(np.dtype(dtype).name)
     except TypeError:
         return str(dtype)
+    try:
+        _NAME_CACHE[dtype] = name
+    except TypeError:
+        pass
+    return name
 
 
 def is_int(name: str) -> bool:
@@ -115,7 +127,8 @@ def check_dtypes(
 
 def shape_of(a: Any) -> tuple[int, ...]:
     """The shape of an array as a tuple of Python ints."""
-    return tuple(int(s) for s in a.shape)
+    shape = a.shape
+    return shape if type(shape) is tuple else tuple(int(s) for s in shape)
 
 
 def check_shapes(kernel: str, shapes: Any, min_n: int, max_n: int, names: Sequence[str]) -> list[tuple[int, ...]]:
@@ -145,6 +158,8 @@ def check_shapes(kernel: str, shapes: Any, min_n: int, max_n: int, names: Sequen
 
 def broadcast(kernel: str, *shapes: tuple[int, ...]) -> tuple[int, ...]:
     """NumPy broadcasting of shapes, as a :class:`KernelError` when they are incompatible."""
+    if all(shape == shapes[0] for shape in shapes):
+        return shapes[0]
     try:
         return tuple(int(d) for d in np.broadcast_shapes(*shapes))
     except ValueError:

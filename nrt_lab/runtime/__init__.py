@@ -16,7 +16,9 @@ from nrt_lab.runtime.core import (
 )
 from nrt_lab.runtime.errors import ConfigError
 from nrt_lab.runtime.logging import LogLevel
+from nrt_lab.runtime.model import BenchmarkResult, Model, TensorInfo
 from nrt_lab.runtime.status import NrtError, NrtStatus, status_description
+from nrt_lab.runtime.tensor import Tensor, TensorPlacement, TensorSet
 
 __all__ = [
     "CoresBusyError",
@@ -37,4 +39,10 @@ __all__ = [
     "NrtError",
     "NrtStatus",
     "status_description",
+    "BenchmarkResult",
+    "Model",
+    "TensorInfo",
+    "Tensor",
+    "TensorPlacement",
+    "TensorSet",
 ]

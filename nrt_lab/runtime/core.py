@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from nrt_lab.driver import (
     MIN_DRIVER_VERSION,
@@ -27,6 +28,7 @@ from nrt_lab.driver import (
     format_core_ranges,
     open_machine,
 )
+from nrt_lab.driver.stats import MAX_STATS_CORES, StatsPage
 from nrt_lab.hardware import InstanceSpec
 from nrt_lab.runtime.allocation import (
     CoresBusyError,
@@ -37,7 +39,8 @@ from nrt_lab.runtime.allocation import (
 )
 from nrt_lab.runtime.config import RuntimeConfig
 from nrt_lab.runtime.errors import ConfigError
-from nrt_lab.runtime.logging import LogSettings, NrtLogger
+from nrt_lab.runtime.logging import LogSettings, NrtLogger, parse_log_settings
+from nrt_lab.runtime.memory import MICROCODE_BYTES_PER_PHYSICAL_NC, DeviceMemory
 from nrt_lab.runtime.status import NrtError, NrtStatus
 
 __all__ = [
@@ -115,6 +118,22 @@ class Runtime:
     pid: int
     _claim: CoreClaim | None = field(repr=False, default=None)
     closed: bool = False
+    generation: int = 0
+    stats: StatsPage | None = field(repr=False, default=None)
+    memory: DeviceMemory = field(repr=False, default=None)  # type: ignore[assignment]
+    models: dict[int, Any] = field(repr=False, default_factory=dict)
+    core_locks: dict[int, threading.Lock] = field(repr=False, default_factory=dict)
+    faults: Any = field(repr=False, default=None)
+
+    def __post_init__(self) -> None:
+        physical_per_core = self.instance.lnc
+        if self.memory is None:
+            syslog = self.machine.root / "log" / "syslog"
+            self.memory = DeviceMemory(self.instance, self.cores, self.stats, self.logger, syslog)
+        for core in self.cores:
+            self.core_locks[core] = threading.Lock()
+            # The runtime loads microcode on every physical NeuronCore it owns (counted as model code).
+            self.memory.reserve(core, MICROCODE_BYTES_PER_PHYSICAL_NC * physical_per_core, "model_code")
 
     @property
     def tag(self) -> str:
@@ -135,6 +154,11 @@ class Runtime:
     def total_nc_count(self) -> int:
         """Cores on the instance, whatever the variables say (``nrt_get_total_nc_count``)."""
         return self.instance.total_cores
+
+    @property
+    def numerical_errors(self) -> bool:
+        """NaN outputs fail executions (off by default since libnrt 2.27; NEURON_FAIL_ON_NAN=1 turns it on)."""
+        return bool(self.config.numerical_errors)
 
     @property
     def exec_timeout_s(self) -> float:
@@ -174,6 +198,7 @@ class Runtime:
 _guard = threading.RLock()
 _current: Runtime | None = None
 _ever_closed = False
+_generation = 0
 
 
 def _reset_in_child() -> None:
@@ -191,7 +216,24 @@ def _fail(logger: NrtLogger, status: NrtStatus, module: str, function: str, mess
     return NrtError(status, message + (f" ({detail})" if detail else ""))
 
 
+def _config_error_logger(environment: Mapping[str, str], root: Path | str | None) -> NrtLogger:
+    """Logger for a malformed variable: the log variables still apply (QUIET, syslog) when they are valid."""
+    try:
+        settings = parse_log_settings(environment)
+    except ConfigError:
+        return NrtLogger(LogSettings(), None)
+    syslog = None
+    if "syslog" in (settings.default_location, *settings.locations.values()):
+        with contextlib.suppress(StateError, OSError):
+            syslog = open_machine(root, environment).root / "log" / "syslog"
+    return NrtLogger(settings, syslog)
+
+
 def _check_driver(machine: Machine, logger: NrtLogger) -> None:
+    try:
+        machine.state()  # a broken machine.json is the device layer's failure, reported as in _view
+    except StateError as exc:
+        raise _fail(logger, NrtStatus.FAILURE, "TDRV", "tdrv_init", str(exc)) from None
     try:
         driver = machine.driver()
     except StateError as exc:
@@ -278,8 +320,8 @@ def init(
         try:
             config = RuntimeConfig.from_env(environment)
         except ConfigError as exc:
-            logger = NrtLogger(LogSettings(), None)
-            raise _fail(logger, NrtStatus.FAILURE, "NRT", "nrt_init", str(exc)) from None
+            raise _fail(_config_error_logger(environment, root), NrtStatus.FAILURE, "NRT", "nrt_init",
+                        str(exc)) from None
         try:
             machine = open_machine(root, environment)
         except StateError as exc:
@@ -323,10 +365,19 @@ def init(
             claim, cores = allocate(machine.root, instance, request, make_record)
         except CoresBusyError as exc:
             raise _fail(logger, NrtStatus.FAILURE, "NRT", "nrt_allocate_neuron_cores", str(exc)) from None
-        runtime = Runtime(
-            machine=machine, instance=instance, instance_id=instance_id, config=config, logger=logger,
-            framework=fw, cores=cores, pid=pid, _claim=claim,
-        )
+        global _generation
+        _generation += 1
+        try:
+            stats = None
+            if claim.record_path is not None and len(cores) <= MAX_STATS_CORES:
+                stats = StatsPage(claim.record_path.with_suffix(".stats"), cores)
+            runtime = Runtime(
+                machine=machine, instance=instance, instance_id=instance_id, config=config, logger=logger,
+                framework=fw, cores=cores, pid=pid, _claim=claim, generation=_generation, stats=stats,
+            )
+        except BaseException:
+            claim.release()
+            raise
         logger.info(
             "NRT", "nrt_init",
             f"Neuron Runtime {RUNTIME_VERSION} started on {instance.name}: "
@@ -342,7 +393,13 @@ def close_runtime(runtime: Runtime) -> None:
     with _guard:
         if runtime.closed:
             return
+        for model in list(runtime.models.values()):
+            with contextlib.suppress(NrtError):
+                model.unload()
         runtime.closed = True
+        if runtime.stats is not None:
+            runtime.stats.close()
+            runtime.stats = None
         if runtime._claim is not None:
             with contextlib.suppress(OSError):
                 runtime._claim.release()
