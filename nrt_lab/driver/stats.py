@@ -31,10 +31,11 @@ __all__ = [
     "StatsSnapshot",
     "CoreCounters",
     "read_stats",
+    "page_bytes",
 ]
 
 MAX_STATS_CORES = 128
-LATENCY_RING = 1024
+LATENCY_RING = 256  # per core
 _MAGIC = 0x5354_5441_5452_4E  # "NRTATS" — identifies a stats page
 _VERSION = 1
 
@@ -53,43 +54,49 @@ SYSFS_STATUS_KINDS = ("success", "failure", "timeout", "exec_bad_input", "hw_err
                       "oob_error", "infer_completed_with_error", "infer_completed_with_num_error",
                       "infer_failed_to_queue")
 
-# The page is an array of little-endian u64 words (a memoryview cast to "Q": ~50 ns per store, which keeps
-# the per-execution cost to about a microsecond). Word offsets:
-_H_MAGIC, _H_VERSION, _H_CORES, _H_PID, _H_SEQ, _H_CREATED_US, _H_RING_NEXT = range(7)
-_H_HOST = 7
+# The page is an array of little-endian u64 words (a memoryview cast to "Q": ~50 ns per store). Each core has
+# its own block with its own sequence counter, lock and latency ring, so executions on different cores never
+# contend and an execution costs about a microsecond of bookkeeping. Word offsets:
+_H_MAGIC, _H_VERSION, _H_CORES, _H_PID, _H_SEQ, _H_CREATED_US = range(6)
+_H_HOST = 8
 _H_HOST_PEAK = _H_HOST + len(HOST_MEMORY_KINDS)
 _HEADER_WORDS = 32
-_C_CORE, _C_BUSY, _C_FLOPS, _C_RUNNING, _C_LOADS, _C_INFERENCES = range(6)
-_C_OUTCOMES = 6
+_C_CORE, _C_SEQ, _C_BUSY, _C_FLOPS, _C_RUNNING, _C_LOADS, _C_INFERENCES, _C_RING_NEXT = range(8)
+_C_OUTCOMES = 8
 _C_ERRORS = _C_OUTCOMES + len(OUTCOMES)
 _C_MEMORY = _C_ERRORS + len(ERROR_KINDS)
 _C_MEMORY_PEAK = _C_MEMORY + len(DEVICE_MEMORY_KINDS)
 _C_STATUS = _C_MEMORY_PEAK + len(DEVICE_MEMORY_KINDS)
-_CORE_WORDS = 48
-assert _C_STATUS + len(SYSFS_STATUS_KINDS) <= _CORE_WORDS
-_RING_WORDS = 3
+_C_RING = 64
+assert _C_STATUS + len(SYSFS_STATUS_KINDS) <= _C_RING
+_RING_WORDS = 3  # total_ns, device_ns, end time (monotonic µs)
+_CORE_WORDS = _C_RING + _RING_WORDS * LATENCY_RING
 _CORES_AT = _HEADER_WORDS
-_RING_AT = _CORES_AT + _CORE_WORDS * MAX_STATS_CORES
-PAGE_WORDS = _RING_AT + _RING_WORDS * LATENCY_RING
-PAGE_BYTES = PAGE_WORDS * 8
+
+
+def page_bytes(core_count: int) -> int:
+    """Size of a page for ``core_count`` cores."""
+    return (_HEADER_WORDS + _CORE_WORDS * core_count) * 8
 
 
 class StatsPage:
-    """The writer side, owned by one runtime; every update is a few word stores under a process lock."""
+    """The writer side, owned by one runtime; updates are word stores under the core's own lock."""
 
     def __init__(self, path: Path, cores: Sequence[int]) -> None:
-        if len(cores) > MAX_STATS_CORES:
-            raise ValueError(f"a stats page holds at most {MAX_STATS_CORES} cores, got {len(cores)}")
+        if not 0 < len(cores) <= MAX_STATS_CORES:
+            raise ValueError(f"a stats page holds 1 to {MAX_STATS_CORES} cores, got {len(cores)}")
         self.path = path
+        size = page_bytes(len(cores))
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
-            os.ftruncate(fd, PAGE_BYTES)
-            self._map = mmap.mmap(fd, PAGE_BYTES)
+            os.ftruncate(fd, size)
+            self._map = mmap.mmap(fd, size)
         finally:
             os.close(fd)
         self._words = memoryview(self._map).cast("Q")
         self.base = {core: _CORES_AT + index * _CORE_WORDS for index, core in enumerate(cores)}
-        self._lock = threading.Lock()
+        self._locks = {core: threading.Lock() for core in cores}
+        self._host_lock = threading.Lock()
         w = self._words
         w[_H_VERSION] = _VERSION
         w[_H_CORES] = len(cores)
@@ -106,78 +113,95 @@ class StatsPage:
         """Account one execution on ``core``: busy time, FLOPs, outcome, latency, sysfs status."""
         if not self.enabled:
             return
-        base = self.base[core]
+        b = self.base[core]
         w = self._words
-        with self._lock:
-            w[_H_SEQ] += 1
-            w[base + _C_BUSY] += busy_ns
-            w[base + _C_FLOPS] += flops
-            w[base + _C_OUTCOMES + outcome] += 1
-            w[base + _C_STATUS + status_kind] += 1
-            w[base + _C_INFERENCES] += 1
+        with self._locks[core]:
+            w[b + 1] += 1  # _C_SEQ: odd while writing
+            w[b + 2] += busy_ns  # _C_BUSY
+            w[b + 3] += flops  # _C_FLOPS
+            w[b + 4] = 0  # _C_RUNNING: idle again
+            w[b + 6] += 1  # _C_INFERENCES
+            w[b + _C_OUTCOMES + outcome] += 1
+            w[b + _C_STATUS + status_kind] += 1
             if error_kind is not None:
-                w[base + _C_ERRORS + error_kind] += 1
-            index = w[_H_RING_NEXT]
-            at = _RING_AT + (index % LATENCY_RING) * _RING_WORDS
+                w[b + _C_ERRORS + error_kind] += 1
+            index = w[b + 7]  # _C_RING_NEXT
+            at = b + _C_RING + (index % LATENCY_RING) * _RING_WORDS
             w[at] = total_ns
             w[at + 1] = device_ns
-            w[at + 2] = core
-            w[_H_RING_NEXT] = index + 1
-            w[_H_SEQ] += 1
+            w[at + 2] = time.monotonic_ns() // 1000
+            w[b + 7] = index + 1
+            w[b + 1] += 1
 
     def set_running(self, core: int, since_ns: int) -> None:
-        """Mark ``core`` busy since ``since_ns`` (0 = idle), so utilization counts a long execution live."""
+        """Mark ``core`` busy since ``since_ns`` (monotonic; 0 = idle) so utilization counts a long run live."""
         if self.enabled:
             self._words[self.base[core] + _C_RUNNING] = since_ns
 
     def record_failure(self, core: int | None, outcome: int | None, error_kind: int | None, status_kind: int) -> None:
         """Account a failed load or an execution rejected before it ran (bad input, queue full)."""
-        if not self.enabled or not self.base:
+        if not self.enabled:
             return
-        base = self.base.get(core if core is not None else -1, next(iter(self.base.values())))
+        key = core if core in self.base else next(iter(self.base))
+        b = self.base[key]
         w = self._words
-        with self._lock:
-            w[_H_SEQ] += 1
+        with self._locks[key]:
+            w[b + _C_SEQ] += 1
             if outcome is not None:
-                w[base + _C_OUTCOMES + outcome] += 1
+                w[b + _C_OUTCOMES + outcome] += 1
             if error_kind is not None:
-                w[base + _C_ERRORS + error_kind] += 1
-            w[base + _C_STATUS + status_kind] += 1
-            w[_H_SEQ] += 1
-
-    def _add(self, at: int, peak_at: int, delta: int) -> None:
-        w = self._words
-        with self._lock:
-            w[_H_SEQ] += 1
-            value = max(0, w[at] + delta)
-            w[at] = value
-            if value > w[peak_at]:
-                w[peak_at] = value
-            w[_H_SEQ] += 1
+                w[b + _C_ERRORS + error_kind] += 1
+            w[b + _C_STATUS + status_kind] += 1
+            w[b + _C_SEQ] += 1
 
     def add_device_memory(self, core: int, kind: int, delta: int) -> None:
         """Add (or, negative, remove) device memory of one category on ``core``; peaks follow."""
-        if self.enabled:
-            base = self.base[core]
-            self._add(base + _C_MEMORY + kind, base + _C_MEMORY_PEAK + kind, delta)
+        if not self.enabled:
+            return
+        b = self.base[core]
+        w = self._words
+        with self._locks[core]:
+            w[b + _C_SEQ] += 1
+            value = max(0, w[b + _C_MEMORY + kind] + delta)
+            w[b + _C_MEMORY + kind] = value
+            if value > w[b + _C_MEMORY_PEAK + kind]:
+                w[b + _C_MEMORY_PEAK + kind] = value
+            w[b + _C_SEQ] += 1
 
     def add_host_memory(self, kind: int, delta: int) -> None:
         """Add (or remove) host memory of one category."""
-        if self.enabled:
-            self._add(_H_HOST + kind, _H_HOST_PEAK + kind, delta)
+        if not self.enabled:
+            return
+        w = self._words
+        with self._host_lock:
+            w[_H_SEQ] += 1
+            value = max(0, w[_H_HOST + kind] + delta)
+            w[_H_HOST + kind] = value
+            if value > w[_H_HOST_PEAK + kind]:
+                w[_H_HOST_PEAK + kind] = value
+            w[_H_SEQ] += 1
 
     def count_model_load(self, core: int) -> None:
         """One more model loaded on ``core``."""
         if self.enabled:
-            with self._lock:
-                self._words[self.base[core] + _C_LOADS] += 1
+            b = self.base[core]
+            with self._locks[core]:
+                self._words[b + _C_SEQ] += 1
+                self._words[b + _C_LOADS] += 1
+                self._words[b + _C_SEQ] += 1
 
     def close(self) -> None:
         """Unmap and delete the page (the process is releasing its cores)."""
         self.enabled = False
-        with self._lock:
-            self._words.release()
-            self._map.close()
+        with self._host_lock:
+            for lock in self._locks.values():
+                lock.acquire()
+            try:
+                self._words.release()
+                self._map.close()
+            finally:
+                for lock in self._locks.values():
+                    lock.release()
         self.path.unlink(missing_ok=True)
 
 
@@ -208,7 +232,7 @@ class StatsSnapshot:
     cores: tuple[CoreCounters, ...]
     host_memory: dict[str, int]
     host_memory_peak: dict[str, int]
-    latencies: tuple[tuple[int, int, int], ...]  # (total_ns, device_ns, core), oldest first
+    latencies: np.ndarray[Any, Any]  # rows (total_ns, device_ns, core), oldest first; the last 256 per core
     executions_total: int
 
 
@@ -216,51 +240,70 @@ def _named(values: Any, names: Sequence[str]) -> dict[str, int]:
     return {name: int(values[i]) for i, name in enumerate(names)}
 
 
+def _stable_copy(view: mmap.mmap, start: int, count: int, seq_word: int,
+                 retries: int) -> np.ndarray[Any, Any] | None:
+    """Copy ``count`` words at ``start`` whose sequence word is even and unchanged across the copy."""
+    for _ in range(retries):
+        words: np.ndarray[Any, Any] = np.frombuffer(view, dtype="<u8", count=count, offset=start * 8).copy()
+        seq = int(words[seq_word])
+        if seq % 2 == 0 and int(np.frombuffer(view, dtype="<u8", count=1, offset=(start + seq_word) * 8)[0]) == seq:
+            return words
+        time.sleep(0)
+    return None
+
+
 def read_stats(path: Path, retries: int = 50) -> StatsSnapshot | None:
-    """Copy a page consistently (retrying while a write is in flight); None if absent, foreign or torn."""
+    """Copy a page consistently (each block retried while a write is in flight); None if absent, foreign or torn."""
     try:
         with open(path, "rb") as fh:
-            if os.fstat(fh.fileno()).st_size != PAGE_BYTES:
+            size = os.fstat(fh.fileno()).st_size
+            if size < _HEADER_WORDS * 8:
                 return None
-            view = mmap.mmap(fh.fileno(), PAGE_BYTES, access=mmap.ACCESS_READ)
+            view = mmap.mmap(fh.fileno(), size, access=mmap.ACCESS_READ)
     except (OSError, ValueError):
         return None
     try:
-        for _ in range(retries):
-            taken = time.monotonic_ns()
-            raw = bytes(view)
-            words = np.frombuffer(raw, dtype="<u8")
-            if int(words[_H_MAGIC]) != _MAGIC or int(words[_H_VERSION]) != _VERSION:
+        taken = time.monotonic_ns()
+        header = _stable_copy(view, 0, _HEADER_WORDS, _H_SEQ, retries)
+        if header is None or int(header[_H_MAGIC]) != _MAGIC or int(header[_H_VERSION]) != _VERSION:
+            return None
+        count = int(header[_H_CORES])
+        if not 0 < count <= MAX_STATS_CORES or size != page_bytes(count):
+            return None
+        cores: list[CoreCounters] = []
+        rings: list[np.ndarray[Any, Any]] = []
+        total = 0
+        for index in range(count):
+            r = _stable_copy(view, _CORES_AT + index * _CORE_WORDS, _CORE_WORDS, _C_SEQ, retries)
+            if r is None:
                 return None
-            seq = int(words[_H_SEQ])
-            if seq % 2 == 1 or int(np.frombuffer(view, dtype="<u8", count=_HEADER_WORDS)[_H_SEQ]) != seq:
-                time.sleep(0)
-                continue
-            count = min(int(words[_H_CORES]), MAX_STATS_CORES)
-            rows = words[_CORES_AT : _CORES_AT + count * _CORE_WORDS].reshape(count, _CORE_WORDS)
-            ring = words[_RING_AT:].reshape(LATENCY_RING, _RING_WORDS)
-            written = int(words[_H_RING_NEXT])
-            order = [i % LATENCY_RING for i in range(max(0, written - LATENCY_RING), written)]
-            return StatsSnapshot(
-                pid=int(words[_H_PID]),
-                taken_ns=taken,
-                created=int(words[_H_CREATED_US]) / 1e6,
-                cores=tuple(
-                    CoreCounters(
-                        core=int(r[_C_CORE]), busy_ns=int(r[_C_BUSY]), running_since_ns=int(r[_C_RUNNING]),
-                        flops=int(r[_C_FLOPS]), outcomes=_named(r[_C_OUTCOMES:], OUTCOMES),
-                        errors=_named(r[_C_ERRORS:], ERROR_KINDS), memory=_named(r[_C_MEMORY:], DEVICE_MEMORY_KINDS),
-                        memory_peak=_named(r[_C_MEMORY_PEAK:], DEVICE_MEMORY_KINDS),
-                        status=_named(r[_C_STATUS:], SYSFS_STATUS_KINDS), model_loads=int(r[_C_LOADS]),
-                        inferences=int(r[_C_INFERENCES]),
-                    )
-                    for r in rows
-                ),
-                host_memory=_named(words[_H_HOST:], HOST_MEMORY_KINDS),
-                host_memory_peak=_named(words[_H_HOST_PEAK:], HOST_MEMORY_KINDS),
-                latencies=tuple((int(ring[i][0]), int(ring[i][1]), int(ring[i][2])) for i in order),
-                executions_total=written,
-            )
-        return None
+            core = int(r[_C_CORE])
+            written = int(r[_C_RING_NEXT])
+            total += written
+            ring = r[_C_RING:].reshape(LATENCY_RING, _RING_WORDS)
+            order = np.arange(max(0, written - LATENCY_RING), written) % LATENCY_RING
+            if order.size:
+                entries = ring[order]
+                rings.append(np.column_stack([entries[:, 2], entries[:, 0], entries[:, 1],
+                                              np.full(order.size, core, dtype=np.uint64)]))
+            cores.append(CoreCounters(
+                core=core, busy_ns=int(r[_C_BUSY]), running_since_ns=int(r[_C_RUNNING]), flops=int(r[_C_FLOPS]),
+                outcomes=_named(r[_C_OUTCOMES:], OUTCOMES), errors=_named(r[_C_ERRORS:], ERROR_KINDS),
+                memory=_named(r[_C_MEMORY:], DEVICE_MEMORY_KINDS),
+                memory_peak=_named(r[_C_MEMORY_PEAK:], DEVICE_MEMORY_KINDS),
+                status=_named(r[_C_STATUS:], SYSFS_STATUS_KINDS), model_loads=int(r[_C_LOADS]),
+                inferences=int(r[_C_INFERENCES]),
+            ))
+        if rings:
+            merged = np.concatenate(rings)
+            latencies = merged[np.argsort(merged[:, 0], kind="stable")][:, 1:].astype(np.int64)
+        else:
+            latencies = np.zeros((0, 3), dtype=np.int64)
+        return StatsSnapshot(
+            pid=int(header[_H_PID]), taken_ns=taken, created=int(header[_H_CREATED_US]) / 1e6, cores=tuple(cores),
+            host_memory=_named(header[_H_HOST:], HOST_MEMORY_KINDS),
+            host_memory_peak=_named(header[_H_HOST_PEAK:], HOST_MEMORY_KINDS),
+            latencies=latencies, executions_total=total,
+        )
     finally:
         view.close()

@@ -22,6 +22,7 @@ from nrt_lab.kernels.backend import (
     select_backend,
 )
 from nrt_lab.kernels.errors import KernelError
+from nrt_lab.kernels.fast import fast_kernel
 from nrt_lab.kernels.registry import (
     FlopsFn,
     Kernel,
@@ -44,6 +45,7 @@ __all__ = [
     "Kernel",
     "KernelError",
     "KernelFn",
+    "fast_kernel",
     "get_backend",
     "get_kernel",
     "kernel_flops",

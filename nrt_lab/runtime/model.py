@@ -17,7 +17,7 @@ import os
 import statistics
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from nrt_lab.driver.state import atomic_write_json
-from nrt_lab.kernels import Kernel, KernelError, get_backend, get_kernel
+from nrt_lab.kernels import Kernel, KernelError, fast_kernel, get_backend, get_kernel
 from nrt_lab.neff import NeffModel, parse_neff
 from nrt_lab.neff.format import DEFAULT_MAX_NEFF_BYTES, numpy_dtype
 from nrt_lab.runtime.core import Runtime, require_runtime
@@ -80,6 +80,7 @@ class _Step:
     output: str
     attrs: Mapping[str, Any]
     flops: int
+    run: Callable[[Any, Sequence[Any], Mapping[str, Any]], Any]  # the checked kernel, or its unchecked fast path
 
 
 _model_ids = itertools.count(1001)
@@ -123,6 +124,8 @@ class Model:
         self._constants: dict[str, Any] = {}
         self._reserved: list[tuple[int, int, str]] = []
         self._unloaded = False
+        self._binding: tuple[Any, ...] | None = None
+        self.last_device_ns = 0
         self.flops_per_execution = 0
         self.executions = 0
 
@@ -189,6 +192,7 @@ class Model:
     def _compile(self) -> None:
         sg = self.neff.subgraphs[0]
         shapes = {v.name: tuple(v.shape) for v in sg.vars}
+        dtypes = {v.name: v.dtype for v in sg.vars}
         steps: list[_Step] = []
         for node in sg.nodes:
             try:
@@ -204,7 +208,9 @@ class Model:
                 flops = int(kernel.flops([shapes[i] for i in node.inputs], attrs))
             except (KernelError, KeyError, ValueError, TypeError) as exc:
                 raise NrtError(NrtStatus.INVALID, f"op {node.name} ({node.op}) is invalid: {exc}") from None
-            steps.append(_Step(kernel, tuple(node.inputs), node.outputs[0], attrs, flops))
+            fast = fast_kernel(node.op, [dtypes[i] for i in node.inputs])
+            run = kernel.fn if fast is None or dtypes[node.outputs[0]] != dtypes[node.inputs[0]] else fast
+            steps.append(_Step(kernel, tuple(node.inputs), node.outputs[0], attrs, flops, run))
         self._steps = tuple(steps)
         self.flops_per_execution = sum(s.flops for s in steps)
 
@@ -225,7 +231,7 @@ class Model:
         zeros = {n: np.zeros(i.shape, dtype=i.np_dtype) for n, i in self.inputs.items()}
         try:
             self._run_plan(backend, {n: (backend.to_device(a) if backend.is_gpu else a) for n, a in zeros.items()},
-                           deadline=math.inf)
+                           deadline=math.inf, checked=True)
         except KernelError as exc:
             raise NrtError(NrtStatus.INVALID, f"NEFF {self.name} cannot run: {exc}") from None
         except (ValueError, TypeError) as exc:
@@ -276,12 +282,10 @@ class Model:
                 if given.dtype is not None and given.dtype != info.np_dtype:
                     raise self._bad_input(runtime, f"input {name!r} holds {given.dtype.name}; model {self.name} "
                                                    f"expects {info.dtype}", NrtStatus.EXEC_BAD_INPUT)
-                raw = given.raw()
                 if backend.is_gpu and given.placement != TensorPlacement.DEVICE:
-                    raw = xp.asarray(raw)
-                elif not backend.is_gpu or given.placement == TensorPlacement.DEVICE:
-                    pass
-                values[name] = typed_view(xp, raw, info.np_dtype, info.shape)
+                    values[name] = typed_view(xp, xp.asarray(given.raw()), info.np_dtype, info.shape)
+                else:
+                    values[name] = given.typed(xp, info.np_dtype, info.shape)
             else:
                 array = np.asarray(given)
                 if array.dtype != info.np_dtype or array.size * array.itemsize != info.size:
@@ -292,11 +296,12 @@ class Model:
                 values[name] = backend.to_device(array) if backend.is_gpu else array
         return values
 
-    def _run_plan(self, backend: Any, values: dict[str, Any], deadline: float) -> dict[str, Any]:
+    def _run_plan(self, backend: Any, values: dict[str, Any], deadline: float, checked: bool = False) -> dict[str, Any]:
         xp = backend.xp
         values.update(self._constants)
         for step in self._steps:
-            values[step.output] = step.kernel.fn(xp, [values[i] for i in step.inputs], step.attrs)
+            run = step.kernel.fn if checked else step.run
+            values[step.output] = run(xp, [values[i] for i in step.inputs], step.attrs)
             if time.perf_counter() > deadline:
                 raise TimeoutError
         return values
@@ -349,9 +354,7 @@ class Model:
         runtime = self._check()
         started = time.perf_counter_ns()
         backend = get_backend()
-        xp = backend.xp
-        out_tensors = self._resolve_outputs(runtime, outputs)
-        values = self._bind_inputs(runtime, xp, inputs, backend)
+        values, out_tensors, targets = self._bind(runtime, backend, inputs, outputs)
         core = self.core
         stats = runtime.stats
         locks = [runtime.core_locks[c] for c in self.cores]
@@ -364,20 +367,11 @@ class Model:
                 stats.set_running(core, time.monotonic_ns())
             deadline = time.perf_counter() + runtime.exec_timeout_s
             try:
-                with backend.use_device(core):
-                    if fault is not None:
-                        fault.apply(deadline)
-                    for run in range(repeat):
-                        if run:
-                            values = {i: values[o] for i, o in zip(self.inputs, self.outputs, strict=True)}
-                        values = self._run_plan(backend, values, deadline)
-                    results = [values[name] for name in self.outputs]
-                    for (name, info), result in zip(self.outputs.items(), results, strict=True):
-                        store_typed(xp, out_tensors[name].raw(), info.np_dtype, result)
-                    nan = runtime.numerical_errors and any(
-                        info.np_dtype.kind == "f" and bool(xp.isnan(r).any())
-                        for info, r in zip(self.outputs.values(), results, strict=True)
-                    )
+                if backend.is_gpu:
+                    with backend.use_device(core):
+                        nan = self._compute(runtime, backend, values, out_tensors, targets, fault, deadline, repeat)
+                else:
+                    nan = self._compute(runtime, backend, values, out_tensors, targets, fault, deadline, repeat)
             except TimeoutError:
                 self._finish(runtime, started, device_start, _TIMED_OUT, _ERR_GENERIC, _S_TIMEOUT, repeat)
                 timeout_ms = int(runtime.exec_timeout_s * 1000)
@@ -407,6 +401,52 @@ class Model:
                 stats.set_running(core, 0)
             for lock in locks:
                 lock.release()
+
+    def _bind(self, runtime: Runtime, backend: Any, inputs: Mapping[str, Tensor | np.ndarray[Any, Any]],
+              outputs: Mapping[str, Tensor] | None) -> tuple[dict[str, Any], dict[str, Tensor], list[Any]]:
+        """Validated input values, output tensors and output views; reused while the caller passes the same
+        tensor objects (the usual loop over preallocated tensors), so a repeat execution skips re-validation."""
+        cached = self._binding
+        if cached is not None and outputs is not None:
+            given_in, given_out, versions, values, out_tensors, targets = cached
+            if (len(inputs) == len(given_in) and len(outputs) == len(given_out)
+                    and all(inputs.get(n) is t for n, t in given_in.items())
+                    and all(outputs.get(n) is t for n, t in given_out.items())
+                    and all(t.version == v for t, v in versions)):
+                return dict(values), out_tensors, targets
+        xp = backend.xp
+        out_tensors = self._resolve_outputs(runtime, outputs)
+        values = self._bind_inputs(runtime, xp, inputs, backend)
+        targets = [
+            out_tensors[name].typed(xp, info.np_dtype, info.shape) if xp is np or info.dtype != "bfloat16" else None
+            for name, info in self.outputs.items()
+        ]
+        if outputs is not None:
+            tensors = [t for t in (*inputs.values(), *outputs.values()) if isinstance(t, Tensor)]
+            self._binding = (dict(inputs), dict(outputs), [(t, t.version) for t in tensors], dict(values),
+                             out_tensors, targets)
+        return values, out_tensors, targets
+
+    def _compute(self, runtime: Runtime, backend: Any, values: dict[str, Any], out_tensors: Mapping[str, Tensor],
+                 targets: list[Any], fault: Any, deadline: float, repeat: int) -> bool:
+        """Run the plan ``repeat`` times and store the outputs; True when an output holds NaN (and that counts)."""
+        xp = backend.xp
+        if fault is not None:
+            fault.apply(deadline)
+        for run in range(repeat):
+            if run:
+                values = {i: values[o] for i, o in zip(self.inputs, self.outputs, strict=True)}
+            values = self._run_plan(backend, values, deadline)
+        results = [values[name] for name in self.outputs]
+        for (name, info), result, target in zip(self.outputs.items(), results, targets, strict=True):
+            if target is not None:
+                target[...] = result
+            else:
+                store_typed(xp, out_tensors[name].raw(), info.np_dtype, result)
+        return runtime.numerical_errors and any(
+            info.np_dtype.kind == "f" and bool(xp.isnan(r).any())
+            for info, r in zip(self.outputs.values(), results, strict=True)
+        )
 
     def _finish(self, runtime: Runtime, started: int, device_start: int, outcome: int, error_kind: int | None,
                 status_kind: int, repeat: int) -> None:
@@ -447,6 +487,7 @@ class Model:
         """``nrt_unload``: free the model's device memory; using it afterwards is NRT_INVALID_HANDLE."""
         runtime = self._check()
         self._unloaded = True
+        self._binding = None
         self._release_memory()
         self._constants.clear()
         runtime.models.pop(self.model_id, None)

@@ -110,6 +110,8 @@ class Tensor:
         self.dtype = dtype
         self.shape = shape
         self._freed = False
+        self.version = 0  # bumped whenever the bytes behind this handle change place (attach, free)
+        self._typed: dict[tuple[np.dtype[Any], tuple[int, ...]], Any] = {}
         with Tensor._ids_lock:
             self.tensor_id = next(Tensor._ids)
         if storage is not None:
@@ -178,6 +180,8 @@ class Tensor:
         runtime = self._runtime()
         if self._storage is not None:
             self._storage.drop_user()
+        self._typed.clear()
+        self.version += 1
         self._storage = _Storage(runtime, TensorPlacement.VIRTUAL, None, view, 0, True)
         self._storage.add_user()
         self._offset, self._size = 0, int(view.size)
@@ -231,6 +235,17 @@ class Tensor:
         """The backend uint8 array of exactly this tensor's bytes (a view: no copy)."""
         storage = self._live()
         return storage.array[self._offset : self._offset + self._size]
+
+    def typed(self, xp: Any, dtype: np.dtype[Any], shape: tuple[int, ...]) -> Any:
+        """This tensor's bytes viewed as ``dtype``/``shape`` (cached: executions reuse the same view)."""
+        self._live()
+        key = (dtype, shape)
+        view = self._typed.get(key)
+        if view is None:
+            view = typed_view(xp, self.raw(), dtype, shape)
+            if xp is np or dtype.name != "bfloat16":  # a widened bfloat16 copy must not be cached
+                self._typed[key] = view
+        return view
 
     # ------------------------------------------------------------------ I/O
     def _bounds(self, offset: int, length: int, what: str) -> None:
@@ -334,6 +349,8 @@ class Tensor:
         if self._freed:
             return
         self._freed = True
+        self.version += 1
+        self._typed.clear()
         if self._storage is not None:
             self._storage.drop_user()
             self._storage = None
