@@ -28,6 +28,7 @@ __all__ = [
     "probe_free",
     "held_cores",
     "list_owners",
+    "list_owner_files",
     "remove_stale_records",
 ]
 
@@ -186,12 +187,12 @@ def _parse_record(data: object) -> OwnerRecord | None:
         return None
 
 
-def list_owners(root: Path) -> list[OwnerRecord]:
-    """Every live owner record, sorted by pid; dead or unreadable records are skipped, never raised."""
-    owners: list[OwnerRecord] = []
+def list_owner_files(root: Path) -> list[tuple[OwnerRecord, Path]]:
+    """Every live owner record with the path of its JSON file (its stats page is the same path + ``.stats``)."""
+    found: list[tuple[OwnerRecord, Path]] = []
     procs = root / "procs"
     if not procs.is_dir():
-        return owners
+        return found
     for json_path in procs.glob("*.json"):
         if not _record_is_live(json_path):
             continue
@@ -200,9 +201,14 @@ def list_owners(root: Path) -> list[OwnerRecord]:
         except (OSError, ValueError):
             continue
         if record is not None:
-            owners.append(record)
-    owners.sort(key=lambda r: (r.pid, r.start_time))
-    return owners
+            found.append((record, json_path))
+    found.sort(key=lambda item: (item[0].pid, item[0].start_time))
+    return found
+
+
+def list_owners(root: Path) -> list[OwnerRecord]:
+    """Every live owner record, sorted by pid; dead or unreadable records are skipped, never raised."""
+    return [record for record, _path in list_owner_files(root)]
 
 
 def remove_stale_records(root: Path) -> int:

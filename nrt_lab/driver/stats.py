@@ -232,7 +232,7 @@ class StatsSnapshot:
     cores: tuple[CoreCounters, ...]
     host_memory: dict[str, int]
     host_memory_peak: dict[str, int]
-    latencies: np.ndarray[Any, Any]  # rows (total_ns, device_ns, core), oldest first; the last 256 per core
+    latencies: np.ndarray[Any, Any]  # rows (end_us monotonic, total_ns, device_ns, core), oldest first; last 256/core
     executions_total: int
 
 
@@ -296,9 +296,9 @@ def read_stats(path: Path, retries: int = 50) -> StatsSnapshot | None:
             ))
         if rings:
             merged = np.concatenate(rings)
-            latencies = merged[np.argsort(merged[:, 0], kind="stable")][:, 1:].astype(np.int64)
+            latencies = merged[np.argsort(merged[:, 0], kind="stable")].astype(np.int64)
         else:
-            latencies = np.zeros((0, 3), dtype=np.int64)
+            latencies = np.zeros((0, 4), dtype=np.int64)
         return StatsSnapshot(
             pid=int(header[_H_PID]), taken_ns=taken, created=int(header[_H_CREATED_US]) / 1e6, cores=tuple(cores),
             host_memory=_named(header[_H_HOST:], HOST_MEMORY_KINDS),

@@ -1,0 +1,371 @@
+"""Typed, timestamped snapshots of everything running on the emulated machine (the read side).
+
+A :class:`Monitor` reads every live runtime's stats page (``procs/*.stats``), owner record and loaded-model
+list, plus system CPU and memory from psutil, and turns counters into rates: utilization = Δbusy / Δwall per
+NeuronCore, FLOPS = Δflops / Δwall, latency percentiles over the executions that ended since the previous
+sample. Processes that died disappear (their liveness lock is gone); a page caught mid-write is retried, and
+anything unreadable degrades to :data:`NA` instead of raising, as nvitop's API does.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+
+from nrt_lab.driver import DriverState, Machine, OwnerRecord, StateError, open_machine
+from nrt_lab.driver.locks import list_owner_files
+from nrt_lab.driver.stats import ERROR_KINDS, OUTCOMES, read_stats
+from nrt_lab.hardware import InstanceSpec
+
+__all__ = [
+    "NA",
+    "NotApplicable",
+    "PERCENTILES",
+    "CoreSample",
+    "ModelInfo",
+    "RuntimeSnapshot",
+    "SystemSnapshot",
+    "MachineSnapshot",
+    "Monitor",
+    "snapshot",
+    "percentiles",
+    "get_view",
+]
+
+PERCENTILES = (0, 1, 25, 50, 75, 99, 100)
+
+
+class NotApplicable:
+    """A printable "N/A" that stands for a value that could not be measured (never an exception)."""
+
+    _instance: NotApplicable | None = None
+
+    def __new__(cls) -> NotApplicable:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "N/A"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __format__(self, spec: str) -> str:
+        return format("N/A", spec.rstrip("fdeg%") if spec and spec[-1] in "fdeg%" else spec)
+
+
+NA = NotApplicable()
+
+
+@dataclass(frozen=True)
+class CoreSample:
+    """One NeuronCore owned by a runtime, over the last sampling period."""
+
+    core: int
+    device: int
+    utilization: float  # percent, 0-100
+    flops_per_s: float
+    busy_ns: int
+    flops: int
+    inferences: int
+    model_loads: int
+    memory: Mapping[str, int]  # neuroncore_memory_usage categories, bytes
+    memory_peak: Mapping[str, int]
+    outcomes: Mapping[str, int]  # cumulative execution_summary counts
+    errors: Mapping[str, int]  # cumulative error_summary counts
+    status: Mapping[str, int]  # cumulative sysfs status counters
+    running: bool
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A model loaded by a runtime (from its ``.models`` list)."""
+
+    name: str
+    uuid: str
+    model_id: int
+    core: int
+    device: int
+    subgraphs: tuple[str, ...]
+    memory: Mapping[str, int]
+    flops_per_execution: int
+    is_running: bool
+
+
+@dataclass(frozen=True)
+class RuntimeSnapshot:
+    """One live runtime (process) and what it did since the previous sample."""
+
+    pid: int
+    tag: str
+    command: str
+    runtime_version: str
+    kernel_id: str
+    lnc: int
+    start_time: float
+    cores: tuple[CoreSample, ...]
+    host_memory: Mapping[str, int]  # usage_breakdown.host categories, bytes
+    models: tuple[ModelInfo, ...]
+    execution_summary: Mapping[str, int]  # cumulative, summed over cores
+    error_summary: Mapping[str, int]
+    total_latency: Mapping[str, float] | None  # seconds per percentile key "p0".."p100", None without executions
+    device_latency: Mapping[str, float] | None
+    vcpu_user: float | NotApplicable  # percent of one CPU
+    vcpu_system: float | NotApplicable
+    period: float  # seconds covered by the rates
+    error: str = ""
+
+    @property
+    def device_memory_total(self) -> int:
+        """Bytes of device memory over every owned core."""
+        return sum(sum(c.memory.values()) for c in self.cores)
+
+    @property
+    def host_memory_total(self) -> int:
+        """Bytes of host memory accounted by the runtime."""
+        return sum(self.host_memory.values())
+
+    @property
+    def flops_per_s(self) -> float:
+        """FLOPS over every owned core."""
+        return sum(c.flops_per_s for c in self.cores)
+
+
+@dataclass(frozen=True)
+class SystemSnapshot:
+    """Host CPU and memory (psutil), over the last sampling period."""
+
+    vcpu_count: int
+    average_usage: Mapping[str, float]  # user, nice, system, idle, io_wait, irq, soft_irq (percent)
+    per_cpu_usage: Mapping[str, Mapping[str, float]]
+    context_switch_count: int
+    memory_total_bytes: int
+    memory_used_bytes: int
+    swap_total_bytes: int
+    swap_used_bytes: int
+
+
+@dataclass(frozen=True)
+class MachineSnapshot:
+    """The whole machine at ``timestamp`` (time.time()): instance, driver, live runtimes, system."""
+
+    timestamp: float
+    instance: InstanceSpec
+    instance_id: str
+    driver: DriverState | None
+    runtimes: tuple[RuntimeSnapshot, ...]
+    system: SystemSnapshot
+    period: float
+
+    def core_owner(self) -> dict[int, RuntimeSnapshot]:
+        """Machine-view logical core id -> the runtime owning it (runtimes with another LNC are mapped)."""
+        owners: dict[int, RuntimeSnapshot] = {}
+        lnc = self.instance.lnc
+        for rt in self.runtimes:
+            for c in rt.cores:
+                physical = range(c.core * rt.lnc, c.core * rt.lnc + rt.lnc)
+                for p in physical:
+                    owners[p // lnc] = rt
+        return owners
+
+
+def percentiles(values_ns: np.ndarray[Any, Any]) -> dict[str, float] | None:
+    """neuron-monitor's latency percentiles (p0 … p100) in seconds; None when there were no executions."""
+    if values_ns.size == 0:
+        return None
+    points = np.percentile(values_ns.astype(np.float64), PERCENTILES)
+    return {f"p{p}": float(v) / 1e9 for p, v in zip(PERCENTILES, points, strict=True)}
+
+
+_CPU_FIELDS = (("user", "user"), ("nice", "nice"), ("system", "system"), ("idle", "idle"),
+               ("io_wait", "iowait"), ("irq", "irq"), ("soft_irq", "softirq"))
+
+
+def _cpu_percentages(before: Any, after: Any) -> dict[str, float]:
+    deltas = {name: max(0.0, getattr(after, attr, 0.0) - getattr(before, attr, 0.0)) for name, attr in _CPU_FIELDS}
+    total = sum(max(0.0, a - b) for a, b in zip(after, before, strict=True)) or 1.0
+    return {name: 100.0 * value / total for name, value in deltas.items()}
+
+
+@dataclass
+class _Previous:
+    taken_ns: int
+    busy: dict[int, int]
+    flops: dict[int, int]
+    last_end_us: int
+    cpu_user: float
+    cpu_system: float
+
+
+@dataclass
+class Monitor:
+    """A sampler that remembers the previous counters so each :meth:`sample` reports rates over its period."""
+
+    root: Path | None = None
+    _machine: Machine | None = field(default=None, repr=False)
+    _previous: dict[tuple[int, float], _Previous] = field(default_factory=dict, repr=False)
+    _system_cpu: tuple[Any, list[Any], float] | None = field(default=None, repr=False)
+
+    @property
+    def machine(self) -> Machine:
+        """The machine being watched (opened on first use)."""
+        if self._machine is None:
+            self._machine = open_machine(self.root)
+        return self._machine
+
+    def sample(self, tag_filter: str | None = None) -> MachineSnapshot:
+        """Read every live runtime (optionally only tags matching the regex ``tag_filter``) and the system."""
+        import re
+
+        machine = self.machine
+        state = machine.state()
+        try:
+            driver = machine.driver()
+        except StateError:
+            driver = None
+        pattern = re.compile(tag_filter) if tag_filter else None
+        now = time.time()
+        runtimes: list[RuntimeSnapshot] = []
+        seen: set[tuple[int, float]] = set()
+        for record, path in list_owner_files(machine.root):
+            if pattern is not None and not pattern.search(record.tag):
+                continue
+            key = (record.pid, record.start_time)
+            seen.add(key)
+            runtimes.append(self._runtime(record, path, state.instance, key))
+        for stale in set(self._previous) - seen:
+            del self._previous[stale]
+        system, period = self._system()
+        return MachineSnapshot(now, state.instance, state.instance_id, driver, tuple(runtimes), system, period)
+
+    def _runtime(self, record: OwnerRecord, path: Path, instance: InstanceSpec,
+                 key: tuple[int, float]) -> RuntimeSnapshot:
+        page = read_stats(path.with_suffix(".stats"))
+        cpu_user: float | NotApplicable = NA
+        cpu_system: float | NotApplicable = NA
+        try:
+            times = psutil.Process(record.pid).cpu_times()
+            user_s, system_s = float(times.user), float(times.system)
+        except (psutil.Error, OSError):
+            user_s = system_s = -1.0
+        if page is None:
+            return RuntimeSnapshot(
+                record.pid, record.tag, record.command, record.runtime_version, record.kernel_id, record.lnc,
+                record.start_time, (), {}, (), dict.fromkeys(OUTCOMES, 0), dict.fromkeys(ERROR_KINDS, 0), None, None,
+                NA, NA, 0.0, error="stats page unreadable",
+            )
+        previous = self._previous.get(key)
+        created_ns = int((page.created - (time.time() - time.monotonic())) * 1e9)
+        since_ns = previous.taken_ns if previous else created_ns
+        period_ns = max(1, page.taken_ns - since_ns)
+        models = _read_models(path.with_suffix(".models"))
+        running_cores = {c.core for c in page.cores if c.running_since_ns}
+        cores: list[CoreSample] = []
+        busy_now: dict[int, int] = {}
+        flops_now: dict[int, int] = {}
+        lnc_view = get_view(instance, record.lnc)
+        for c in page.cores:
+            busy = c.busy_ns + (max(0, page.taken_ns - c.running_since_ns) if c.running_since_ns else 0)
+            busy_now[c.core], flops_now[c.core] = busy, c.flops
+            prev_busy = previous.busy.get(c.core, 0) if previous else 0
+            prev_flops = previous.flops.get(c.core, 0) if previous else 0
+            utilization = min(100.0, max(0.0, 100.0 * (busy - prev_busy) / period_ns))
+            cores.append(CoreSample(
+                core=c.core, device=lnc_view.device_of_core(c.core), utilization=utilization,
+                flops_per_s=max(0, c.flops - prev_flops) / (period_ns / 1e9), busy_ns=c.busy_ns, flops=c.flops,
+                inferences=c.inferences, model_loads=c.model_loads, memory=c.memory, memory_peak=c.memory_peak,
+                outcomes=c.outcomes, errors=c.errors, status=c.status, running=bool(c.running_since_ns),
+            ))
+        last_end = previous.last_end_us if previous else 0
+        recent = page.latencies[page.latencies[:, 0] > last_end] if page.latencies.size else page.latencies
+        if user_s >= 0 and previous is not None and previous.cpu_user >= 0:
+            seconds = period_ns / 1e9
+            cpu_user = max(0.0, 100.0 * (user_s - previous.cpu_user) / seconds)
+            cpu_system = max(0.0, 100.0 * (system_s - previous.cpu_system) / seconds)
+        self._previous[key] = _Previous(
+            page.taken_ns, busy_now, flops_now,
+            int(page.latencies[-1, 0]) if page.latencies.size else last_end, user_s, system_s,
+        )
+        return RuntimeSnapshot(
+            pid=record.pid, tag=record.tag, command=record.command, runtime_version=record.runtime_version,
+            kernel_id=record.kernel_id, lnc=record.lnc, start_time=record.start_time, cores=tuple(cores),
+            host_memory=page.host_memory,
+            models=tuple(
+                ModelInfo(m["name"], m["uuid"], m["model_id"], m["core"], m["neuron_device_index"],
+                          tuple(m["subgraphs"]), m["memory"], m["flops_per_execution"], m["core"] in running_cores)
+                for m in models
+            ),
+            execution_summary={k: sum(c.outcomes[k] for c in page.cores) for k in OUTCOMES},
+            error_summary={k: sum(c.errors[k] for c in page.cores) for k in ERROR_KINDS},
+            total_latency=percentiles(recent[:, 1]) if recent.size else None,
+            device_latency=percentiles(recent[:, 2]) if recent.size else None,
+            vcpu_user=cpu_user, vcpu_system=cpu_system, period=period_ns / 1e9,
+        )
+
+    def _system(self) -> tuple[SystemSnapshot, float]:
+        now = time.monotonic()
+        total = psutil.cpu_times()
+        per_cpu = psutil.cpu_times(percpu=True)
+        previous = self._system_cpu
+        self._system_cpu = (total, per_cpu, now)
+        if previous is None:
+            base_total, base_per, period = psutil.cpu_times().__class__(*([0.0] * len(total))), None, 0.0
+        else:
+            base_total, base_per, period = previous[0], previous[1], now - previous[2]
+        average = _cpu_percentages(base_total, total)
+        per = {
+            str(i): _cpu_percentages(base_per[i] if base_per else cpu.__class__(*([0.0] * len(cpu))), cpu)
+            for i, cpu in enumerate(per_cpu)
+        }
+        memory = psutil.virtual_memory()
+        swap = psutil.swap_memory()
+        return SystemSnapshot(
+            vcpu_count=len(per_cpu), average_usage=average, per_cpu_usage=per,
+            context_switch_count=int(psutil.cpu_stats().ctx_switches), memory_total_bytes=int(memory.total),
+            memory_used_bytes=int(memory.total - memory.available), swap_total_bytes=int(swap.total),
+            swap_used_bytes=int(swap.used),
+        ), period
+
+
+_views: dict[tuple[str, int], InstanceSpec] = {}
+
+
+def get_view(instance: InstanceSpec, lnc: int) -> InstanceSpec:
+    """The instance as seen with logical NeuronCore size ``lnc`` (cached)."""
+    if lnc == instance.lnc:
+        return instance
+    from nrt_lab.hardware import get_instance
+
+    key = (instance.name, lnc)
+    if key not in _views:
+        _views[key] = get_instance(instance.name, lnc)
+    return _views[key]
+
+
+def _read_models(path: Path) -> list[dict[str, Any]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        models = data["models"]
+        return [m for m in models if isinstance(m, dict) and {"name", "uuid", "model_id", "core"} <= m.keys()]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def snapshot(root: Path | str | None = None, interval: float = 0.0) -> MachineSnapshot:
+    """One snapshot; with ``interval`` > 0, rates cover that many seconds (two samples), else each runtime's life."""
+    monitor = Monitor(Path(root) if root is not None else None)
+    if interval > 0:
+        monitor.sample()
+        time.sleep(interval)
+    return monitor.sample()
+
