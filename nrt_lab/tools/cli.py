@@ -1,14 +1,18 @@
-"""``nrt-lab``: manage the emulated machine and its driver (and, later, NEFFs and demo models).
+"""``nrt-lab``: manage the emulated machine and its driver, build the demo models and inspect NEFFs.
 
-Exit status: 0 success, 1 refused or failed (machine in use, corrupted state), 2 bad arguments.
+Exit status: 0 success, 1 refused or failed (machine in use, corrupted state, unreadable or malformed NEFF),
+2 bad arguments.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from nrt_lab.driver import (
     DEFAULT_DRIVER_VERSION,
@@ -22,7 +26,7 @@ from nrt_lab.driver import (
     parse_driver_version,
 )
 from nrt_lab.hardware import CatalogueError, instance_names
-from nrt_lab.runtime import RUNTIME_VERSION, driver_gate
+from nrt_lab.runtime import RUNTIME_VERSION, NrtError, driver_gate
 
 __all__ = ["main", "build_parser"]
 
@@ -52,7 +56,51 @@ def build_parser() -> argparse.ArgumentParser:
     status = dsub.add_parser("status", help="installed and loaded versions, the runtime's verdict, users")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     dsub.add_parser("reload", help="rmmod + modprobe: load the installed version; refused while cores are in use")
+
+    models = sub.add_parser("models", help="build the demo models (add, mlp, cnn, transformer) as NEFF files")
+    modsub = models.add_subparsers(dest="action", required=True)
+    build = modsub.add_parser("build", help="write add.neff, mlp.neff, cnn.neff and transformer.neff into DIR")
+    build.add_argument("directory", metavar="DIR", help="output directory (created if missing)")
+
+    neff = sub.add_parser("neff", help="inspect NEFF files")
+    nsub = neff.add_subparsers(dest="action", required=True)
+    inspect = nsub.add_parser("inspect", help="print the NEFF header and the NEFF Nodes: listing")
+    inspect.add_argument("file", metavar="FILE", help="a .neff file")
     return parser
+
+
+def _models_build(directory: str) -> int:
+    from nrt_lab.models import build_models
+
+    try:
+        paths = build_models(directory)
+    except OSError as exc:
+        print(f"nrt-lab: error: cannot write the demo models to {directory}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILED
+    for path in paths:
+        data = path.read_bytes()
+        print(f"{path}  {len(data)} bytes  sha256 {hashlib.sha256(data).hexdigest()}")
+    return EXIT_OK
+
+
+def _neff_inspect(file: str) -> int:
+    from nrt_lab.neff import describe_neff, format_neff_nodes, read_neff
+
+    path = Path(file)
+    if not path.exists():
+        print(f"nrt-lab: error: {file}: no such file", file=sys.stderr)
+        return EXIT_FAILED
+    if not path.is_file() or not os.access(path, os.R_OK):
+        print(f"nrt-lab: error: {file}: not a readable file", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        model = read_neff(path)
+    except NrtError as exc:
+        print(f"nrt-lab: error: {file} is not a valid NEFF: {exc.status.c_name}({int(exc.status)}): {exc.message}",
+              file=sys.stderr)
+        return EXIT_FAILED
+    sys.stdout.write(describe_neff(model) + "\n" + format_neff_nodes(model))
+    return EXIT_OK
 
 
 def _machine_show(machine: Machine, as_json: bool) -> int:
@@ -170,11 +218,20 @@ def _run(args: argparse.Namespace) -> int:
     raise AssertionError(f"unhandled command {args.group} {args.action}")
 
 
+def _dispatch(args: argparse.Namespace) -> int:
+    """Commands that need no emulated machine run without opening one."""
+    if args.group == "models" and args.action == "build":
+        return _models_build(args.directory)
+    if args.group == "neff" and args.action == "inspect":
+        return _neff_inspect(args.file)
+    return _run(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``nrt-lab`` console script."""
     args = build_parser().parse_args(argv)
     try:
-        return _run(args)
+        return _dispatch(args)
     except MachineInUseError as exc:
         print(f"nrt-lab: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
