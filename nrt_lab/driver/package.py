@@ -87,8 +87,8 @@ def read_driver(root: Path) -> DriverState | None:
     path = root / "driver.json"
     if not path.exists():
         return None
-    data = read_json_file(path, "driver file")
     remedy = "; reinstall with: nrt-lab driver uninstall && nrt-lab driver install"
+    data = read_json_file(path, "driver file", remedy)
     package = data.get("package")
     if package != DRIVER_PACKAGE:
         raise StateError(f"driver file {path} is corrupted: package is {package!r}, expected {DRIVER_PACKAGE!r}{remedy}")

@@ -125,18 +125,27 @@ def atomic_write_json(path: Path, data: Mapping[str, Any]) -> None:
         raise
 
 
-def read_json_file(path: Path, what: str) -> dict[str, Any]:
-    """Read a JSON object, turning any corruption into a StateError that names the file."""
+def read_json_file(path: Path, what: str, remedy: str = "") -> dict[str, Any]:
+    """Read a JSON object, turning any corruption into a StateError that names the file (and the remedy)."""
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise StateError(f"{what} {path} is corrupted: not UTF-8 text ({exc.reason})") from None
+        raise StateError(
+            f"{what} {path} is corrupted: not UTF-8 text ({exc.reason}); accepted: a JSON object{remedy}"
+        ) from None
+    except OSError as exc:
+        raise StateError(
+            f"{what} {path} cannot be read ({exc.strerror or exc}); accepted: a readable JSON file{remedy}"
+        ) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise StateError(f"{what} {path} is corrupted: invalid JSON ({exc.msg} at line {exc.lineno})") from None
+        raise StateError(
+            f"{what} {path} is corrupted: invalid JSON ({exc.msg} at line {exc.lineno}); "
+            f"accepted: a JSON object{remedy}"
+        ) from None
     if not isinstance(data, dict):
-        raise StateError(f"{what} {path} is corrupted: expected a JSON object, found {type(data).__name__}")
+        raise StateError(f"{what} {path} is corrupted: expected a JSON object, found {type(data).__name__}{remedy}")
     return data
 
 
@@ -150,8 +159,8 @@ def read_machine(root: Path) -> MachineState | None:
     path = root / "machine.json"
     if not path.exists():
         return None
-    data = read_json_file(path, "machine file")
     remedy = "; re-provision with: nrt-lab machine create --instance NAME"
+    data = read_json_file(path, "machine file", remedy)
     version = data.get("schema_version")
     if version != MACHINE_SCHEMA_VERSION:
         raise StateError(

@@ -433,20 +433,32 @@ def require_runtime() -> Runtime:
 
 
 def total_nc_count(*, env: Mapping[str, str] | None = None, root: Path | str | None = None) -> int:
-    """``nrt_get_total_nc_count``: NeuronCores on the instance, ignoring the variables (works before init)."""
+    """``nrt_get_total_nc_count``: NeuronCores on the instance, ignoring the variables (works before init).
+
+    An unusable machine or a malformed variable is NrtError NRT_FAILURE, as for ``init``.
+    """
     if _current is not None and not _current.closed and env is None and root is None:
         return _current.total_nc_count
     environment = dict(os.environ if env is None else env)
-    machine = open_machine(root, environment)
-    lnc = RuntimeConfig.from_env(environment).lnc
-    return machine.instance(lnc).total_cores
+    try:
+        machine = open_machine(root, environment)
+        lnc = RuntimeConfig.from_env(environment).lnc
+        return machine.instance(lnc).total_cores
+    except (StateError, ValueError) as exc:  # ValueError: ConfigError, or an LNC the instance lacks
+        raise NrtError(NrtStatus.FAILURE, str(exc)) from None
 
 
 def visible_nc_count(*, env: Mapping[str, str] | None = None, root: Path | str | None = None) -> int:
-    """``nrt_get_visible_nc_count``: cores owned once initialized, else the count the variables would ask for."""
+    """``nrt_get_visible_nc_count``: cores owned once initialized, else the count the variables would ask for.
+
+    An unusable machine or a malformed / unsatisfiable variable is NrtError NRT_FAILURE, as for ``init``.
+    """
     if _current is not None and not _current.closed and env is None and root is None:
         return _current.visible_nc_count
     environment = dict(os.environ if env is None else env)
-    config = RuntimeConfig.from_env(environment)
-    instance = open_machine(root, environment).instance(config.lnc)
-    return plan_request(config, instance).count
+    try:
+        config = RuntimeConfig.from_env(environment)
+        instance = open_machine(root, environment).instance(config.lnc)
+        return plan_request(config, instance).count
+    except (StateError, ValueError, NotContiguousError, NoCoresVisibleError) as exc:
+        raise NrtError(NrtStatus.FAILURE, str(exc)) from None

@@ -7,6 +7,7 @@ between ``ERROR`` and ``NRT``; we follow the sample, i.e. the module is right-al
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import enum
 import os
@@ -150,18 +151,27 @@ class NrtLogger:
         pid, tid = os.getpid(), threading.get_native_id()
         now = _dt.datetime.now()
         location = self.settings.location_of(module)
+        console_line = format_line(level, module, function, message, pid=pid, tid=tid, now=now)
         with self._guard:
-            if location == "console":
-                sys.stderr.write(format_line(level, module, function, message, pid=pid, tid=tid, now=now) + "\n")
-                sys.stderr.flush()
-            elif location == "syslog":
-                if self.syslog_path is not None:
+            # Logging never raises: a location that cannot be written falls back to the console, so that a
+            # failure (or success) of the runtime is never turned into an OSError by its own log line.
+            try:
+                if location == "syslog" and self.syslog_path is not None:
                     line = format_syslog_line(level, module, function, message, pid=pid, tid=tid, now=now)
                     with open(self.syslog_path, "a", encoding="utf-8") as fh:
                         fh.write(line + "\n")
-            else:
-                with open(location, "a", encoding="utf-8") as fh:
-                    fh.write(format_line(level, module, function, message, pid=pid, tid=tid, now=now) + "\n")
+                    return
+                if location not in ("console", "syslog"):
+                    with open(location, "a", encoding="utf-8") as fh:
+                        fh.write(console_line + "\n")
+                    return
+            except OSError:
+                pass
+            stream = sys.stderr
+            if stream is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    stream.write(console_line + "\n")
+                    stream.flush()
 
     def error(self, module: str, function: str, message: str) -> None:
         """Log at ERROR."""
