@@ -7,6 +7,235 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+NB01_MODEL = [
+    ("md", '''## A first model
+
+Models come as NEFF files (what `neuronx-cc` produces). nrt_lab ships small demo NEFFs that really compute on
+NumPy (or CuPy on a GPU). `Model.load` is `nrt_load`; calling the model is `nrt_execute`. This is the addition
+kernel of AWS's nrtpy tutorial: two float16 4×3 inputs named `a_input` and `b_input`.'''),
+    ("code", '''import numpy as np
+from nrt_lab.models import build_add
+
+neff, reference = build_add()
+model = nrt_lab.Model.load(neff)            # on the first owned NeuronCore
+print("inputs: ", {n: (i.dtype, i.shape) for n, i in model.inputs.items()})
+print("outputs:", {n: (i.dtype, i.shape) for n, i in model.outputs.items()})
+
+a = np.full((4, 3), 1.5, dtype=np.float16)
+b = np.arange(12, dtype=np.float16).reshape(4, 3)
+outputs = model({"a_input": a, "b_input": b})
+result = outputs["output_0"].numpy()
+print(result)
+print("matches NumPy:", np.array_equal(result, reference({"a_input": a, "b_input": b})["output_0"]))'''),
+    ("md", '''Tensors can also be allocated on a NeuronCore once and reused, as a C application would with
+`nrt_tensor_allocate` and `nrt_tensor_write`:'''),
+    ("code", '''ta = nrt_lab.Tensor.from_numpy(a, name="a_input")
+tb = nrt_lab.Tensor.from_numpy(b, name="b_input")
+out = nrt_lab.Tensor.allocate(model.outputs["output_0"].size, name="output_0", dtype=np.float16, shape=(4, 3))
+model.execute({"a_input": ta, "b_input": tb}, {"output_0": out})
+print(out.numpy()[0], "placement:", out.placement.name, "core:", out.core)'''),
+]
+
+NB01_CLOSE = '''rt.close()
+rt.close()  # idempotent
+print("runtime after close:", nrt_lab.get_runtime())
+print("owners now:", [o.pid for o in machine.owners()])
+try:
+    model({"a_input": a, "b_input": b})
+except nrt_lab.NrtError as error:
+    print(error.status.name, "-", error)'''
+
+NB05 = [
+    ("md", '''# 05 — Kernels on NumPy or CuPy
+
+Emulated NeuronCores really compute. Each op of a NEFF runs as a kernel from `nrt_lab.kernels`, written once
+against the array API shared by NumPy and CuPy. The backend is chosen once per process: CuPy when a small
+test computation succeeds on a GPU, NumPy otherwise; `NRT_LAB_BACKEND=numpy|cupy` forces it.'''),
+    ("code", '''# NBVAL_IGNORE_OUTPUT
+from nrt_lab.kernels import get_backend, kernel_names
+
+backend = get_backend()
+print("backend:", backend.name, "-", backend.reason)'''),
+    ("code", '''print(", ".join(kernel_names()))'''),
+    ("md", '''## FLOPs
+
+Every kernel declares its FLOP count; the runtime adds them up per execution, which is how `neuron-top` and
+`neuron-monitor` can show TFLOPS as well as utilization.'''),
+    ("code", '''from nrt_lab.kernels import kernel_flops
+
+print("matmul 128x256 @ 256x64:", kernel_flops("matmul", [(128, 256), (256, 64)]))
+print("conv2d 1x3x32x32, 16 filters 3x3, padding 1:",
+      kernel_flops("conv2d", [(1, 3, 32, 32), (16, 3, 3, 3)], {"padding": 1}))
+print("softmax over 8x1000:", kernel_flops("softmax", [(8, 1000)]))'''),
+    ("md", '''## A kernel against a NumPy reference
+
+float16 and bfloat16 are computed in float32 and rounded back, as the hardware accumulates in higher
+precision.'''),
+    ("code", '''import ml_dtypes
+import numpy as np
+from nrt_lab.kernels import run_kernel
+
+rng = np.random.default_rng(0)
+q, k, v = (rng.standard_normal((2, 8, 16)).astype(np.float32) for _ in range(3))
+out = run_kernel("attention", [q, k, v])
+scores = q @ k.transpose(0, 2, 1) / np.sqrt(16)
+weights = np.exp(scores - scores.max(-1, keepdims=True))
+weights /= weights.sum(-1, keepdims=True)
+print("attention matches the formula:", np.allclose(out, weights @ v, atol=1e-5))
+
+x = rng.standard_normal((4, 4)).astype(ml_dtypes.bfloat16)
+print("bfloat16 gelu keeps its dtype:", run_kernel("gelu", [x]).dtype)'''),
+    ("md", '''## The demo models
+
+`nrt-lab models build DIR` writes four NEFFs; each comes with a NumPy reference.'''),
+    ("code", '''import os
+import tempfile
+
+import nrt_lab
+from nrt_lab.models import DEMO_MODELS, example_inputs, tolerance
+
+os.environ["NRT_LAB_ROOT"] = tempfile.mkdtemp(prefix="nrt-lab-05-")  # a scratch machine for this lesson
+os.environ["NEURON_RT_NUM_CORES"] = "1"
+runtime = nrt_lab.init()
+models = {}
+for name, build in DEMO_MODELS.items():
+    neff, reference = build()
+    model = nrt_lab.Model.load(neff)
+    inputs = example_inputs(name)
+    outputs = model(inputs)
+    expected = reference(inputs)
+    ok = all(np.allclose(outputs[o].numpy().astype(np.float32), expected[o], **tolerance(model.outputs[o].dtype))
+             for o in model.outputs)
+    models[name] = (model, inputs)
+    print(f"{name:<12} {model.flops_per_execution:>12,} FLOPs per execution   matches reference: {ok}")'''),
+    ("md", '''## Benchmarks
+
+`Model.benchmark` follows nrtpy: `mode="device"` times the NeuronCore's work, `mode="host"` the whole call.
+The timings depend on your machine, so this cell's output is not compared by the tests.'''),
+    ("code", '''# NBVAL_IGNORE_OUTPUT
+results = {}
+for name, (model, inputs) in models.items():
+    r = model.benchmark(inputs, warmup=3, iterations=20)
+    results[name] = r
+    gflops = model.flops_per_execution / (r.mean_ms / 1e3) / 1e9
+    print(f"{name:<12} mean {r.mean_ms:8.3f} ms  min {r.min_ms:8.3f} ms  std {r.std_dev_ms:7.3f} ms  "
+          f"{gflops:8.2f} GFLOP/s")'''),
+    ("code", '''# NBVAL_IGNORE_OUTPUT
+import matplotlib.pyplot as plt
+
+fig, ax = plt.subplots(figsize=(6, 2.5))
+ax.barh(list(results), [r.mean_ms for r in results.values()],
+        xerr=[r.std_dev_ms for r in results.values()], color="#4c78a8")
+ax.set_xlabel("mean latency per execution (ms)")
+ax.set_title(f"demo models on the {backend.name} backend")
+fig.tight_layout()
+plt.show()'''),
+    ("code", '''runtime.close()
+del os.environ["NEURON_RT_NUM_CORES"]
+print("closed")'''),
+]
+
+
+NB02 = [
+    ("md", '''# 02 — How NeuronCores are allocated between processes
+
+Runtime 2.x has no daemon: each application process claims NeuronCores when it calls `nrt_init` and keeps
+them until it closes or exits. This lesson starts real processes from the notebook to show the rules:
+
+* no variable set: the process takes **every** core, all or nothing;
+* `NEURON_RT_NUM_CORES=N`: the lowest-numbered contiguous run of N free cores;
+* `NEURON_RT_VISIBLE_CORES=…`: exactly those cores (contiguous); it wins over `NUM_CORES`;
+* a busy core fails `nrt_init` with `NeuronCore(s) not available`.
+
+So as not to disturb your main machine, the lesson uses a scratch one: an `inf1.6xlarge` (4 devices × 4 cores).'''),
+    ("code", '''import os
+import subprocess
+import sys
+import tempfile
+
+import nrt_lab
+
+os.environ["NRT_LAB_ROOT"] = tempfile.mkdtemp(prefix="nrt-lab-02-")  # a scratch machine for this lesson
+machine = nrt_lab.open_machine()
+state = machine.create("inf1.6xlarge")
+print(state.instance.name, "with", state.instance.total_cores, "NeuronCores")'''),
+    ("md", '''A helper that starts an application process with some variables. The child calls `nrt_lab.init()`,
+reports the cores it got (or the runtime's error), then holds them until we close its stdin.'''),
+    ("code", '''CHILD = """
+import sys, nrt_lab
+try:
+    rt = nrt_lab.init()
+    print("cores", list(rt.cores), flush=True)
+except nrt_lab.NrtError as error:
+    print("error", error.message, flush=True)
+    sys.exit(1)
+sys.stdin.read()   # hold the cores until the notebook closes our stdin
+"""
+processes = []
+
+
+def start(**variables):
+    env = {**os.environ, **variables}
+    proc = subprocess.Popen([sys.executable, "-c", CHILD], env=env, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    processes.append(proc)
+    reply = proc.stdout.readline().strip()
+    label = " ".join(f"{k}={v}" for k, v in variables.items()) or "(no variables)"
+    print(f"{label:<32} -> {reply}")
+    return proc'''),
+    ("md", '''## `NEURON_RT_NUM_CORES`: first fit
+
+Five processes asking for 3 cores each fit on 16 cores; the sixth finds only one free core left.'''),
+    ("code", '''owners = [start(NEURON_RT_NUM_CORES="3") for _ in range(6)]'''),
+    ("md", '''`Available` is the largest contiguous run of free cores. The failed process has exited; the other
+five hold cores 0–14. `neuron-ls` shows who owns what (PIDs differ on every run):'''),
+    ("code", '''# NBVAL_IGNORE_OUTPUT
+from nrt_lab.tools.neuron_ls import neuron_ls_output
+
+print(neuron_ls_output(wide=True))'''),
+    ("md", '''## `NEURON_RT_VISIBLE_CORES`: exactly these cores
+
+Lists and ranges in any order are accepted (Ray writes `6,5,4`), but the set must be contiguous. It wins over
+`NEURON_RT_NUM_CORES`.'''),
+    ("code", '''start(NEURON_RT_VISIBLE_CORES="15")
+start(NEURON_RT_VISIBLE_CORES="6,5,4")
+start(NEURON_RT_VISIBLE_CORES="3,5")
+start(NEURON_RT_VISIBLE_CORES="0-3,x");'''),
+    ("md", '''## A killed process frees its cores at once
+
+Ownership is held by the kernel on behalf of the process (a file lock), so even `SIGKILL` releases it: nothing
+is left behind to clean up.'''),
+    ("code", '''victim = owners[1]          # owns cores 3-5
+victim.kill()
+victim.wait()
+print("exit status:", victim.returncode)
+start(NEURON_RT_VISIBLE_CORES="3-5");'''),
+    ("md", '''## The default claims everything
+
+With no variable, a process asks for every core. While others hold some, it fails: this is the classic
+"my second notebook cannot start" problem.'''),
+    ("code", '''start();'''),
+    ("md", '''## `NEURONCORE_GROUP_SIZES` is deprecated
+
+Frameworks used to read it to form core groups. Runtime 2.x ignores it and warns (seen at `WARNING` level):'''),
+    ("code", '''import re
+
+env = {**os.environ, "NEURONCORE_GROUP_SIZES": "1", "NEURON_RT_NUM_CORES": "1", "NEURON_RT_LOG_LEVEL": "WARNING"}
+result = subprocess.run([sys.executable, "-c", "import nrt_lab; nrt_lab.init()"], env=env,
+                        capture_output=True, text=True)
+for line in result.stderr.splitlines():
+    if "NRT:" in line:
+        print(re.sub(r"^.*?(WARN|ERROR) +", r"\\1 ", line))   # drop the timestamp and pid:tid'''),
+    ("md", '''NCG together with `NEURON_RT_NUM_CORES` is a conflict, so that init failed after the warning. Finally,
+stop every process we started: their cores are free again.'''),
+    ("code", '''for proc in processes:
+    if proc.poll() is None:
+        proc.stdin.close()
+        proc.wait()
+print("owners left:", machine.owners())'''),
+]
+
+
 NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
     "01-getting-started": [
         ("md", """# 01 — Getting started with Neuron Runtime 2.x (emulated)
@@ -54,15 +283,16 @@ print(neuron_ls_output(wide=True))"""),
 devices = json.loads(neuron_ls_output(as_json=True))
 print("NeuronCores Ray would detect:", sum(d["nc_count"] for d in devices))
 print("devices used by this kernel:", [d["neuron_device"] for d in devices if d["neuron_processes"]])"""),
+        *NB01_MODEL,
         ("md", """## Releasing the cores
 
-`close()` is `nrt_close()`: the cores are free for other processes at once. Calling it twice is harmless, and
-`init()` after `close()` reads the environment again."""),
-        ("code", """rt.close()
-rt.close()  # idempotent
-print("runtime after close:", nrt_lab.get_runtime())
-print("owners now:", [o.pid for o in machine.owners()])"""),
+`close()` is `nrt_close()`: the cores are free for other processes at once, and the models and tensors of
+this runtime become invalid. Calling it twice is harmless, and `init()` after `close()` reads the environment
+again."""),
+        ("code", NB01_CLOSE),
     ],
+    "02-core-allocation": NB02,
+    "05-kernels-numpy-cupy": NB05,
 }
 
 
