@@ -321,7 +321,7 @@ def init(
             config = RuntimeConfig.from_env(environment)
         except ConfigError as exc:
             raise _fail(_config_error_logger(environment, root), NrtStatus.FAILURE, "NRT", "nrt_init",
-                        str(exc)) from None
+                        _with_valid_range(exc, environment, root)) from None
         try:
             machine = open_machine(root, environment)
         except StateError as exc:
@@ -432,6 +432,24 @@ def require_runtime() -> Runtime:
     return runtime
 
 
+def _with_valid_range(exc: ConfigError, environment: Mapping[str, str], root: Path | str | None) -> str:
+    """A malformed NEURON_RT_VISIBLE_CORES message, completed with the machine's valid id range (SPEC §0)."""
+    if exc.variable != "NEURON_RT_VISIBLE_CORES":
+        return str(exc)
+    try:
+        lnc = _lnc_from_env(environment)
+        total = open_machine(root, environment).instance(lnc).total_cores
+    except (StateError, ValueError, NrtError):
+        return str(exc)
+    return f"{exc}; valid NeuronCore ids on this instance: 0-{total - 1}"
+
+
+def _lnc_from_env(environment: Mapping[str, str]) -> int | None:
+    """Only the LNC variables (what the total core count depends on); malformed → ConfigError."""
+    subset = {k: v for k, v in environment.items() if k in ("NEURON_LOGICAL_NC_CONFIG", "NEURON_RT_VIRTUAL_CORE_SIZE")}
+    return RuntimeConfig.from_env(subset).lnc
+
+
 def total_nc_count(*, env: Mapping[str, str] | None = None, root: Path | str | None = None) -> int:
     """``nrt_get_total_nc_count``: NeuronCores on the instance, ignoring the variables (works before init).
 
@@ -442,8 +460,7 @@ def total_nc_count(*, env: Mapping[str, str] | None = None, root: Path | str | N
     environment = dict(os.environ if env is None else env)
     try:
         machine = open_machine(root, environment)
-        lnc = RuntimeConfig.from_env(environment).lnc
-        return machine.instance(lnc).total_cores
+        return machine.instance(_lnc_from_env(environment)).total_cores
     except (StateError, ValueError) as exc:  # ValueError: ConfigError, or an LNC the instance lacks
         raise NrtError(NrtStatus.FAILURE, str(exc)) from None
 
