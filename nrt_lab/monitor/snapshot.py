@@ -10,6 +10,7 @@ anything unreadable degrades to :data:`NA` instead of raising, as nvitop's API d
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -61,7 +62,10 @@ class NotApplicable:
         return False
 
     def __format__(self, spec: str) -> str:
-        return format("N/A", spec.rstrip("fdeg%") if spec and spec[-1] in "fdeg%" else spec)
+        # Keep only fill, alignment and width of a numeric spec like "6.2f": "N/A" has no precision or type.
+        match = re.match(r"^((?:.?[<>=^])?)[+\- ]?#?0?(\d*)", spec)
+        align, width = (match.group(1), match.group(2)) if match else ("", "")
+        return format("N/A", f"{align.replace('=', '>') or '>'}{width}" if width else align.replace("=", ">"))
 
 
 NA = NotApplicable()
@@ -311,6 +315,10 @@ class Monitor:
             device_latency=percentiles(recent[:, 2]) if recent.size else None,
             vcpu_user=cpu_user, vcpu_system=cpu_system, period=period_ns / 1e9,
         )
+
+    def sample_system(self) -> tuple[SystemSnapshot, float]:
+        """Host CPU and memory only (no runtime is read), and the seconds its CPU rates cover (0 the first time)."""
+        return self._system()
 
     def _system(self) -> tuple[SystemSnapshot, float]:
         now = time.monotonic()
