@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nrt_lab.driver.counters import fold_stats_page
 from nrt_lab.driver.owners import OwnerRecord
 from nrt_lab.driver.state import atomic_write_json
 
@@ -223,6 +224,7 @@ def remove_stale_records(root: Path) -> int:
             continue
         finally:
             os.close(fd)
+        fold_stats_page(root, lock_path.with_suffix(".stats"))  # a dead owner's counts stay in sysfs totals
         for suffix in (".json", ".stats", ".models"):
             lock_path.with_suffix(suffix).unlink(missing_ok=True)
         lock_path.unlink(missing_ok=True)
@@ -230,6 +232,8 @@ def remove_stale_records(root: Path) -> int:
     for orphan in [*procs.glob("*.json"), *procs.glob("*.stats"), *procs.glob("*.models")]:
         stem = orphan.name.split(".")[:2]
         if not (procs / (".".join(stem) + ".lock")).exists():
+            if orphan.suffix == ".stats":
+                fold_stats_page(root, orphan)
             orphan.unlink(missing_ok=True)
             removed += 1
     return removed

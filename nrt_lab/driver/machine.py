@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from nrt_lab.driver.counters import reset_counters
 from nrt_lab.driver.locks import allocation_lock, held_cores, list_owners, remove_stale_records
 from nrt_lab.driver.owners import OwnerRecord
 from nrt_lab.driver.package import (
@@ -202,6 +203,8 @@ class Machine:
             previous = read_driver(self.root)
             in_use = bool(held_cores(self.root, physical_core_count(self.state().instance)))
             loaded = previous.loaded if (in_use and previous is not None) else version
+            if not in_use:
+                self._counters_reset()
             return write_driver(self.root, version, loaded)
 
     def uninstall_driver(self) -> None:
@@ -209,6 +212,7 @@ class Machine:
         self.state()
         with allocation_lock(self.root):
             self._refuse_if_in_use("uninstall the driver", self.state().instance)
+            self._counters_reset()
             remove_driver(self.root)
 
     def reload_driver(self) -> DriverState:
@@ -219,7 +223,13 @@ class Machine:
             if current is None:
                 raise StateError("cannot reload the driver: aws-neuronx-dkms is not installed (nrt-lab driver install)")
             self._refuse_if_in_use("reload the driver", self.state().instance)
+            self._counters_reset()
             return write_driver(self.root, current.installed, current.installed)
+
+    def _counters_reset(self) -> None:
+        """The module is (re)loaded: sysfs and ECC counters start from zero (caller holds the allocation lock)."""
+        remove_stale_records(self.root)
+        reset_counters(self.root)
 
 
 def open_machine(root: Path | str | None = None, env: Mapping[str, str] | None = None) -> Machine:

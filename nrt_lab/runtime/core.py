@@ -28,6 +28,8 @@ from nrt_lab.driver import (
     format_core_ranges,
     open_machine,
 )
+from nrt_lab.driver.counters import add_core_values, fold_stats_page
+from nrt_lab.driver.machine import physical_cores_of
 from nrt_lab.driver.stats import MAX_STATS_CORES, StatsPage
 from nrt_lab.hardware import InstanceSpec
 from nrt_lab.runtime.allocation import (
@@ -39,6 +41,7 @@ from nrt_lab.runtime.allocation import (
 )
 from nrt_lab.runtime.config import RuntimeConfig
 from nrt_lab.runtime.errors import ConfigError
+from nrt_lab.runtime.faults import FaultHook
 from nrt_lab.runtime.logging import LogSettings, NrtLogger, parse_log_settings
 from nrt_lab.runtime.memory import MICROCODE_BYTES_PER_PHYSICAL_NC, DeviceMemory
 from nrt_lab.runtime.status import NrtError, NrtStatus
@@ -375,9 +378,14 @@ def init(
                 machine=machine, instance=instance, instance_id=instance_id, config=config, logger=logger,
                 framework=fw, cores=cores, pid=pid, _claim=claim, generation=_generation, stats=stats,
             )
+            runtime.faults = FaultHook(runtime)  # injected hardware faults (nrt-lab fault inject)
         except BaseException:
             claim.release()
             raise
+        if config.reset_cores:  # NEURON_RT_RESET_CORES: one reset request per core (sysfs reset_req_count)
+            with contextlib.suppress(OSError):
+                add_core_values(machine.root, instance_id, [physical_cores_of(instance, [c])[0] for c in cores],
+                                {"reset_req_count": 1})
         logger.info(
             "NRT", "nrt_init",
             f"Neuron Runtime {RUNTIME_VERSION} started on {instance.name}: "
@@ -398,6 +406,7 @@ def close_runtime(runtime: Runtime) -> None:
                 model.unload()
         runtime.closed = True
         if runtime.stats is not None:
+            fold_stats_page(runtime.machine.root, runtime.stats.path, runtime.lnc)  # sysfs totals since driver load
             runtime.stats.close()
             runtime.stats = None
         if runtime._claim is not None:

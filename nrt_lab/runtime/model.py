@@ -438,6 +438,8 @@ class Model:
                 values = {i: values[o] for i, o in zip(self.inputs, self.outputs, strict=True)}
             values = self._run_plan(backend, values, deadline)
         results = [values[name] for name in self.outputs]
+        if fault is not None:  # an injected ``nan`` fault poisons the floating-point outputs
+            results = fault.corrupt_outputs(xp, results)
         for (name, info), result, target in zip(self.outputs.items(), results, targets, strict=True):
             if target is not None:
                 target[...] = result

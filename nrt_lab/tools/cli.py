@@ -27,6 +27,7 @@ from nrt_lab.driver import (
 )
 from nrt_lab.hardware import CatalogueError, instance_names
 from nrt_lab.runtime import RUNTIME_VERSION, NrtError, driver_gate
+from nrt_lab.tools import driver_cli
 
 __all__ = ["main", "build_parser"]
 
@@ -66,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     nsub = neff.add_subparsers(dest="action", required=True)
     inspect = nsub.add_parser("inspect", help="print the NEFF header and the NEFF Nodes: listing")
     inspect.add_argument("file", metavar="FILE", help="a .neff file")
+
+    driver_cli.add_parsers(sub)  # fault inject|list|clear, sysfs
     return parser
 
 
@@ -224,6 +227,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _models_build(args.directory)
     if args.group == "neff" and args.action == "inspect":
         return _neff_inspect(args.file)
+    handled = driver_cli.dispatch(args)
+    if handled is not None:
+        return handled
     return _run(args)
 
 
