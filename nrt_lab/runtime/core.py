@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import itertools
 import os
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -127,6 +128,7 @@ class Runtime:
     models: dict[int, Any] = field(repr=False, default_factory=dict)
     core_locks: dict[int, threading.Lock] = field(repr=False, default_factory=dict)
     faults: Any = field(repr=False, default=None)
+    model_ids: Iterator[int] = field(repr=False, default_factory=lambda: itertools.count(1001))
 
     def __post_init__(self) -> None:
         physical_per_core = self.instance.lnc

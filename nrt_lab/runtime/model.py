@@ -11,7 +11,6 @@ them off by default). Every load and execution feeds the process's stats page.
 from __future__ import annotations
 
 import functools
-import itertools
 import math
 import os
 import statistics
@@ -83,7 +82,6 @@ class _Step:
     run: Callable[[Any, Sequence[Any], Mapping[str, Any]], Any]  # the checked kernel, or its unchecked fast path
 
 
-_model_ids = itertools.count(1001)
 _model_ids_lock = threading.Lock()
 
 
@@ -113,7 +111,7 @@ class Model:
         self.path = path
         self.name = name
         with _model_ids_lock:
-            self.model_id = next(_model_ids)
+            self.model_id = next(runtime.model_ids)  # per runtime, like libnrt's NEFF ids: 1001, 1002, …
         self.inputs: dict[str, TensorInfo] = {
             i.name: TensorInfo(i.name, i.dtype, tuple(i.shape), i.size, "input") for i in neff.input_infos()
         }
