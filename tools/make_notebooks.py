@@ -236,6 +236,135 @@ print("owners left:", machine.owners())'''),
 ]
 
 
+NB04 = [
+    ("md", '''# 04 — Troubleshooting, one failure at a time
+
+Each section breaks the emulated machine in one of the ways the Neuron troubleshooting guide describes, shows
+what the runtime says (the same messages and status codes as libnrt), and applies the documented remedy.
+The lesson uses a scratch `trn1.2xlarge` (1 device, 2 NeuronCores) so your main machine is untouched.'''),
+    ("code", '''import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+import nrt_lab
+from nrt_lab.driver import parse_driver_version
+from nrt_lab.tools.cli import main as nrt_lab_cli
+
+os.environ["NRT_LAB_ROOT"] = tempfile.mkdtemp(prefix="nrt-lab-04-")  # a scratch machine for this lesson
+machine = nrt_lab.open_machine()
+machine.create("trn1.2xlarge")
+
+
+def attempt(action):
+    """Run ``action`` and report the NrtError it raises, as an application's log would."""
+    try:
+        result = action()
+        print("OK:", result)
+        return result
+    except nrt_lab.NrtError as error:
+        print(f"{error.status.c_name} ({int(error.status)}): {error.message}")'''),
+    ("md", '''## 1. The driver is missing
+
+The runtime checks the `aws-neuronx-dkms` driver first. Without it, `nrt_init` fails before touching a core.'''),
+    ("code", '''machine.uninstall_driver()
+attempt(nrt_lab.init)
+nrt_lab_cli(["driver", "status"]);'''),
+    ("md", '''Remedy: install the driver package.'''),
+    ("code", '''nrt_lab_cli(["driver", "install"]);'''),
+    ("md", '''## 2. The driver is too old
+
+Runtime 2.x needs driver 2.x. An old package gives a different message.'''),
+    ("code", '''machine.install_driver(parse_driver_version("1.9.2"))
+attempt(nrt_lab.init)
+machine.install_driver()   # remedy: upgrade to the current driver
+print("driver now:", machine.driver().loaded)'''),
+    ("md", '''## 3. Another process (or notebook kernel) holds the cores
+
+A NeuronCore belongs to one process at a time. Here another process claims both cores, so our `init()` fails;
+stopping that process is the remedy (in Jupyter: shut down the other notebook's kernel).'''),
+    ("code", '''holder = subprocess.Popen(
+    [sys.executable, "-c", "import sys, nrt_lab; nrt_lab.init(); print('holding', flush=True); sys.stdin.read()"],
+    env={**os.environ, "NEURON_PROCESS_TAG": "other-notebook"}, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    text=True)
+print(holder.stdout.readline().strip())
+attempt(nrt_lab.init)
+print("owners:", [(o.tag, o.cores) for o in machine.owners()])'''),
+    ("code", '''holder.stdin.close()
+holder.wait()
+runtime = attempt(nrt_lab.init)'''),
+    ("md", '''## 4. A NEFF from a newer compiler
+
+A NEFF records its format version. A runtime refuses versions it does not know (status 10); the remedy is a
+compiler and runtime from the same Neuron SDK release.'''),
+    ("code", '''from nrt_lab.neff import GraphBuilder
+
+
+def tiny_graph(name="tiny"):
+    g = GraphBuilder(name=name)
+    x = g.input("x", "float32", (4, 4))
+    g.output("y", g.op("div", [x, x]))   # y = x / x: NaN where x is 0
+    return g
+
+
+attempt(lambda: nrt_lab.Model.load(tiny_graph().build(neff_version=(3, 0))))'''),
+    ("md", '''## 5. Out of device memory
+
+Device tensors and models draw on the HBM behind their NeuronCore (16 GiB per core on trn1). Asking for more
+fails with `NRT_RESOURCE`; libnrt logs the allocation that failed and a table of who uses that HBM, and saves
+the table in the temp directory.'''),
+    ("code", '''attempt(lambda: nrt_lab.Tensor.allocate(17 * 2**30, name="too_big"))
+table = os.path.join(tempfile.gettempdir(), "neuron_mem_table_device_0_hbm_0.log")
+print(open(table).read())'''),
+    ("md", '''Remedy: free tensors, unload models you no longer need, or move to a larger instance.
+
+## 6. NaN in the outputs
+
+Since libnrt 2.27, NaN outputs are not an error by default: the execution succeeds. Setting
+`NEURON_FAIL_ON_NAN=1` (read at `init`) turns them into status 1003, `NRT_EXEC_COMPLETED_WITH_NUM_ERR`.'''),
+    ("code", '''model = nrt_lab.Model.load(tiny_graph().build())
+zeros = {"x": np.zeros((4, 4), dtype=np.float32)}
+outputs = model(zeros)
+print("default: execution succeeded, output[0] =", outputs["y"].numpy()[0])
+
+nrt_lab.close()
+os.environ["NEURON_FAIL_ON_NAN"] = "1"
+runtime = nrt_lab.init()
+model = nrt_lab.Model.load(tiny_graph().build())
+attempt(lambda: model(zeros))
+del os.environ["NEURON_FAIL_ON_NAN"]'''),
+    ("md", '''## 7. Execution timeout
+
+`NEURON_RT_EXEC_TIMEOUT` (seconds, read at `init`) bounds one execution: 30 s on inf1, 600 s elsewhere. A hung
+execution then fails with `NRT_TIMEOUT` (5). We make one hang on purpose with the emulator's fault injection.'''),
+    ("code", '''nrt_lab.close()
+os.environ["NEURON_RT_EXEC_TIMEOUT"] = "1"
+runtime = nrt_lab.init()
+model = nrt_lab.Model.load(tiny_graph().build())
+ones = {"x": np.ones((4, 4), dtype=np.float32)}
+nrt_lab_cli(["fault", "inject", "--core", "0", "--kind", "hang"])  # the next execution on core 0 hangs
+attempt(lambda: model(ones))
+del os.environ["NEURON_RT_EXEC_TIMEOUT"]'''),
+    ("md", '''## 8. Hardware errors
+
+Real devices report uncorrectable memory errors and DMA aborts. `nrt-lab fault inject` arms one on a core; the
+next execution there fails with the status libnrt uses (1201 for an HBM uncorrectable error), logs the
+runtime information block that AWS support asks for, and the device's error counters grow (what
+`neuron-monitor` reports as `neuron_hw_counters`). The remedy for an uncorrectable HBM error is to replace the
+instance.'''),
+    ("code", '''from nrt_lab.driver.faults import hardware_counters
+
+nrt_lab_cli(["fault", "inject", "--core", "0", "--kind", "hbm_ue"])
+attempt(lambda: model(ones))
+print("device 0 counters:", hardware_counters(machine.root)[0])
+attempt(lambda: sorted(model(ones)))    # the fault fired once; the core works again'''),
+    ("code", '''nrt_lab.close()
+nrt_lab_cli(["fault", "list"]);'''),
+]
+
+
 NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
     "01-getting-started": [
         ("md", """# 01 — Getting started with Neuron Runtime 2.x (emulated)
@@ -292,6 +421,7 @@ again."""),
         ("code", NB01_CLOSE),
     ],
     "02-core-allocation": NB02,
+    "04-troubleshooting": NB04,
     "05-kernels-numpy-cupy": NB05,
 }
 

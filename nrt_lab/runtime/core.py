@@ -182,6 +182,11 @@ class Runtime:
             )
         return self.cores[start_nc]
 
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return (f"Runtime(pid={self.pid}, cores={format_core_ranges(self.cores, prefix='nc')}, "
+                f"instance={self.instance.name}, lnc={self.instance.lnc}, tag={self.tag!r}, {state})")
+
     def check_open(self) -> None:
         """Raise NRT_CLOSED if this runtime was closed."""
         if self.closed:
