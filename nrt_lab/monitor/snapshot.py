@@ -187,8 +187,17 @@ def percentiles(values_ns: np.ndarray[Any, Any]) -> dict[str, float] | None:
     """neuron-monitor's latency percentiles (p0 … p100) in seconds; None when there were no executions."""
     if values_ns.size == 0:
         return None
-    points = np.percentile(values_ns.astype(np.float64), PERCENTILES)
+    # np.percentile's linear method, computed directly: ~3x cheaper on the small arrays a period holds, which
+    # matters to neuron-monitor (two calls per runtime per report).
+    ordered = np.sort(values_ns.astype(np.float64))
+    position = (ordered.size - 1) * _PERCENTILE_FRACTIONS
+    low = position.astype(np.intp)
+    high = np.minimum(low + 1, ordered.size - 1)
+    points = ordered[low] + (ordered[high] - ordered[low]) * (position - low)
     return {f"p{p}": float(v) / 1e9 for p, v in zip(PERCENTILES, points, strict=True)}
+
+
+_PERCENTILE_FRACTIONS = np.asarray(PERCENTILES, dtype=np.float64) / 100.0
 
 
 _CPU_FIELDS = (("user", "user"), ("nice", "nice"), ("system", "system"), ("idle", "idle"),
