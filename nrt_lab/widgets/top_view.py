@@ -1,0 +1,212 @@
+"""TopView: neuron-top in a notebook — live per-core utilization, memory, executions, latency, history.
+
+Each update reads :class:`nrt_lab.monitor.Monitor` once (rates over the period since the previous update) and
+sends only what changed: the cores whose utilization or TFLOPS moved, the processes whose counters moved. The
+history ring (``hist``: one row per update, total TFLOPS then every core's utilization) is bounded by
+``history_size`` and never sent incrementally: the browser appends the same row from each delta.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import traitlets
+
+from nrt_lab.monitor import RuntimeSnapshot
+from nrt_lab.widgets._assets import COMMON_JS, CSS, TOP_VIEW_JS
+from nrt_lab.widgets._base import LiveWidget
+from nrt_lab.widgets._sampler import Observation
+from nrt_lab.widgets._static import format_ranges, owner_color, top_view_html
+
+__all__ = ["TopView", "HOST_KINDS", "DEVICE_KINDS", "OUTCOME_KINDS", "ERROR_KINDS"]
+
+HOST_KINDS = ("application_memory", "constants", "dma_buffers", "tensors")
+DEVICE_KINDS = ("constants", "model_code", "model_shared_scratchpad", "runtime_memory", "tensors")
+OUTCOME_KINDS = ("completed", "completed_with_err", "completed_with_num_err", "timed_out", "incorrect_input",
+                 "failed_to_queue")
+ERROR_KINDS = ("generic", "numerical", "transient", "model", "runtime", "hardware")
+_PCT = ("p0", "p1", "p25", "p50", "p75", "p99", "p100")
+_MIB = 1 << 20
+
+
+def _sig(value: float, digits: int = 4) -> float:
+    """``value`` rounded to ``digits`` significant digits (so tiny jitter does not count as a change)."""
+    return float(f"{value:.{digits}g}")
+
+
+def _latency(values: Mapping[str, float] | None) -> list[float] | None:
+    return None if values is None else [_sig(values[p] * 1e3, 3) for p in _PCT]
+
+
+class TopView(LiveWidget):
+    """Live NeuronCore utilization (% or TFLOPS), memory, executions and latency per runtime, with history.
+
+    ``TopView(root=None, period=1.0, autostart=True, history_size=60)``. Traits: ``mode`` (``"percent"`` or
+    ``"tflops"``), ``tab`` (``"all"`` or a pid as text), plus the base ``paused``, ``period``, ``running``.
+    """
+
+    _esm = COMMON_JS + TOP_VIEW_JS
+    _css = CSS
+
+    mode = traitlets.Unicode("percent").tag(sync=True)
+    tab = traitlets.Unicode("all").tag(sync=True)
+
+    _default_period = 1.0
+    _wants_snapshot = True
+    _derived_keys = ("hist",)
+    _heartbeat = True
+
+    def _prepare(self, kwargs: dict[str, Any]) -> None:
+        size = int(kwargs.pop("history_size", 60))
+        if not 2 <= size <= 3600:
+            raise ValueError(f"history_size={size} is invalid; accepted: 2 to 3600 updates")
+        self._history_size = size
+
+    def __init__(self, *, root: Any = None, period: float | None = None, autostart: bool = True,
+                 history_size: int = 60, **kwargs: Any) -> None:
+        super().__init__(root=root, period=period, autostart=autostart, history_size=history_size, **kwargs)
+        self.on_msg(lambda _w, content, _b: self.refresh()
+                    if isinstance(content, Mapping) and content.get("action") == "refresh" else None)
+
+    @traitlets.validate("mode")
+    def _valid_mode(self, proposal: Any) -> str:
+        value = str(proposal["value"])
+        if value not in ("percent", "tflops"):
+            raise traitlets.TraitError(f"mode={value!r} is invalid; accepted: 'percent' or 'tflops'")
+        return value
+
+    @property
+    def history_size(self) -> int:
+        """Rows kept in the history ring."""
+        return self._history_size
+
+    # ------------------------------------------------------------------ state
+    def _build(self, observation: Observation) -> dict[str, Any]:
+        instance, snap = observation.instance, observation.snapshot
+        if instance is None or snap is None:
+            return {"inst": None, "err": observation.machine_error or "the machine could not be read"}
+        total, lnc = instance.total_cores, instance.lnc
+        state: dict[str, Any] = {
+            "inst": {"name": instance.name, "lnc": lnc, "total": total, "version": instance.neuroncore_version,
+                     "devices": [[d.first_core, d.core_count] for d in instance.devices]},
+            "cap": self._history_size, "t": round(snap.timestamp, 3), "per": round(snap.period, 2), "err": "",
+        }
+        util = [0.0] * total
+        flops = [0.0] * total
+        owner = [0] * total
+        for rt in snap.runtimes:
+            cores = self._place(rt, lnc, total, util, flops, owner)
+            self._process(state, rt, cores, lnc)
+        for core in range(total):
+            state[f"c{core}"] = [round(util[core] / lnc, 1), _sig(flops[core] / 1e12), owner[core]]
+        if self.tab != "all" and f"p{self.tab}" not in state:
+            self.tab = "all"  # the process shown by the tab has gone
+        system = snap.system
+        usage = system.average_usage
+        state["sys"] = [
+            system.vcpu_count, round(usage.get("user", 0.0) + usage.get("nice", 0.0), 1),
+            round(sum(usage.get(k, 0.0) for k in ("system", "io_wait", "irq", "soft_irq")), 1),
+            system.memory_used_bytes // _MIB * _MIB, system.memory_total_bytes,
+        ]
+        return state
+
+    @staticmethod
+    def _place(rt: RuntimeSnapshot, lnc: int, total: int, util: list[float], flops: list[float],
+               owner: list[int]) -> list[int]:
+        """Add ``rt``'s cores (its own LNC view) to the machine-view arrays; returns the machine cores it owns."""
+        mine: set[int] = set()
+        for sample in rt.cores:
+            for physical in range(sample.core * rt.lnc, sample.core * rt.lnc + rt.lnc):
+                core = physical // lnc
+                if 0 <= core < total:
+                    util[core] += sample.utilization
+                    flops[core] += sample.flops_per_s / rt.lnc
+                    owner[core] = rt.pid
+                    mine.add(core)
+        return sorted(mine)
+
+    def _process(self, state: dict[str, Any], rt: RuntimeSnapshot, cores: list[int], lnc: int) -> None:
+        pid = rt.pid
+        state[f"p{pid}"] = {
+            "pid": pid, "tag": rt.tag or str(pid), "cmd": rt.command, "kernel": rt.kernel_id, "rt": rt.runtime_version,
+            "start": rt.start_time, "color": owner_color(pid, rt.start_time), "cores": format_ranges(cores),
+            "n": len(cores), "lnc": rt.lnc, "error": rt.error,
+        }
+        state[f"x{pid}"] = ([int(rt.execution_summary.get(k, 0)) for k in OUTCOME_KINDS]
+                            + [int(rt.error_summary.get(k, 0)) for k in ERROR_KINDS])
+        state[f"l{pid}"] = {"t": _latency(rt.total_latency), "d": _latency(rt.device_latency)}
+        device = [sum(int(c.memory.get(k, 0)) for c in rt.cores) for k in DEVICE_KINDS]
+        state[f"m{pid}"] = [int(rt.host_memory.get(k, 0)) for k in HOST_KINDS] + device
+        state[f"md{pid}"] = [
+            [m.model_id, m.name, m.core * rt.lnc // lnc, int(sum(m.memory.values()))] for m in rt.models
+        ]
+        user, system = rt.vcpu_user, rt.vcpu_system
+        state[f"v{pid}"] = ([round(user, 1), round(system, 1)]
+                            if isinstance(user, float) and isinstance(system, float) else None)
+
+    def _derive(self, state: dict[str, Any], reset: bool) -> None:
+        inst = state.get("inst")
+        if not inst:
+            state["hist"] = []
+            return
+        hist = state.get("hist")
+        if reset or not isinstance(hist, list):
+            hist = []
+        total = int(inst["total"])
+        row: list[float] = [0.0] * (total + 1)
+        flops: float = 0
+        for core in range(total):
+            value = state.get(f"c{core}")
+            row[core + 1] = value[0] if value else 0
+            flops += value[1] if value else 0
+        row[0] = flops
+        hist.append(row)
+        cap = int(state.get("cap", self._history_size))
+        while len(hist) > cap:
+            del hist[0]
+        state["hist"] = hist
+
+    def _static_html(self, state: Mapping[str, Any]) -> str:
+        return top_view_html(state, self.mode, self.tab)
+
+    def _plain(self, state: Mapping[str, Any]) -> str:
+        inst = state.get("inst")
+        if not inst:
+            return f"TopView(error: {state.get('err', '')})"
+        runtimes = sum(1 for k in state if k.startswith("p") and k[1:].isdigit())
+        return (f"TopView({inst['name']} lnc={inst['lnc']}: {inst['total']} NeuronCores, {runtimes} "
+                f"runtime{'s' if runtimes != 1 else ''}, mode={self.mode}, tab={self.tab}, "
+                f"history of {self._history_size} updates)")
+
+    # ------------------------------------------------------------------ reading helpers
+    def utilization(self) -> dict[int, float]:
+        """Core id -> utilization in percent over the last period."""
+        state = self.current_state()
+        total = int((state.get("inst") or {}).get("total", 0))
+        return {core: float(state[f"c{core}"][0]) for core in range(total)}
+
+    def tflops(self) -> dict[int, float]:
+        """Core id -> TFLOPS over the last period."""
+        state = self.current_state()
+        total = int((state.get("inst") or {}).get("total", 0))
+        return {core: float(state[f"c{core}"][1]) for core in range(total)}
+
+    def history(self) -> list[list[float]]:
+        """The history ring, oldest first: rows of [total TFLOPS, utilization of core 0, core 1, ...]."""
+        return [list(row) for row in self.current_state().get("hist", [])]
+
+    def processes(self) -> list[dict[str, Any]]:
+        """One entry per live runtime (pid, tag, cmd, kernel, cores, color, ...), oldest first."""
+        state = self.current_state()
+        found = [v for k, v in state.items() if k.startswith("p") and k[1:].isdigit()]
+        return sorted(found, key=lambda p: (p["start"], p["pid"]))
+
+    def select_tab(self, tab: int | str = "all") -> None:
+        """Show only one process (its pid) or ``"all"``."""
+        self.tab = "all" if tab in ("all", "", None) else str(int(tab))
+
+    def toggle_mode(self) -> str:
+        """Switch between % and TFLOPS (neuron-top's ``F`` key); returns the new mode."""
+        self.mode = "tflops" if self.mode == "percent" else "percent"
+        return self.mode

@@ -1,0 +1,494 @@
+"""Scenario tests of nrt_lab.widgets (no browser): widget state against a real emulated machine.
+
+Owners are real subprocesses that call ``nrt_lab.init()`` (some with a fake Jupyter kernel id, one running a
+busy workload); they are killed at teardown. What the browser would receive is checked through the widget's
+comm (``record_messages``): deltas only, at most 10 per second, and applying them to the first full state
+rebuilds the current full state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import comm
+import pytest
+from IPython.core.formatters import DisplayFormatter
+
+import nrt_lab
+from conftest import child_environment
+from nrt_lab.driver import Machine, open_machine, parse_driver_version
+from nrt_lab.runtime import ConfigError, RuntimeConfig, driver_gate
+from nrt_lab.widgets import (
+    MIN_PERIOD,
+    ActionRefused,
+    CoreMap,
+    Dashboard,
+    DriverStatus,
+    TopView,
+    owner_color,
+    record_messages,
+    show,
+)
+
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+
+# No kernel runs here, so widgets get the comm package's DummyComm, which sends nowhere (record_messages still
+# sees every message). nrt_lab.init() looks for a Jupyter kernel id through ipykernel when ipykernel is imported
+# (pytest plugins import it), and importing ipykernel's kernel app replaces the comm factory with one whose comms
+# send nothing without a kernel. Let that import happen now, then put the defaults back.
+with contextlib.suppress(ImportError):
+    import ipykernel.kernelapp  # noqa: F401
+comm.create_comm = comm._create_comm
+comm.get_comm_manager = comm._get_comm_manager
+
+_OWNER = r"""
+import json, os, signal, sys, threading, time, types
+signal.alarm(120)
+if os.environ.get("FAKE_KERNEL_ID"):
+    fake = types.ModuleType("ipykernel")
+    fake.get_connection_file = lambda: "/run/jupyter/kernel-" + os.environ["FAKE_KERNEL_ID"] + ".json"
+    sys.modules["ipykernel"] = fake
+import nrt_lab
+rt = nrt_lab.init()
+busy = int(os.environ.get("BUSY_CORES", "0"))
+if busy:
+    from nrt_lab.models import build_mlp, example_inputs
+    neff, _ = build_mlp()
+    inputs = example_inputs("mlp")
+    def loop(model):
+        while True:
+            model.execute(inputs)
+            time.sleep(0.004)
+    for i in range(busy):
+        threading.Thread(target=loop, args=(nrt_lab.Model.load(neff, core=i),), daemon=True).start()
+print(json.dumps({"pid": os.getpid(), "cores": list(rt.cores), "tag": rt.tag}), flush=True)
+sys.stdin.read()
+"""
+
+
+@dataclass
+class Owner:
+    """A child process holding NeuronCores."""
+
+    proc: subprocess.Popen[str]
+    pid: int
+    cores: tuple[int, ...]
+    tag: str
+
+
+Spawn = Callable[..., list[Owner]]
+
+
+def _start(root: Path, envs: list[Mapping[str, str]], started: list[subprocess.Popen[str]]) -> list[Owner]:
+    procs = []
+    for env in envs:
+        proc = subprocess.Popen([sys.executable, "-c", _OWNER], env=child_environment(root, env), text=True,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        started.append(proc)
+        procs.append(proc)
+    owners = []
+    for proc in procs:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line, f"owner {proc.pid} failed: {proc.stderr.read() if proc.stderr else ''}"
+        data = json.loads(line)
+        owners.append(Owner(proc, data["pid"], tuple(data["cores"]), data["tag"]))
+    return owners
+
+
+def _kill(started: list[subprocess.Popen[str]]) -> None:
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+    for proc in started:
+        proc.wait(timeout=15)
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+@pytest.fixture
+def spawn(machine_root: Path) -> Iterator[Spawn]:
+    """``spawn(env, env, ...)``: start owner processes on ``machine_root`` and wait until they hold cores."""
+    started: list[subprocess.Popen[str]] = []
+    yield lambda *envs: _start(machine_root, list(envs), started)
+    _kill(started)
+
+
+@pytest.fixture
+def widgets() -> Iterator[list[Any]]:
+    """Widgets to close at teardown, whatever happened."""
+    made: list[Any] = []
+    yield made
+    for widget in made:
+        widget.close()
+
+
+@pytest.fixture(scope="module")
+def busy_machine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Owner]]:
+    """A trn1.32xlarge with one owner (tag ``busy``, 4 cores) executing a model on 2 of them."""
+    root = tmp_path_factory.mktemp("busy") / "state"
+    open_machine(root).create("trn1.32xlarge")
+    started: list[subprocess.Popen[str]] = []
+    try:
+        owner = _start(root, [{"NEURON_RT_NUM_CORES": "4", "NEURON_PROCESS_TAG": "busy", "BUSY_CORES": "2"}],
+                       started)[0]
+        time.sleep(0.3)
+        yield root, owner
+    finally:
+        _kill(started)
+
+
+def _wait_gone(machine: Machine, pid: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while any(o.pid == pid for o in machine.owners()):
+        assert time.monotonic() < deadline, f"pid {pid} still owns cores"
+        time.sleep(0.05)
+
+
+def _ids(widget: DriverStatus) -> dict[str, dict[str, str]]:
+    return {f["id"]: f for f in widget.findings()}
+
+
+# ============================================================================================== CoreMap
+
+
+def test_core_map_owners_colours_kernel_ids_and_this_kernel(machine: Machine, spawn: Spawn, widgets: list[Any],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    alpha, beta = spawn({"NEURON_RT_NUM_CORES": "8", "NEURON_PROCESS_TAG": "alpha", "FAKE_KERNEL_ID": "4f2c-alpha"},
+                        {"NEURON_RT_NUM_CORES": "4", "NEURON_PROCESS_TAG": "beta"})
+    # Before this process owns anything: the driver view predicts init()'s exact failure (SPEC §9.4).
+    status = DriverStatus(autostart=False, env={})
+    widgets.append(status)
+    busy = _ids(status)["cores:busy"]
+    assert busy["symptom"] == "NeuronCore(s) not available - Requested:nc0-nc31 Available:20"
+    assert f"pid {alpha.pid}" in busy["title"] and "Jupyter kernel 4f2c-alpha" in busy["title"]
+    with pytest.raises(nrt_lab.NrtError) as failure:
+        nrt_lab.init()
+    assert busy["symptom"] in str(failure.value)
+
+    monkeypatch.setenv("NEURON_RT_NUM_CORES", "2")
+    runtime = nrt_lab.init()
+    core_map = CoreMap(autostart=False)
+    widgets.append(core_map)
+    owners = {o["pid"]: o for o in core_map.owners()}
+    records = {o.pid: o for o in machine.owners()}
+    assert set(owners) == {alpha.pid, beta.pid, os.getpid()}
+    assert owners[alpha.pid]["tag"] == "alpha" and owners[beta.pid]["tag"] == "beta"
+    assert owners[alpha.pid]["kernel"] == "4f2c-alpha" and owners[beta.pid]["kernel"] == ""
+    assert alpha.pid != beta.pid and "python" in owners[beta.pid]["cmd"]
+    for pid, owner in owners.items():
+        assert owner["color"] == owner_color(pid, records[pid].start_time)
+        assert owner["cores"] == list(records[pid].cores)
+    assert len({o["color"] for o in owners.values()}) == 3
+    expected = {c: 0 for c in range(32)}
+    for pid, owner in owners.items():
+        expected.update(dict.fromkeys(owner["cores"], pid))
+    assert core_map.core_owners() == expected
+    assert core_map.highlighted_cores() == list(runtime.cores) == [12, 13]
+    state = core_map.current_state()
+    assert state["me"]["pid"] == os.getpid() and state["inst"]["kind"] == "torus"
+    assert len(state["inst"]["links"]) == 32 and sum(w for _, _, w in state["inst"]["links"]) == 8
+
+    # Colours are stable while the owners live, whoever else comes and goes.
+    colours = {pid: o["color"] for pid, o in owners.items()}
+    (gamma,) = spawn({"NEURON_RT_NUM_CORES": "1", "NEURON_PROCESS_TAG": "gamma"})
+    core_map.refresh()
+    after = {o["pid"]: o["color"] for o in core_map.owners()}
+    assert {pid: after[pid] for pid in colours} == colours and gamma.pid in after
+
+    html = core_map._repr_html_()
+    assert html.count('title="nc') == 32 and "alpha" in html and "4f2c-alpha" in html and "&#9733;" in html
+
+
+def test_terminate_needs_confirmation_and_refuses_non_owners(machine: Machine, spawn: Spawn,
+                                                             widgets: list[Any]) -> None:
+    (victim,) = spawn({"NEURON_RT_NUM_CORES": "2", "NEURON_PROCESS_TAG": "victim"})
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        core_map = CoreMap(autostart=False)
+        widgets.append(core_map)
+        with pytest.raises(ActionRefused, match="no termination is pending"):
+            core_map.confirm_terminate(victim.pid)
+        with pytest.raises(ActionRefused, match="does not own any NeuronCore"):
+            core_map.request_terminate(bystander.pid)
+        with pytest.raises(ActionRefused, match="this kernel"):
+            core_map.request_terminate(os.getpid())
+        assert core_map.pending == {}
+
+        pending = core_map.request_terminate(victim.pid)  # step 1: select
+        assert pending["pid"] == victim.pid and pending["tag"] == "victim" and core_map.pending["pid"] == victim.pid
+        time.sleep(0.2)
+        assert victim.proc.poll() is None, "selecting must not terminate"
+        with pytest.raises(ActionRefused, match="not the process selected"):
+            core_map.confirm_terminate(bystander.pid)
+        # The front-end path: a confirmation with the wrong token is refused too, and reported.
+        reply = core_map.handle_action({"action": "confirm", "pid": victim.pid, "token": "forged"})
+        assert reply.startswith("Refused") and core_map.message == reply and victim.proc.poll() is None
+
+        core_map.handle_action({"action": "cancel"})
+        assert core_map.pending == {}
+        with pytest.raises(ActionRefused):
+            core_map.confirm_terminate(victim.pid)
+
+        token = core_map.request_terminate(victim.pid)["token"]
+        reply = core_map.handle_action({"action": "confirm", "pid": victim.pid, "token": token})  # step 2
+        assert reply.startswith("Sent SIGTERM"), reply
+        assert victim.proc.wait(timeout=10) == -signal.SIGTERM
+        assert bystander.poll() is None
+        _wait_gone(machine, victim.pid)
+        core_map.refresh()
+        assert set(core_map.core_owners().values()) == {0} and core_map.pending == {}
+    finally:
+        bystander.kill()
+        bystander.wait(timeout=10)
+
+
+def test_release_frees_this_kernels_cores(machine: Machine, widgets: list[Any],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEURON_RT_NUM_CORES", "4")
+    nrt_lab.init()
+    core_map = CoreMap(autostart=False)
+    widgets.append(core_map)
+    assert core_map.highlighted_cores() == [0, 1, 2, 3]
+    log = record_messages(core_map)
+    reply = core_map.handle_action({"action": "release"})
+    assert reply == "Released this kernel's NeuronCores nc0-nc3 (nrt_lab.close())."
+    assert nrt_lab.get_runtime() is None and machine.owners() == []
+    assert core_map.highlighted_cores() == [] and set(core_map.core_owners().values()) == {0}
+    deltas = [s["delta"] for _, _, s in log.updates() if "delta" in s]
+    assert len(deltas) == 1 and set(deltas[0]["set"]) == {f"c{c}" for c in range(4)}
+    assert deltas[0]["del"] == [f"o{os.getpid()}"]
+    assert "nothing to release" in core_map.release_own_cores()
+
+
+# ============================================================================================== DriverStatus
+
+
+def test_driver_missing(machine: Machine, widgets: list[Any]) -> None:
+    machine.uninstall_driver()
+    status = DriverStatus(autostart=False, env={})
+    widgets.append(status)
+    finding = _ids(status)["driver:missing"]
+    assert finding["severity"] == "error" and finding["symptom"] == driver_gate(None)
+    assert finding["symptom"] == ("Unable to determine Neuron Driver version. Please check aws-neuron-dkms package "
+                                  "is installed.")
+    state = status.current_state()
+    assert state["gate"] == {"ok": False, "message": finding["symptom"], "minimum": "2.1.5.0"}
+    assert repr(status).startswith("DriverStatus(aws-neuronx-dkms installed not installed, loaded not loaded")
+    assert "FAILS" in repr(status)
+
+
+def test_driver_too_old(machine: Machine, widgets: list[Any]) -> None:
+    machine.install_driver(parse_driver_version("2.0.0"))
+    status = DriverStatus(autostart=False, env={})
+    widgets.append(status)
+    finding = _ids(status)["driver:old"]
+    assert finding["symptom"] == ("This runtime requires Neuron Driver version 2.0 or greater. Please upgrade "
+                                  "aws-neuron-dkms package.")
+    assert status.current_state()["driver"]["loaded"] == "2.0.0.0" and not status.current_state()["gate"]["ok"]
+
+
+def test_driver_reload_pending_and_this_kernel_holds_all_cores(machine: Machine, widgets: list[Any]) -> None:
+    nrt_lab.init()  # every core, as a notebook that calls init() with no variable does
+    machine.install_driver(parse_driver_version("2.26.0.0"))  # cores in use: the old module stays loaded
+    status = DriverStatus(autostart=False, env={})
+    widgets.append(status)
+    found = _ids(status)
+    assert found["driver:reload"]["severity"] == "warning"
+    assert "installed 2.26.0.0, loaded 2.24.7.0" in found["driver:reload"]["symptom"]
+    assert f"pid {os.getpid()}" in found["driver:reload"]["remedy"]
+    assert found["cores:all-mine"]["title"].startswith("This kernel holds all 32 NeuronCores")
+    assert status.current_state()["driver"]["reload_pending"] is True
+    nrt_lab.close()
+    machine.reload_driver()
+    status.refresh()
+    assert not {"driver:reload", "cores:all-mine"} & set(_ids(status))
+
+
+@pytest.mark.parametrize(
+    ("value", "symptom"),
+    [
+        ("a", None),
+        ("3-1", None),
+        ("0,2", "Neuron cores are not contiguous"),
+        ("40", "NEURON_RT_VISIBLE_CORES='40' is invalid: NeuronCore 40 does not exist on trn1.32xlarge (32 "
+               "NeuronCores); accepted: ids and ranges between 0 and 31"),
+    ],
+)
+def test_malformed_visible_cores(machine: Machine, widgets: list[Any], value: str, symptom: str | None) -> None:
+    status = DriverStatus(autostart=False, env={"NEURON_RT_VISIBLE_CORES": value})
+    widgets.append(status)
+    if symptom is None:  # a syntax error: exactly the runtime's ConfigError text
+        with pytest.raises(ConfigError) as error:
+            RuntimeConfig.from_env({"NEURON_RT_VISIBLE_CORES": value})
+        symptom = str(error.value)
+    errors = [f for f in status.findings() if f["severity"] == "error"]
+    assert [f["symptom"] for f in errors] == [symptom]
+    (row,) = status.current_state()["config"]
+    assert row["name"] == "NEURON_RT_VISIBLE_CORES" and row["status"] == "error"
+    with pytest.raises(nrt_lab.NrtError) as failure:
+        nrt_lab.init(env={"NEURON_RT_VISIBLE_CORES": value})
+    assert symptom in str(failure.value)
+
+
+def test_ncg_set_is_flagged(machine: Machine, widgets: list[Any]) -> None:
+    status = DriverStatus(autostart=False, env={"NEURONCORE_GROUP_SIZES": "2,2", "NEURON_RT_VISIBLE_CORES": "0-3"})
+    widgets.append(status)
+    ncg = _ids(status)["config:ncg"]
+    assert ncg["severity"] == "warning" and "deprecated" in ncg["title"]
+    rows = {r["name"]: r for r in status.current_state()["config"]}
+    assert rows["NEURONCORE_GROUP_SIZES"]["status"] == "deprecated"
+    assert rows["NEURON_RT_VISIBLE_CORES"]["status"] == "ok"
+    status.set_environment({"NEURONCORE_GROUP_SIZES": "4x1", "NEURON_RT_NUM_CORES": "4"})
+    conflict = _ids(status)["config:ncg"]
+    assert conflict["severity"] == "error"
+    assert conflict["symptom"] == ("NEURONCORE_GROUP_SIZES=4x1 cannot be combined with NEURON_RT_NUM_CORES=4; "
+                                   "unset NEURONCORE_GROUP_SIZES")
+    with pytest.raises(nrt_lab.NrtError, match="cannot be combined"):
+        nrt_lab.init(env={"NEURONCORE_GROUP_SIZES": "4x1", "NEURON_RT_NUM_CORES": "4"})
+    assert status.current_state()["daemon"]["text"] == "not running"
+
+
+# ============================================================================================== TopView
+
+
+def test_top_view_utilization_changes_between_samples(busy_machine: tuple[Path, Owner], widgets: list[Any]) -> None:
+    root, owner = busy_machine
+    view = TopView(root=root, autostart=False)
+    widgets.append(view)
+    samples = []
+    for _ in range(3):
+        time.sleep(0.25)
+        view.refresh()
+        samples.append(view.utilization())
+    busy = owner.cores[:2]
+    assert all(s[c] > 0 for s in samples[1:] for c in busy), samples
+    assert any(samples[i][c] != samples[i + 1][c] for i in range(2) for c in busy)
+    assert all(s[c] == 0 for s in samples for c in range(32) if c not in owner.cores)
+    assert all(view.tflops()[c] > 0 for c in busy)
+    (process,) = view.processes()
+    assert process["pid"] == owner.pid and process["tag"] == "busy" and process["cores"] == "nc0-nc3"
+    state = view.current_state()
+    assert state[f"x{owner.pid}"][0] > 0 and state[f"md{owner.pid}"][0][1] == "mlp"
+    assert state[f"m{owner.pid}"][5] == 4 * 96 * 1024 * 1024  # microcode: model code on 4 physical cores
+
+
+def test_top_view_live_updates_rate_pause_stop_and_deltas(busy_machine: tuple[Path, Owner],
+                                                          widgets: list[Any]) -> None:
+    root, owner = busy_machine
+    view = TopView(root=root, autostart=False, period=0.01, history_size=5)
+    widgets.append(view)
+    assert view.period == MIN_PERIOD
+    log = record_messages(view)
+    first = view.current_state()
+    view.start()
+    assert view.running and view.thread is not None and view.thread.is_alive()
+    time.sleep(1.3)
+
+    # At most 10 updates a second, one message each, and each one smaller than the full state.
+    times = [t for t, _, s in log.updates() if "delta" in s]
+    assert len(times) >= 6
+    assert min(b - a for a, b in zip(times, times[1:], strict=False)) >= MIN_PERIOD
+    assert all(len([t for t in times if start <= t < start + 1.0]) <= 10 for start in times)
+    full = view.state_bytes(derived=False)
+    sizes = [n for _, n, s in log.updates() if "delta" in s]
+    assert max(sizes) < full and sum(sizes) / len(sizes) < 0.5 * full, (sizes, full)
+
+    # Pause: nothing changes; resume: it changes again.
+    view.pause()
+    time.sleep(0.25)
+    seq, count = view.seq, len(log.updates())
+    time.sleep(0.5)
+    assert view.seq == seq and len(log.updates()) == count
+    view.resume()
+    deadline = time.monotonic() + 3
+    while view.seq == seq and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert view.seq > seq
+
+    # stop() ends the thread.
+    thread = view.thread
+    view.stop()
+    assert thread is not None and not thread.is_alive() and not view.running
+    seq = view.seq
+    time.sleep(0.3)
+    assert view.seq == seq
+
+    # What the browser got (full state, then every delta in order) is the current state; history is bounded.
+    rebuilt = {k: v for k, v in first.items() if k != "hist"}
+    for _, _, message in log.updates():
+        delta = message.get("delta")
+        if delta:
+            rebuilt.update(delta["set"])
+            for key in delta["del"]:
+                rebuilt.pop(key)
+            rebuilt["seq"] = delta["seq"]
+    current = view.current_state()
+    assert rebuilt == {k: v for k, v in current.items() if k != "hist"}
+    assert len(current["hist"]) == 5 == len(view.history())
+    assert current["hist"][-1][1:] == [current[f"c{c}"][0] for c in range(32)]
+    # A reload or a second view asks for the model's state: it is the full current state.
+    assert view.get_state()["state"] == current
+
+
+def test_dashboard_uses_one_thread_and_stops(machine: Machine, capsys: pytest.CaptureFixture[str]) -> None:
+    before = {t for t in threading.enumerate() if t.name.startswith("nrt_lab.widgets")}
+    dashboard = show(period=0.2)
+    try:
+        assert isinstance(dashboard, Dashboard) and show() is dashboard
+        assert "CoreMap(trn1.32xlarge" in capsys.readouterr().out
+        mine = {t for t in threading.enumerate() if t.name.startswith("nrt_lab.widgets")} - before
+        assert mine == {dashboard.thread}
+        time.sleep(0.5)
+        assert dashboard.top_view.seq >= 2
+        dashboard.stop()
+        assert dashboard.thread is not None and not dashboard.thread.is_alive()
+    finally:
+        dashboard.close()
+
+
+# ============================================================================================== static reprs
+
+
+def test_static_html_and_deterministic_text(machine: Machine, widgets: list[Any],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEURON_RT_NUM_CORES", "3")
+    nrt_lab.init()
+    made = [CoreMap(autostart=False), DriverStatus(autostart=False, env={}), TopView(autostart=False)]
+    again = [CoreMap(autostart=False), DriverStatus(autostart=False, env={}), TopView(autostart=False)]
+    widgets.extend(made + again)
+    for first, second in zip(made, again, strict=True):
+        bundle, _ = first._repr_mimebundle_()
+        assert set(bundle) == {"text/plain", "text/html", WIDGET_MIME}
+        assert bundle[WIDGET_MIME]["model_id"] == first.model_id
+        assert bundle["text/html"] == first._repr_html_() and "<script" not in bundle["text/html"]
+        text = bundle["text/plain"]
+        assert "0x" not in text and first.model_id not in text and str(os.getpid()) not in text
+        first.refresh()
+        assert repr(first) == text == repr(second)
+    assert repr(made[0]) == ("CoreMap(trn1.32xlarge lnc=1: 32 NeuronCores on 16 devices, torus topology; 3 owned "
+                             "by 1 process, 29 free; this kernel holds 3)")
+    assert repr(made[2]) == ("TopView(trn1.32xlarge lnc=1: 32 NeuronCores, 1 runtime, mode=percent, tab=all, "
+                             "history of 60 updates)")
+    for widget in (made[0], made[2]):
+        html = widget._repr_html_()
+        assert 'class="nrt-core-grid"' in html and html.count("<tr><th") >= 16 and html.count('title="nc') == 32
+    # What IPython (and so nbconvert/nbval) stores for a live widget and, after close(), for a closed one.
+    formatter = DisplayFormatter()
+    live, _ = formatter.format(made[0])
+    assert set(live) == {"text/plain", "text/html", WIDGET_MIME} and live["text/plain"] == repr(made[0])
+    made[0].close()
+    closed, _ = formatter.format(made[0])
+    assert set(closed) == {"text/plain", "text/html"} and closed["text/html"] == live["text/html"]
