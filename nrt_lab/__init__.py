@@ -26,6 +26,15 @@ from nrt_lab.runtime import (
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    """``nrt_lab.show()`` displays the Jupyter dashboard; imported lazily (widgets need the ``lab`` extra)."""
+    if name == "show":
+        from nrt_lab.widgets import show
+
+        return show
+    raise AttributeError(f"module 'nrt_lab' has no attribute {name!r}")
+
 __all__ = [
     "Machine",
     "OwnerRecord",
@@ -48,4 +57,5 @@ __all__ = [
     "total_nc_count",
     "visible_nc_count",
     "__version__",
+    "show",
 ]

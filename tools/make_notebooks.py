@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
+import os
+import sys
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -200,7 +204,7 @@ Lists and ranges in any order are accepted (Ray writes `6,5,4`), but the set mus
     ("code", '''start(NEURON_RT_VISIBLE_CORES="15")
 start(NEURON_RT_VISIBLE_CORES="6,5,4")
 start(NEURON_RT_VISIBLE_CORES="3,5")
-start(NEURON_RT_VISIBLE_CORES="0-3,x");'''),
+_ = start(NEURON_RT_VISIBLE_CORES="0-3,x")'''),
     ("md", '''## A killed process frees its cores at once
 
 Ownership is held by the kernel on behalf of the process (a file lock), so even `SIGKILL` releases it: nothing
@@ -209,12 +213,12 @@ is left behind to clean up.'''),
 victim.kill()
 victim.wait()
 print("exit status:", victim.returncode)
-start(NEURON_RT_VISIBLE_CORES="3-5");'''),
+_ = start(NEURON_RT_VISIBLE_CORES="3-5")'''),
     ("md", '''## The default claims everything
 
 With no variable, a process asks for every core. While others hold some, it fails: this is the classic
 "my second notebook cannot start" problem.'''),
-    ("code", '''start();'''),
+    ("code", '''_ = start()'''),
     ("md", '''## `NEURONCORE_GROUP_SIZES` is deprecated
 
 Frameworks used to read it to form core groups. Runtime 2.x ignores it and warns (seen at `WARNING` level):'''),
@@ -233,6 +237,104 @@ stop every process we started: their cores are free again.'''),
         proc.stdin.close()
         proc.wait()
 print("owners left:", machine.owners())'''),
+]
+
+
+NB03 = [
+    ("md", '''# 03 — Watching NeuronCores work
+
+`neuron-top`, `neuron-monitor` and this notebook's `TopView` all read the same thing: every runtime keeps
+counters in a small shared-memory page (busy time, FLOPs, executions, latencies, memory), and the tools turn
+them into rates. Here we start two background applications with known workloads and watch them.'''),
+    ("code", '''import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import nrt_lab
+
+os.environ["NRT_LAB_ROOT"] = tempfile.mkdtemp(prefix="nrt-lab-03-")  # a scratch machine for this lesson
+_ = nrt_lab.open_machine().create("trn1.2xlarge")   # 2 NeuronCores: one per application'''),
+    ("md", '''Each application claims one core and runs a 128×128 matmul model in a loop. `train` keeps its core busy
+about 70 % of the time, `serve` about 15 % (the rest of each 100 ms it sleeps).'''),
+    ("code", '''WORKLOAD = """
+import sys, time
+import numpy as np
+import nrt_lab
+from nrt_lab.neff import GraphBuilder
+
+duty = float(sys.argv[1])
+g = GraphBuilder(name="mm128")
+x = g.input("x", "float32", (128, 128))
+g.output("y", g.op("matmul", [x, g.constant("w", np.eye(128, dtype=np.float32))]))
+runtime = nrt_lab.init()
+model = nrt_lab.Model.load(g.build())
+tx = nrt_lab.Tensor.from_numpy(np.ones((128, 128), dtype=np.float32))
+ty = nrt_lab.Tensor.allocate(128 * 128 * 4)
+print("ready", flush=True)
+while True:
+    start = time.monotonic()
+    while time.monotonic() - start < 0.1 * duty:
+        model.execute({"x": tx}, {"y": ty})
+    time.sleep(max(0.0, 0.1 - (time.monotonic() - start)))
+"""
+apps = {}
+for tag, duty in (("train", 0.7), ("serve", 0.15)):   # one after the other: train gets core 0, serve core 1
+    env = {**os.environ, "NEURON_RT_NUM_CORES": "1", "NEURON_PROCESS_TAG": tag}
+    apps[tag] = subprocess.Popen([sys.executable, "-c", WORKLOAD, str(duty)], env=env,
+                                 stdout=subprocess.PIPE, text=True)
+    print(tag, apps[tag].stdout.readline().strip())'''),
+    ("md", '''## The live view
+
+`TopView` samples in a background thread (here twice a second) and redraws only what changed. Use its tabs to
+look at one process, switch between % and TFLOPS, or pause it. In a static rendering of this notebook you see
+the state at the time it was saved.'''),
+    ("code", '''# NBVAL_IGNORE_OUTPUT
+from nrt_lab.widgets import TopView
+
+top = TopView(period=0.5)
+top'''),
+    ("md", '''The widget's values are plain Python data too. After a couple of seconds the measured utilization matches
+the workloads' duty cycles (within a few points on a quiet machine):'''),
+    ("code", '''time.sleep(3)
+measured = top.utilization()
+print("train (core 0) busier than serve (core 1):", measured[0] > measured[1])'''),
+    ("code", '''# NBVAL_IGNORE_OUTPUT
+print({core: f"{value:.0f} %" for core, value in sorted(measured.items())})'''),
+    ("md", '''## `neuron-monitor`: the same numbers as JSON
+
+`neuron-monitor` prints one JSON report per period, the format dashboards and the Prometheus exporter read.
+A config file chooses the metric groups and periods; `--count` (an nrt_lab addition) stops it after N reports.'''),
+    ("code", '''config = {"period": "1s",
+          "neuron_runtimes": [{"tag_filter": ".*", "metrics": [{"type": "neuroncore_counters"},
+                                                             {"type": "execution_stats"}]}],
+          "system_metrics": [{"type": "memory_info"}]}
+with open("monitor.json", "w") as fh:
+    json.dump(config, fh)
+neuron_monitor = os.path.join(os.path.dirname(sys.executable), "neuron-monitor")  # installed beside Python
+lines = subprocess.run([neuron_monitor, "-c", "monitor.json", "--count", "2"], capture_output=True,
+                       text=True, check=True).stdout.splitlines()
+report = json.loads(lines[-1])
+print("top-level keys:", sorted(report))
+for runtime in report["neuron_runtime_data"]:
+    cores = runtime["report"]["neuroncore_counters"]["neuroncores_in_use"]
+    summary = runtime["report"]["execution_stats"]["execution_summary"]
+    print(runtime["neuron_runtime_tag"], "cores:", sorted(cores), "completed in the last period > 0:",
+          summary["completed"] > 0)'''),
+    ("code", '''# NBVAL_IGNORE_OUTPUT
+print(json.dumps(report["neuron_runtime_data"][0]["report"]["neuroncore_counters"], indent=2))'''),
+    ("md", '''In a terminal, `neuron-top` shows the same view as a text UI (`neuron-top --once` prints one snapshot),
+and `neuron-monitor | neuron-monitor-prometheus --port 8000` serves these numbers to Prometheus and Grafana.
+
+Finally, stop the widget's sampling thread and the two applications.'''),
+    ("code", '''top.stop()
+for app in apps.values():
+    app.terminate()
+    app.wait()
+os.remove("monitor.json")
+print("sampling:", top.running, "| owners left:", nrt_lab.open_machine().owners())'''),
 ]
 
 
@@ -271,9 +373,9 @@ def attempt(action):
 The runtime checks the `aws-neuronx-dkms` driver first. Without it, `nrt_init` fails before touching a core.'''),
     ("code", '''machine.uninstall_driver()
 attempt(nrt_lab.init)
-nrt_lab_cli(["driver", "status"]);'''),
+_ = nrt_lab_cli(["driver", "status"])'''),
     ("md", '''Remedy: install the driver package.'''),
-    ("code", '''nrt_lab_cli(["driver", "install"]);'''),
+    ("code", '''_ = nrt_lab_cli(["driver", "install"])'''),
     ("md", '''## 2. The driver is too old
 
 Runtime 2.x needs driver 2.x. An old package gives a different message.'''),
@@ -361,7 +463,7 @@ attempt(lambda: model(ones))
 print("device 0 counters:", hardware_counters(machine.root)[0])
 attempt(lambda: sorted(model(ones)))    # the fault fired once; the core works again'''),
     ("code", '''nrt_lab.close()
-nrt_lab_cli(["fault", "list"]);'''),
+_ = nrt_lab_cli(["fault", "list"])'''),
 ]
 
 
@@ -404,7 +506,8 @@ print("owned cores:", rt.cores, "tag:", rt.tag)"""),
 
 `neuron-ls` lists the devices and the processes using them; `-w` shows full command lines, `-t` the topology,
 `-j` JSON (what Ray reads to detect NeuronCores). From a terminal run `neuron-ls -w`; here we call the same code."""),
-        ("code", """from nrt_lab.tools.neuron_ls import neuron_ls_output
+        ("code", """# NBVAL_IGNORE_OUTPUT
+from nrt_lab.tools.neuron_ls import neuron_ls_output
 
 print(neuron_ls_output(wide=True))"""),
         ("code", """import json
@@ -421,22 +524,55 @@ again."""),
         ("code", NB01_CLOSE),
     ],
     "02-core-allocation": NB02,
+    "03-live-utilization": NB03,
     "04-troubleshooting": NB04,
     "05-kernels-numpy-cupy": NB05,
 }
 
 
+def _execute(nb: nbformat.NotebookNode, workdir: Path) -> None:
+    """Run ``nb`` in a fresh kernel over a fresh emulated machine, storing its outputs (strict nbval compares
+    them), without widget state (megabytes that would only go stale)."""
+    from nbclient import NotebookClient
+
+    saved = os.environ.get("NRT_LAB_ROOT")
+    os.environ["NRT_LAB_ROOT"] = tempfile.mkdtemp(prefix="nrt_lab_nb_")
+    for name in [k for k in os.environ if k.startswith("NEURON")]:
+        del os.environ[name]
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    try:
+        NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(workdir)}},
+                       store_widget_state=False).execute()
+    finally:
+        if saved is None:
+            os.environ.pop("NRT_LAB_ROOT", None)
+        else:
+            os.environ["NRT_LAB_ROOT"] = saved
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+
+
 def main() -> None:
-    """Write every notebook in NOTEBOOKS into notebooks/."""
+    """Write every notebook in NOTEBOOKS into notebooks/ (``--execute``: with outputs, for strict nbval)."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--execute", action="store_true", help="run each notebook and store its outputs")
+    parser.add_argument("names", nargs="*", help="notebooks to write (default: all)")
+    args = parser.parse_args()
     out = Path(__file__).resolve().parent.parent / "notebooks"
     for name, cells in NOTEBOOKS.items():
+        if args.names and name not in args.names:
+            continue
         nb = new_notebook()
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nb.metadata["language_info"] = {"name": "python"}
         nb.cells = [new_markdown_cell(src) if kind == "md" else new_code_cell(src) for kind, src in cells]
         for index, cell in enumerate(nb.cells):
             cell["id"] = f"{name[:2]}-{index:02d}"
+        if args.execute:
+            _execute(nb, out)
         nbformat.write(nb, out / f"{name}.ipynb")
-        print(f"wrote notebooks/{name}.ipynb")
+        print(f"wrote notebooks/{name}.ipynb" + (" with outputs" if args.execute else ""))
 
 
 if __name__ == "__main__":

@@ -96,15 +96,22 @@ def _command_line() -> str:
 
 
 def _jupyter_kernel_id() -> str:
-    """The Jupyter kernel id when this process is an ipykernel, so widgets can name the notebook."""
-    if "ipykernel" not in sys.modules:
-        return ""
-    try:
-        from ipykernel import get_connection_file  # type: ignore[attr-defined]
+    """The Jupyter kernel id when this process is a running ipykernel, so widgets can name the notebook.
 
-        name = Path(get_connection_file()).stem
-    except (ImportError, RuntimeError, AttributeError):
+    Only looks at an already running kernel app: importing or instantiating one here would replace the comm
+    machinery of a process that merely imported ipykernel (as test runners do).
+    """
+    kernelapp = sys.modules.get("ipykernel.kernelapp")
+    if kernelapp is None:
         return ""
+    app_class = getattr(kernelapp, "IPKernelApp", None)
+    try:
+        if app_class is None or not app_class.initialized():
+            return ""
+        connection_file = str(app_class.instance().connection_file or "")
+    except (AttributeError, RuntimeError, TypeError):
+        return ""
+    name = Path(connection_file).stem
     return name[len("kernel-") :] if name.startswith("kernel-") else name
 
 
