@@ -44,9 +44,8 @@ from nrt_lab.widgets import (
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 # No kernel runs here, so widgets get the comm package's DummyComm, which sends nowhere (record_messages still
-# sees every message). nrt_lab.init() looks for a Jupyter kernel id through ipykernel when ipykernel is imported
-# (pytest plugins import it), and importing ipykernel's kernel app replaces the comm factory with one whose comms
-# send nothing without a kernel. Let that import happen now, then put the defaults back.
+# sees every message). Importing ipykernel's kernel app (some pytest plugins do) replaces the comm factory with
+# one whose comms send nothing without a kernel: let that import happen now, then put the defaults back.
 with contextlib.suppress(ImportError):
     import ipykernel.kernelapp  # noqa: F401
 comm.create_comm = comm._create_comm
@@ -55,10 +54,18 @@ comm.get_comm_manager = comm._get_comm_manager
 _OWNER = r"""
 import json, os, signal, sys, threading, time, types
 signal.alarm(120)
-if os.environ.get("FAKE_KERNEL_ID"):
-    fake = types.ModuleType("ipykernel")
-    fake.get_connection_file = lambda: "/run/jupyter/kernel-" + os.environ["FAKE_KERNEL_ID"] + ".json"
-    sys.modules["ipykernel"] = fake
+if os.environ.get("FAKE_KERNEL_ID"):  # pose as a running Jupyter kernel, as nrt_lab.runtime looks for one
+    class IPKernelApp:
+        connection_file = "/run/jupyter/kernel-" + os.environ["FAKE_KERNEL_ID"] + ".json"
+        @classmethod
+        def initialized(cls):
+            return True
+        @classmethod
+        def instance(cls):
+            return cls()
+    fake = types.ModuleType("ipykernel.kernelapp")
+    fake.IPKernelApp = IPKernelApp
+    sys.modules["ipykernel.kernelapp"] = fake
 import nrt_lab
 rt = nrt_lab.init()
 busy = int(os.environ.get("BUSY_CORES", "0"))
