@@ -113,11 +113,11 @@ def _parse(data: Any, instance_id: str) -> MachineCounters:
         names = HARDWARE_COUNTERS if section == "hardware" else HOST_MEMORY_KINDS
         raw = data.get(section)
         for key, value in (raw.items() if isinstance(raw, dict) else ()):
-            if str(key).isdigit():
+            if str(key).isascii() and str(key).isdigit():
                 target[int(key)] = _ints(value, names)
     cores = data.get("cores")
     for key, value in (cores.items() if isinstance(cores, dict) else ()):
-        if str(key).isdigit() and isinstance(value, dict):
+        if str(key).isascii() and str(key).isdigit() and isinstance(value, dict):
             counters.cores[int(key)] = CoreTotals(
                 status=_ints(value.get("status"), SYSFS_STATUS_KINDS), values=_ints(value.get("values"), CORE_VALUES),
                 memory_peak=_ints(value.get("memory_peak"), DEVICE_MEMORY_KINDS),

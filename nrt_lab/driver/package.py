@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 DRIVER_PACKAGE = "aws-neuronx-dkms"
-_VERSION_RE = re.compile(r"^(\d{1,4})\.(\d{1,4})(?:\.(\d{1,6}))?(?:\.(\d{1,6}))?$")
+_VERSION_RE = re.compile(r"^(\d{1,4})\.(\d{1,4})(?:\.(\d{1,6}))?(?:\.(\d{1,6}))?$", re.ASCII)
 
 
 @dataclass(frozen=True, order=True)

@@ -61,7 +61,7 @@ _MAX_DEVICES = 64  # SPEC §6: at most 64 devices and 8 NCs per device
 _MAX_CORES_PER_DEVICE = 8
 
 _BDF_RE = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
-_CPULIST_RE = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
+_CPULIST_RE = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$", re.ASCII)
 
 
 class CatalogueError(ValueError):

@@ -30,7 +30,7 @@ _MAX_TAG = 255
 
 
 _VISIBLE_ACCEPTED = "comma-separated NeuronCore ids and inclusive ranges, in any order (e.g. 0-3, 3,1,2 or 0-1,2)"
-_ITEM_RE = re.compile(r"^(\d+)(?:-(\d+))?$")
+_ITEM_RE = re.compile(r"^([0-9]+)(?:-([0-9]+))?$")  # ASCII digits only: int() rejects some Unicode "digits"
 
 
 @dataclass(frozen=True)
@@ -87,14 +87,14 @@ _NCG_ACCEPTED = "a comma list of positive group sizes (e.g. 2,4,3,4) or NxM (e.g
 def parse_ncg(raw: str) -> NcgSpec:
     """Parse the deprecated NEURONCORE_GROUP_SIZES, which frameworks (not libnrt) used to read."""
     text = raw.strip().lower()
-    match = re.fullmatch(r"(\d+)x(\d+)", text)
+    match = re.fullmatch(r"([0-9]+)x([0-9]+)", text)
     if match:
         count, size = int(match.group(1)), int(match.group(2))
         if count < 1 or size < 1 or count > 4096:
             raise ConfigError("NEURONCORE_GROUP_SIZES", raw, "group count and size must be ≥ 1", _NCG_ACCEPTED)
         return NcgSpec(raw=raw, sizes=(size,) * count)
     parts = [p.strip() for p in text.split(",")]
-    if not text or not all(p.isdigit() and int(p) > 0 for p in parts) or len(parts) > 4096:
+    if not text or not all(re.fullmatch(r"[0-9]+", p) and int(p) > 0 for p in parts) or len(parts) > 4096:
         raise ConfigError("NEURONCORE_GROUP_SIZES", raw, "not a list of positive group sizes", _NCG_ACCEPTED)
     return NcgSpec(raw=raw, sizes=tuple(int(p) for p in parts))
 
@@ -115,7 +115,7 @@ def parse_bool(variable: str, raw: str) -> bool:
 
 def _parse_int(variable: str, raw: str, minimum: int, maximum: int, accepted: str) -> int:
     text = raw.strip()
-    if not re.fullmatch(r"[+]?\d+", text):
+    if not re.fullmatch(r"[+]?[0-9]+", text):
         raise ConfigError(variable, raw, "not a whole number", accepted)
     value = int(text)
     if not minimum <= value <= maximum:
