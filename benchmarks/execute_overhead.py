@@ -11,28 +11,15 @@ Usage: .venv/bin/python benchmarks/execute_overhead.py   (needs the [bench] extr
 from __future__ import annotations
 
 import os
-import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 
 import numpy as np
+from _timing import interleaved_us  # benchmarks/ is on sys.path when a script runs
 
 import nrt_lab
 from nrt_lab.neff import GraphBuilder
-
-
-def interleaved_us(fns: list[Callable[[], object]], repeat: int = 15, number: int = 1000) -> list[float]:
-    """Median per-call µs of each function, measured in alternating batches so machine noise hits all alike."""
-    samples: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeat):
-        for index, fn in enumerate(fns):
-            start = time.perf_counter()
-            for _ in range(number):
-                fn()
-            samples[index].append((time.perf_counter() - start) / number * 1e6)
-    return [statistics.median(s) for s in samples]
 
 
 def one_op() -> tuple[float, float, float, float]:

@@ -18,17 +18,16 @@ import json
 import os
 import platform
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import psutil
+from _timing import interleaved_us  # benchmarks/ is on sys.path when a script runs
 
 import nrt_lab
 from nrt_lab.neff import GraphBuilder
@@ -110,18 +109,6 @@ def monitor_cpu(root: Path, processes: int, seconds: float) -> tuple[float, floa
             proc.wait()
 
 
-def interleaved_us(fns: list[Callable[[], object]], repeat: int = 15, number: int = 2000) -> list[float]:
-    """Median per-call µs of each function, measured in alternating batches so machine noise hits all alike."""
-    samples: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeat):
-        for index, fn in enumerate(fns):
-            start = time.perf_counter()
-            for _ in range(number):
-                fn()
-            samples[index].append((time.perf_counter() - start) / number * 1e6)
-    return [statistics.median(s) for s in samples]
-
-
 def stats_update_cost(root: Path) -> tuple[float, float]:
     """(µs per StatsPage.record_execution, µs per Model.execute of a 1-op model) in this process."""
     os.environ["NRT_LAB_ROOT"] = str(root)
@@ -138,7 +125,7 @@ def stats_update_cost(root: Path) -> tuple[float, float]:
         ins = {"a": nrt_lab.Tensor.from_numpy(x), "b": nrt_lab.Tensor.from_numpy(x)}
         outs = {"out": nrt_lab.Tensor.allocate(x.nbytes, dtype=np.float32, shape=(64, 64))}
         model.execute(ins, outs)
-        record, execute = interleaved_us([
+        record, execute = interleaved_us(number=2000, fns=[
             lambda: page.record_execution(core, 0, 1000, 4096, 2000, 1000, None, 0),
             lambda: model.execute(ins, outs),
         ])

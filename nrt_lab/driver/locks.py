@@ -30,6 +30,7 @@ __all__ = [
     "held_cores",
     "list_owners",
     "list_owner_files",
+    "owner_is_live",
     "remove_stale_records",
 ]
 
@@ -150,8 +151,13 @@ def held_cores(root: Path, physical_core_count: int) -> list[int]:
     return [core for core, is_free in enumerate(probe_free(root, physical_core_count)) if not is_free]
 
 
-def _record_is_live(json_path: Path) -> bool:
-    lock_path = json_path.with_suffix(".lock")
+def owner_is_live(path: Path) -> bool:
+    """True while the process behind an owner file (``.json``, ``.stats``, ``.models``) holds its liveness lock.
+
+    The kernel drops that lock when the process dies, so this is the liveness test readers rely on; probing it
+    with a shared lock never disturbs the owner.
+    """
+    lock_path = path.with_suffix(".lock")
     try:
         fd = os.open(lock_path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -195,7 +201,7 @@ def list_owner_files(root: Path) -> list[tuple[OwnerRecord, Path]]:
     if not procs.is_dir():
         return found
     for json_path in procs.glob("*.json"):
-        if not _record_is_live(json_path):
+        if not owner_is_live(json_path):
             continue
         try:
             record = _parse_record(json.loads(json_path.read_text(encoding="utf-8")))

@@ -30,9 +30,7 @@ What the values mean here:
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
-import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -40,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from nrt_lab.driver.counters import HARDWARE_COUNTERS, MachineCounters, counters_lock, page_lnc, read_counters
+from nrt_lab.driver.locks import owner_is_live
 from nrt_lab.driver.machine import Machine
 from nrt_lab.driver.package import DriverVersion, parse_driver_version
 from nrt_lab.driver.state import StateError, ensure_root
@@ -282,21 +281,6 @@ def sysfs_tree(instance: InstanceSpec, counters: SysfsCounters, *, instance_id: 
     return tree
 
 
-def _page_is_live(stats_path: Path) -> bool:
-    """True while the owner holds the liveness lock beside the page (the kernel drops it when it dies)."""
-    try:
-        fd = os.open(stats_path.with_suffix(".lock"), os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
-
-
 def _pages(root: Path, default_lnc: int) -> tuple[list[tuple[StatsSnapshot, int]], list[tuple[StatsSnapshot, int]]]:
     live: list[tuple[StatsSnapshot, int]] = []
     dead: list[tuple[StatsSnapshot, int]] = []
@@ -305,7 +289,7 @@ def _pages(root: Path, default_lnc: int) -> tuple[list[tuple[StatsSnapshot, int]
         if snapshot is None:
             continue
         entry = (snapshot, page_lnc(path) or default_lnc)
-        (live if _page_is_live(path) else dead).append(entry)
+        (live if owner_is_live(path) else dead).append(entry)
     return live, dead
 
 
