@@ -13,6 +13,8 @@ import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from nrt_lab.driver import format_core_ranges
+
 __all__ = [
     "FREE_COLOR",
     "owner_color",
@@ -63,19 +65,7 @@ def format_bytes(value: float | int | None) -> str:
 
 def format_ranges(cores: Sequence[int], prefix: str = "nc") -> str:
     """Compact core ids as ranges: [0, 1, 2, 5] -> ``nc0-nc2,nc5``; ``none`` when empty."""
-    ordered = sorted(set(cores))
-    if not ordered:
-        return "none"
-    parts: list[str] = []
-    start = prev = ordered[0]
-    for core in ordered[1:]:
-        if core == prev + 1:
-            prev = core
-            continue
-        parts.append(f"{prefix}{start}" if start == prev else f"{prefix}{start}-{prefix}{prev}")
-        start = prev = core
-    parts.append(f"{prefix}{start}" if start == prev else f"{prefix}{start}-{prefix}{prev}")
-    return ",".join(parts)
+    return format_core_ranges(cores, prefix=prefix)
 
 
 def short(text: str, limit: int = 48) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 
 from nrt_lab.driver import MIN_DRIVER_VERSION, OwnerRecord
 from nrt_lab.runtime import RUNTIME_VERSION, ConfigError, RuntimeConfig, driver_gate, get_runtime
+from nrt_lab.runtime.allocation import largest_free_run
 from nrt_lab.widgets._assets import COMMON_JS, CSS, DRIVER_STATUS_JS
 from nrt_lab.widgets._base import LiveWidget
 from nrt_lab.widgets._sampler import Observation
@@ -178,14 +179,6 @@ def check_environment(env: Mapping[str, str], total_cores: int | None, instance_
                 "set NEURON_RT_ENABLE_DGE_NOTIFICATIONS to 0 if executions fail with NRT_EXEC_SW_NQ_OVERFLOW",
                 symptom="Failure: NRT_EXEC_SW_NQ_OVERFLOW in nrt_execute()", ref="SPEC §9.13"))
     return rows, findings, config
-
-
-def _largest_run(free: list[bool]) -> int:
-    best = run = 0
-    for is_free in free:
-        run = run + 1 if is_free else 0
-        best = max(best, run)
-    return best
 
 
 def _who(owner: OwnerRecord) -> str:
@@ -352,14 +345,14 @@ class DriverStatus(LiveWidget):
             if wanted and len(wanted) == len(config.visible_cores.cores) and config.visible_cores.contiguous:
                 blockers = [o for o in others if set(o.cores) & set(wanted)]
                 if blockers:
-                    message = f"{BUSY_PREFIX}nc{wanted[0]}-nc{wanted[-1]} Available:{_largest_run(free)}"
+                    message = f"{BUSY_PREFIX}nc{wanted[0]}-nc{wanted[-1]} Available:{largest_free_run(free)}"
         elif config.num_cores:
-            if _largest_run(free) < config.num_cores:
+            if largest_free_run(free) < config.num_cores:
                 blockers = others
-                message = f"{BUSY_PREFIX}{config.num_cores} Available:{_largest_run(free)}"
+                message = f"{BUSY_PREFIX}{config.num_cores} Available:{largest_free_run(free)}"
         else:
             blockers = others
-            message = f"{BUSY_PREFIX}nc0-nc{total - 1} Available:{_largest_run(free)}"
+            message = f"{BUSY_PREFIX}nc0-nc{total - 1} Available:{largest_free_run(free)}"
         if message:
             who = "; ".join(_who(o) for o in blockers)
             findings.append(_finding(
