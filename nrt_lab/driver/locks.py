@@ -30,6 +30,7 @@ __all__ = [
     "held_cores",
     "list_owners",
     "list_owner_files",
+    "open_devices",
     "owner_is_live",
     "remove_stale_records",
 ]
@@ -213,9 +214,26 @@ def list_owner_files(root: Path) -> list[tuple[OwnerRecord, Path]]:
     return found
 
 
-def list_owners(root: Path) -> list[OwnerRecord]:
-    """Every live owner record, sorted by pid; dead or unreadable records are skipped, never raised."""
-    return [record for record, _path in list_owner_files(root)]
+def list_owners(root: Path, *, include_device_users: bool = False) -> list[OwnerRecord]:
+    """Live runtimes owning cores, sorted by pid (with ``include_device_users`` also tools that merely opened
+    the devices, as ``neuron-ls -a`` lists them); dead or unreadable records are skipped, never raised."""
+    return [record for record, _path in list_owner_files(root) if include_device_users or record.cores]
+
+
+def open_devices(root: Path, command: str, tag: str = "") -> CoreClaim:
+    """Register this process as a device user without claiming cores (neuron-top, neuron-monitor do this).
+
+    Like a tool that opens ``/dev/neuron*`` on real hardware, it shows in ``neuron-ls -a`` with runtime version
+    ``NA`` until it exits (or calls ``release()`` on the returned handle).
+    """
+    import time as _time
+
+    record = OwnerRecord(pid=os.getpid(), command=command, runtime_version="NA", cores=(), tag=tag or str(os.getpid()),
+                         start_time=_time.time())
+    claim = CoreClaim(root=root, physical_cores=(), _core_fds={})
+    with allocation_lock(root):
+        claim.publish(record)
+    return claim
 
 
 def remove_stale_records(root: Path) -> int:

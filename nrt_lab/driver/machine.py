@@ -131,11 +131,12 @@ class Machine:
         """Live processes holding cores (never raises for a dead or torn record)."""
         return list_owners(self.root)
 
-    def owners_in_machine_view(self) -> list[OwnerRecord]:
-        """Owner records with cores expressed in the machine's logical ids (for tools on trn2 LNC mixes)."""
+    def owners_in_machine_view(self, include_device_users: bool = False) -> list[OwnerRecord]:
+        """Owner records with cores expressed in the machine's logical ids (for tools on trn2 LNC mixes);
+        ``include_device_users`` adds tools that opened the devices without cores (``neuron-ls -a``)."""
         spec = self.state().instance
         result: list[OwnerRecord] = []
-        for owner in self.owners():
+        for owner in list_owners(self.root, include_device_users=include_device_users):
             if owner.lnc == spec.lnc:
                 result.append(owner)
                 continue

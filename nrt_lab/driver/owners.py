@@ -6,9 +6,23 @@ while its liveness lock is held (see :mod:`nrt_lab.driver.locks`), so a SIGKILLe
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
-__all__ = ["OwnerRecord"]
+__all__ = ["OwnerRecord", "process_command_line"]
+
+
+def process_command_line() -> str:
+    """This process's command line as ``ps -o args`` shows it (control characters turned into spaces)."""
+    try:
+        raw = Path("/proc/self/cmdline").read_bytes()
+        parts = [p.decode("utf-8", "replace") for p in raw.split(b"\0") if p]
+    except OSError:
+        parts = []
+    if not parts:
+        parts = [sys.executable, *sys.argv]
+    return "".join(ch if ch.isprintable() else " " for ch in " ".join(parts))
 
 
 @dataclass(frozen=True)

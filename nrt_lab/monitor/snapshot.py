@@ -251,6 +251,8 @@ class Monitor:
         runtimes: list[RuntimeSnapshot] = []
         seen: set[tuple[int, float]] = set()
         for record, path in list_owner_files(machine.root):
+            if not record.cores:  # a tool that only opened the devices (neuron-top, neuron-monitor): no runtime
+                continue
             if pattern is not None and not pattern.search(record.tag):
                 continue
             key = (record.pid, record.start_time)

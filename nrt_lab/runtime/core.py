@@ -31,6 +31,7 @@ from nrt_lab.driver import (
 )
 from nrt_lab.driver.counters import add_core_values, fold_stats_page
 from nrt_lab.driver.machine import physical_cores_of
+from nrt_lab.driver.owners import process_command_line
 from nrt_lab.driver.stats import MAX_STATS_CORES, StatsPage
 from nrt_lab.hardware import InstanceSpec
 from nrt_lab.runtime.allocation import (
@@ -85,14 +86,7 @@ class Framework(enum.IntEnum):
 
 
 def _command_line() -> str:
-    try:
-        raw = Path("/proc/self/cmdline").read_bytes()
-        parts = [p.decode("utf-8", "replace") for p in raw.split(b"\0") if p]
-        if parts:
-            return "".join(ch if ch.isprintable() else " " for ch in " ".join(parts))
-    except OSError:
-        pass
-    return " ".join([sys.executable, *sys.argv])
+    return process_command_line()
 
 
 def _jupyter_kernel_id() -> str:

@@ -33,7 +33,7 @@ def neuron_ls_output(*, wide: bool = False, all_processes: bool = False, topolog
     """What ``neuron-ls`` prints for these flags, read from the live machine (provisioned on first use)."""
     machine = open_machine()
     state = machine.state()
-    owners = machine.owners_in_machine_view()
+    owners = machine.owners_in_machine_view(include_device_users=all_processes)
     if as_json:
         return render_json(state.instance, owners, all_processes=all_processes, instance_id=state.instance_id)
     if topology:

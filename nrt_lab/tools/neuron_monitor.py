@@ -76,6 +76,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from nrt_lab.driver import Machine, OwnerRecord, StateError, open_machine
+from nrt_lab.driver.locks import open_devices
+from nrt_lab.driver.owners import process_command_line
 from nrt_lab.driver.stats import DEVICE_MEMORY_KINDS, ERROR_KINDS, HOST_MEMORY_KINDS, OUTCOMES
 from nrt_lab.hardware import InstanceSpec
 from nrt_lab.monitor import Monitor, RuntimeSnapshot, SystemSnapshot, get_view
@@ -801,6 +803,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stop.set()
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    device_user = open_devices(open_machine().root, process_command_line())  # shows in `neuron-ls -a`
     try:
         monitor.run(sys.stdout, args.count, stop)
     except BrokenPipeError:
@@ -816,6 +819,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"neuron-monitor: error: {exc}", file=sys.stderr)
         return 1
     finally:
+        device_user.release()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0

@@ -34,6 +34,9 @@ from textual.message import Message
 from textual.widgets import Static, Tree
 from textual.widgets.tree import TreeNode
 
+from nrt_lab.driver import StateError, open_machine
+from nrt_lab.driver.locks import open_devices
+from nrt_lab.driver.owners import process_command_line
 from nrt_lab.monitor import NA, MachineSnapshot, Monitor, NotApplicable, RuntimeSnapshot, get_view
 from nrt_lab.runtime import RUNTIME_VERSION
 
@@ -783,7 +786,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.once:
         try:
             text = once_output(period=args.period, tag_filter=args.tag)
-        except Exception as exc:  # noqa: BLE001 - report any unreadable machine as one line
+        except (StateError, OSError, ValueError) as exc:  # an unusable machine or state root: one line
             print(f"neuron-top: error: {exc}", file=sys.stderr)
             return 1
         try:
@@ -792,7 +795,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         except BrokenPipeError:
             return 0
         return 0
-    result: Any = NeuronTopApp(period=args.period, tag_filter=args.tag).run()
+    try:
+        device_user = open_devices(open_machine().root, process_command_line())  # shows in `neuron-ls -a`
+    except StateError as exc:
+        print(f"neuron-top: error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        result: Any = NeuronTopApp(period=args.period, tag_filter=args.tag).run()
+    finally:
+        device_user.release()
     return int(result or 0)
 
 
