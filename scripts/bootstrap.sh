@@ -17,3 +17,21 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install --quiet -e ".[$extras]"
   echo "$want" > "$stamp"
 fi
+
+# The browser test (tests/test_browser.py) drives Debian's chromium through Playwright, never a downloaded
+# browser. Install it when it is missing and we can (root with apt-get: CI on a fresh Debian machine); a failed
+# install only warns, and without chromium that one test is skipped with its reason.
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "==> installing chromium (apt-get) for the browser test"
+    apt_log="$(mktemp)"
+    if ! { DEBIAN_FRONTEND=noninteractive apt-get update -qq >"$apt_log" 2>&1 &&
+           DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >>"$apt_log" 2>&1; }; then
+      tail -n 20 "$apt_log" >&2
+      echo "warning: could not install chromium; tests/test_browser.py will be skipped" >&2
+    fi
+    rm -f "$apt_log"
+  else
+    echo "note: /usr/bin/chromium is missing (install Debian's chromium as root); tests/test_browser.py will be skipped"
+  fi
+fi

@@ -1,0 +1,416 @@
+"""Browser test: the widgets render and update in a real JupyterLab, seen through Debian's chromium.
+
+The test starts its own JupyterLab on 127.0.0.1 (free port, known token, temporary config/data/runtime dirs,
+an app-settings ``overrides.json`` that turns off the news/update pop-ups and cell windowing, a fresh emulated
+machine in ``NRT_LAB_ROOT``), opens ``tests/browser/widgets.ipynb`` in headless chromium through Playwright,
+waits until the status bar says the kernel is idle (a click right after the notebook opens can be lost), runs
+all cells from the Run menu and then checks in the page that
+
+* the CoreMap shows the machine's two NeuronCores, this kernel's core outlined (``.nrtw-cell.me``) with its
+  tag, and a legend row for this kernel (badge, tag, and the kernel id that ``/api/sessions`` reports);
+* the TopView shows the same cores and keeps changing: the notebook's background workload thread executes a
+  model on this kernel's core, so its utilization is above zero and its "completed" execution count grows
+  between two readings at least two seconds apart;
+* the page asked nothing of any host other than 127.0.0.1.
+
+A screenshot is always written to ``test-artifacts/browser/jupyterlab-widgets.png`` (git-ignored); on failure
+the server log and the browser console are written beside it. Skipped only when ``/usr/bin/chromium`` or the
+``playwright`` module is missing (``scripts/bootstrap.sh`` installs chromium on Debian when run as root).
+The whole test is bounded by :data:`BUDGET_S`; every wait is on a condition, never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOK = Path(__file__).resolve().parent / "browser" / "widgets.ipynb"
+ARTIFACTS = REPO / "test-artifacts" / "browser"
+SCREENSHOT = ARTIFACTS / "jupyterlab-widgets.png"
+BUDGET_S = 90.0  # the whole test, server start included (teardown excluded)
+TAG = "nbtest"  # NEURON_PROCESS_TAG set by the notebook (6 characters: the CoreMap cell shows it whole)
+CORES = 2  # trn1.2xlarge, created by the notebook
+
+# JupyterLab 4.6 settings that would otherwise put something over the page (or take cells out of the DOM).
+OVERRIDES: dict[str, dict[str, Any]] = {
+    "@jupyterlab/apputils-extension:notification": {
+        "fetchNews": "false",  # no "Would you like to receive official Jupyter news?" toast
+        "checkForUpdates": False,
+        "doNotDisturbMode": True,  # no toast at all over the widgets
+    },
+    "@jupyterlab/notebook-extension:tracker": {"windowingMode": "none"},  # every cell stays in the DOM
+}
+
+pytestmark = pytest.mark.timeout(BUDGET_S + 60)  # a hard stop above the internal budget (teardown included)
+
+# The status bar's kernel item once the notebook's kernel is connected and idle.
+KERNEL_IDLE = re.compile(r"\| Idle$")
+# One code cell's prompt once it has run: "[3]:"; "[*]:" while it runs, "[ ]:" before.
+_RUN_PROMPT = re.compile(r"^\[\d+\]:$")
+
+# Reads the TopView from the DOM (classes and layout from TOP_VIEW_JS in nrt_lab/widgets/_assets.py): core 0's
+# cell (text "37%", title "nc0: 37.2 % · ...") and this kernel's row of the executions table (tag column is
+# the 3rd cell, "completed" the 6th).
+_READ_TOP_VIEW_JS = """
+(tag) => {
+  const root = [...document.querySelectorAll(".nrtw")].find(
+    (el) => /Utilization/.test((el.querySelector(".nrtw-title") || {}).textContent || ""));
+  if (!root) return null;
+  const cells = [...root.querySelectorAll(".nrtw-grid .nrtw-cell")];
+  const rows = [...root.querySelectorAll("table tr")].filter(
+    (tr) => tr.children.length > 5 && tr.children[2].textContent === tag);
+  const util = cells.length ? /^nc0: ([0-9.]+) %/.exec(cells[0].title) : null;
+  return {
+    cells: cells.length,
+    text: cells.map((c) => c.textContent),
+    util: util ? Number(util[1]) : null,
+    completed: rows.length ? Number(rows[0].children[5].textContent) : null,
+    live: !!root.querySelector(".nrtw-dot.live"),
+    t: performance.now(),
+  };
+}
+"""
+
+
+class Budget:
+    """The test's time budget: each wait gets what is left (capped), in Playwright's milliseconds."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.start = time.monotonic()
+
+    def left(self) -> float:
+        return self.seconds - (time.monotonic() - self.start)
+
+    def ms(self, cap_s: float) -> float:
+        left = self.left()
+        if left <= 0:
+            pytest.fail(f"the test's {self.seconds:.0f} s budget is spent")
+        return min(cap_s, left) * 1000.0
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+
+@dataclass
+class Lab:
+    """A running JupyterLab server started by this test."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    token: str
+    log: Path
+    notebook: str
+    steps: list[str] = field(default_factory=list)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def api(self, path: str, timeout: float = 5.0) -> Any:
+        """GET ``/api/<path>`` as JSON (straight to 127.0.0.1, whatever proxy the environment names)."""
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        request = urllib.request.Request(f"{self.base}/api/{path}", headers={"Authorization": f"token {self.token}"})
+        with opener.open(request, timeout=timeout) as response:
+            return json.loads(response.read().decode())
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def _require_browser() -> ModuleType:
+    """``playwright.sync_api``, or skip when chromium or the playwright module is missing."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is absent (Debian: apt-get install chromium; scripts/bootstrap.sh does it as root)")
+    try:
+        import playwright.sync_api as sync_api
+    except ImportError:
+        pytest.skip("the playwright Python module is missing (pip install -e '.[test]')")
+    return sync_api
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _children(pid: int) -> list[tuple[int, str]]:
+    """Direct children of ``pid`` as (pid, start time from /proc) pairs, to tell a reused pid apart."""
+    found: list[tuple[int, str]] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError):
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                found.append((int(entry.name), fields[19]))
+    return found
+
+
+def _kill_if_same(pid: int, start: str) -> None:
+    with contextlib.suppress(OSError, IndexError):
+        if (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[19] == start:
+            os.kill(pid, signal.SIGKILL)
+
+
+def _lab_environment(tmp: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEURON") and not k.lower().endswith("_proxy")}
+    for name, sub in (("JUPYTER_CONFIG_DIR", "config"), ("JUPYTER_DATA_DIR", "data"),
+                      ("JUPYTER_RUNTIME_DIR", "runtime"), ("IPYTHONDIR", "ipython"), ("NRT_LAB_ROOT", "machine")):
+        path = tmp / sub
+        path.mkdir(parents=True, exist_ok=True)
+        env[name] = str(path)
+    env["PYTHONUNBUFFERED"] = "1"
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[name] = "1"  # idle BLAS threads spin: on 2 cores a 25 % workload would otherwise take over 1 core
+    return env
+
+
+def _shut_down(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate the server (it shuts its kernels down on SIGTERM), kill it if it lingers, then any kernel left."""
+    kernels = _children(proc.pid)
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+    for pid, start in kernels:  # kernels also exit by themselves once their parent is gone
+        _kill_if_same(pid, start)
+
+
+def _wait_until_up(lab: Lab, budget: Budget) -> bool:
+    """Until ``/api/status`` answers (True) or the server exits (False); fails when the budget is spent."""
+    deadline = time.monotonic() + min(45.0, budget.left())
+    while lab.proc.poll() is None:
+        with contextlib.suppress(OSError, ValueError, urllib.error.URLError):
+            lab.api("status", timeout=2.0)
+            return True
+        if time.monotonic() > deadline:
+            pytest.fail(f"JupyterLab did not answer /api/status within {budget.elapsed():.0f} s:\n{lab.log_tail()}")
+        time.sleep(0.25)
+    return False
+
+
+@contextlib.contextmanager
+def running_lab(tmp: Path, budget: Budget) -> Iterator[Lab]:
+    """Start JupyterLab on 127.0.0.1 with a copy of the test notebook; always shut it down (terminate, kill)."""
+    root = tmp / "root"
+    root.mkdir()
+    shutil.copy(NOTEBOOK, root / NOTEBOOK.name)
+    settings = tmp / "app-settings"
+    settings.mkdir()
+    (settings / "overrides.json").write_text(json.dumps(OVERRIDES, indent=2))
+    env = _lab_environment(tmp)
+    token = secrets.token_hex(16)
+    log = tmp / "jupyterlab.log"
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        for attempt in range(1, 4):  # another process can take the free port before the server binds it
+            port = _free_port()
+            command = [
+                sys.executable, "-m", "jupyterlab", "--no-browser",
+                "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+                f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+                f"--LabApp.app_settings_dir={settings}", "--LabApp.news_url=None",
+                "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+                "--ServerApp.terminals_enabled=False",
+            ]
+            if os.geteuid() == 0:
+                command.append("--allow-root")
+            with log.open("wb") as out:
+                proc = subprocess.Popen(command, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL)
+            lab = Lab(proc=proc, port=port, token=token, log=log, notebook=NOTEBOOK.name)
+            if _wait_until_up(lab, budget) or attempt == 3 or "already in use" not in lab.log_tail():
+                break
+        assert proc is not None
+        if proc.poll() is not None:
+            pytest.fail(f"JupyterLab exited with {proc.returncode} while starting:\n{lab.log_tail()}")
+        lab.steps.append(f"server up after {budget.elapsed():.1f} s")
+        yield lab
+    finally:
+        if proc is not None:
+            _shut_down(proc)
+
+
+def _save_artifacts(page: Page | None, lab: Lab, console: list[str], failed: bool) -> None:
+    """The screenshot (always); the server log and the browser console too when the test failed."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for stale in ("jupyterlab-server.log", "browser-console.log"):
+        (ARTIFACTS / stale).unlink(missing_ok=True)
+    if page is not None:
+        with contextlib.suppress(Exception):
+            page.screenshot(path=str(SCREENSHOT), timeout=10_000)
+    if failed:
+        with contextlib.suppress(OSError):
+            shutil.copy(lab.log, ARTIFACTS / "jupyterlab-server.log")
+        (ARTIFACTS / "browser-console.log").write_text("\n".join(console) + "\n")
+
+
+def _run_all_cells(page: Page, budget: Budget, steps: list[str]) -> None:
+    """Run → Run All Cells, the way a person does it, retried (at most 3 times) while the click goes nowhere.
+
+    The command is enabled only while the notebook is the shell's current widget, which follows focus: click
+    the first cell's prompt first, and open the menu again if the item still shows as disabled.
+    """
+    started = ("() => [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]"
+               ".some((p) => /\\[(\\*|\\d+)\\]/.test(p.textContent))")
+    item = page.get_by_role("menuitem", name="Run All Cells", exact=True)
+    for attempt in range(1, 4):
+        page.locator(".jp-Notebook .jp-Cell .jp-InputPrompt").first.click(timeout=budget.ms(10))
+        page.locator(".lm-MenuBar-item", has_text=re.compile(r"^Run$")).click(timeout=budget.ms(10))
+        item.wait_for(state="visible", timeout=budget.ms(10))
+        if "lm-mod-disabled" in (item.get_attribute("class") or ""):
+            steps.append(f"Run All Cells disabled at attempt {attempt}")
+            page.keyboard.press("Escape")
+            page.wait_for_function("() => !document.querySelector('.lm-Menu')", timeout=budget.ms(5))
+            continue
+        item.click(timeout=budget.ms(10))
+        try:
+            page.wait_for_function(started, timeout=budget.ms(10))
+            return
+        except Exception:  # noqa: BLE001 - Playwright's TimeoutError: nothing started, try again
+            steps.append(f"Run All Cells clicked but no cell started at attempt {attempt}")
+    pytest.fail("Run → Run All Cells did not start the notebook: " + "; ".join(steps))
+
+
+def _wait_cells_done(page: Page, budget: Budget, code_cells: int) -> None:
+    """Until every code cell shows an execution count, or a cell shows a traceback (then fail with it)."""
+    page.wait_for_function(
+        """(n) => {
+          const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')].map((p) => p.textContent.trim());
+          const failed = [...document.querySelectorAll('.jp-OutputArea-output')].some((o) => /Traceback|Error:/.test(o.textContent));
+          return failed || (prompts.length === n && prompts.every((p) => /^\\[\\d+\\]:$/.test(p)));
+        }""",
+        arg=code_cells, timeout=budget.ms(45))
+    stderr = page.locator('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]').all_inner_texts()
+    errors = [text for text in stderr if "Traceback" in text or "Error" in text]
+    assert not errors, "a notebook cell failed:\n" + "\n---\n".join(errors)
+    prompts = [p.strip() for p in page.locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts()]
+    assert all(_RUN_PROMPT.match(p) for p in prompts), f"cells not all run: {prompts}"
+
+
+def _check_core_map(page: Page, budget: Budget, sync_api: ModuleType, kernel_id: str) -> None:
+    expect = sync_api.expect
+    core_map = page.locator(".nrtw", has=page.locator(".nrtw-title", has_text="NeuronCore map"))
+    expect(core_map).to_have_count(1, timeout=budget.ms(20))
+    expect(core_map.locator(".nrtw-bar").first).to_contain_text(
+        f"trn1.2xlarge · lnc 1 · {CORES} cores on 1 devices · 1 owned, 1 free", timeout=budget.ms(15))
+    cells = core_map.locator(".nrtw-grid .nrtw-cell")
+    expect(cells).to_have_count(CORES, timeout=budget.ms(10))
+    mine = core_map.locator(".nrtw-grid .nrtw-cell.me")
+    expect(mine).to_have_count(1, timeout=budget.ms(10))
+    expect(mine).to_have_text(f"0{TAG}", timeout=budget.ms(10))  # core 0 (first fit), labelled with the tag
+    expect(cells.nth(1)).to_have_text("1·")  # core 1 is free
+    row = core_map.locator("tr", has=page.locator(".nrtw-badge", has_text="this kernel"))
+    expect(row).to_have_count(1, timeout=budget.ms(10))
+    expect(row.locator("td").nth(2)).to_have_text(TAG)
+    expect(row.locator(f'td[title="{kernel_id}"]')).to_have_count(1)  # the kernel id of this notebook's session
+    expect(core_map.locator(".nrtw-dot.live")).to_have_count(1)
+
+
+def _check_top_view(page: Page, budget: Budget, sync_api: ModuleType) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Two readings of the TopView at least 2 s apart while the workload runs; returns them."""
+    expect = sync_api.expect
+    top = page.locator(".nrtw", has=page.locator(".nrtw-title", has_text="Utilization"))
+    expect(top).to_have_count(1, timeout=budget.ms(20))
+    expect(top.locator(".nrtw-grid .nrtw-cell")).to_have_count(CORES, timeout=budget.ms(10))
+    expect(top.locator(".nrtw-dot.live")).to_have_count(1, timeout=budget.ms(10))
+    # First reading: once this kernel's executions and core 0's utilization have shown up.
+    page.wait_for_function(
+        f"(tag) => {{ const r = ({_READ_TOP_VIEW_JS})(tag); return r && r.completed > 0 && r.util > 0; }}",
+        arg=TAG, timeout=budget.ms(20))
+    first: dict[str, Any] = page.evaluate(_READ_TOP_VIEW_JS, TAG)
+    # Second reading: at least 2 s later and only once the page has received newer counts.
+    page.wait_for_function(
+        f"""(prev) => {{ const r = ({_READ_TOP_VIEW_JS})(prev.tag);
+              return r && performance.now() - prev.t >= 2000 && r.completed > prev.completed; }}""",
+        arg={**first, "tag": TAG}, timeout=budget.ms(20))
+    second: dict[str, Any] = page.evaluate(_READ_TOP_VIEW_JS, TAG)
+    assert second["completed"] > first["completed"], (first, second)
+    assert second["util"] is not None and second["util"] > 0, second
+    assert re.fullmatch(r"0\d+%", second["text"][0]), second["text"]
+    assert second["text"][1] == "1·", second["text"]  # the free core
+    return first, second
+
+
+def test_widgets_render_and_update_in_jupyterlab(tmp_path: Path) -> None:
+    sync_api = _require_browser()
+    budget = Budget(BUDGET_S)
+    console: list[str] = []
+    foreign: list[str] = []
+    with running_lab(tmp_path, budget) as lab:
+        page: Page | None = None
+        failed = True
+        env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True,
+                                         env=env, timeout=budget.ms(30))
+            try:
+                context = browser.new_context(viewport={"width": 1400, "height": 1100})
+                page = context.new_page()
+                page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
+                page.on("pageerror", lambda err: console.append(f"pageerror: {err}"))
+                page.on("request", lambda req: None if req.url.startswith((lab.base, "data:", "blob:"))
+                        else foreign.append(req.url))
+                page.goto(f"{lab.base}/lab/tree/{lab.notebook}?token={lab.token}", wait_until="domcontentloaded",
+                          timeout=budget.ms(30))
+                # A click right after the notebook opens can be lost: wait for the kernel to be idle first, as
+                # the status bar says it ("Python 3 (ipykernel) | Idle": connected and idle). The toolbar's
+                # execution indicator is no use here: it says "idle" before the kernel has even started.
+                page.locator(".jp-StatusBar-TextItem", has_text=KERNEL_IDLE).wait_for(timeout=budget.ms(45))
+                lab.steps.append(f"kernel idle after {budget.elapsed():.1f} s")
+                _run_all_cells(page, budget, lab.steps)
+                _wait_cells_done(page, budget, code_cells=3)
+                lab.steps.append(f"cells run after {budget.elapsed():.1f} s")
+                sessions = lab.api("sessions")
+                assert len(sessions) == 1, sessions
+                _check_core_map(page, budget, sync_api, sessions[0]["kernel"]["id"])
+                first, second = _check_top_view(page, budget, sync_api)
+                lab.steps.append(
+                    f"TopView after {budget.elapsed():.1f} s: completed {first['completed']} -> {second['completed']}"
+                    f" in {(second['t'] - first['t']) / 1000:.1f} s, nc0 {first['util']} % -> {second['util']} %")
+                assert not foreign, f"the page asked hosts other than 127.0.0.1: {foreign}"
+                # The screenshot: CoreMap at the top of the notebook's view, TopView under it.
+                page.locator(".jp-Cell", has=page.locator(".nrtw-title", has_text="NeuronCore map")).evaluate(
+                    "(el) => el.scrollIntoView({block: 'start'})")
+                failed = False
+            finally:
+                _save_artifacts(page, lab, console, failed)
+                browser.close()
+                print("\n".join(lab.steps))  # shown by pytest with the failure, or with -s
