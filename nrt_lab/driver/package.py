@@ -107,7 +107,7 @@ def read_driver(root: Path) -> DriverState | None:
 def write_driver(root: Path, installed: DriverVersion, loaded: DriverVersion | None) -> DriverState:
     """Record the driver package as installed (and which module version is loaded)."""
     state = DriverState(package=DRIVER_PACKAGE, installed=installed, loaded=loaded, installed_at=time.time())
-    atomic_write_json(root / "driver.json", state.to_json())
+    atomic_write_json(root / "driver.json", state.to_json(), pretty=True)
     return state
 
 

@@ -112,12 +112,18 @@ def ensure_root(root: Path) -> Path:
     return root
 
 
-def atomic_write_json(path: Path, data: Mapping[str, Any]) -> None:
-    """Write JSON through a temp file and rename, so readers see the old or the new file, never half."""
+def atomic_write_json(path: Path, data: Mapping[str, Any], *, pretty: bool = False) -> None:
+    """Write JSON through a temp file and rename, so readers see the old or the new file, never half.
+
+    Compact by default: indenting makes the json module fall back to its pure-Python encoder, which made large
+    files (the machine-wide counters) cost milliseconds on every init and close. ``pretty`` is for the files
+    people read (machine.json, driver.json).
+    """
+    text = json.dumps(data, indent=2, sort_keys=True) if pretty else json.dumps(data, separators=(",", ":"))
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True)
+            fh.write(text)
             fh.write("\n")
         os.replace(tmp, path)
     except BaseException:
@@ -194,5 +200,5 @@ def read_machine(root: Path) -> MachineState | None:
 def write_machine(root: Path, instance: InstanceSpec, instance_id: str | None = None) -> MachineState:
     """Write machine.json for ``instance`` (a new instance id unless one is given)."""
     state = MachineState(instance=instance, instance_id=instance_id or new_instance_id(), created=time.time())
-    atomic_write_json(root / "machine.json", state.to_json())
+    atomic_write_json(root / "machine.json", state.to_json(), pretty=True)
     return state
