@@ -99,12 +99,12 @@ class MachineCounters:
 def _ints(raw: Any, names: Sequence[str]) -> dict[str, int]:
     if type(raw) is dict and len(raw) == len(names):  # fast path: the file as this module writes it
         try:
-            out = {name: raw[name] for name in names}
+            quick = {name: raw[name] for name in names}
         except KeyError:
             pass
         else:
-            if all(type(value) is int and value >= 0 for value in out.values()):
-                return out
+            if all(type(value) is int and value >= 0 for value in quick.values()):
+                return quick
     source = raw if isinstance(raw, dict) else {}
     out: dict[str, int] = {}
     for name in names:
