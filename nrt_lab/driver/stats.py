@@ -252,7 +252,7 @@ def _stable_copy(view: mmap.mmap, start: int, count: int, seq_word: int,
     return None
 
 
-def read_stats(path: Path, retries: int = 50) -> StatsSnapshot | None:
+def read_stats(path: Path, retries: int = 1000) -> StatsSnapshot | None:
     """Copy a page consistently (each block retried while a write is in flight); None if absent, foreign or torn."""
     try:
         with open(path, "rb") as fh:
@@ -274,14 +274,20 @@ def read_stats(path: Path, retries: int = 50) -> StatsSnapshot | None:
         rings: list[np.ndarray[Any, Any]] = []
         total = 0
         for index in range(count):
-            r = _stable_copy(view, _CORES_AT + index * _CORE_WORDS, _CORE_WORDS, _C_SEQ, retries)
+            base = _CORES_AT + index * _CORE_WORDS
+            # The counters (a few hundred bytes) are copied under the core's seqlock; the latency ring is copied
+            # without it and only the entries no write can have touched during the copy are kept: entries
+            # written before the counters copy, and not yet overwritten by the ring position read afterwards.
+            r = _stable_copy(view, base, _C_RING, _C_SEQ, retries)
             if r is None:
                 return None
             core = int(r[_C_CORE])
             written = int(r[_C_RING_NEXT])
             total += written
-            ring = r[_C_RING:].reshape(LATENCY_RING, _RING_WORDS)
-            order = np.arange(max(0, written - LATENCY_RING), written) % LATENCY_RING
+            ring = np.frombuffer(view, dtype="<u8", count=_RING_WORDS * LATENCY_RING,
+                                 offset=(base + _C_RING) * 8).copy().reshape(LATENCY_RING, _RING_WORDS)
+            after = int(np.frombuffer(view, dtype="<u8", count=1, offset=(base + _C_RING_NEXT) * 8)[0])
+            order = np.arange(max(0, after + 1 - LATENCY_RING, written - LATENCY_RING), written) % LATENCY_RING
             if order.size:
                 entries = ring[order]
                 rings.append(np.column_stack([entries[:, 2], entries[:, 0], entries[:, 1],
