@@ -1,10 +1,10 @@
-"""Browser test: the widgets render and update in a real JupyterLab, seen through Debian's chromium.
+"""Browser tests: the widgets render and update in a real JupyterLab and in Voila, seen through Debian's chromium.
 
-The test starts its own JupyterLab on 127.0.0.1 (free port, known token, temporary config/data/runtime dirs,
-an app-settings ``overrides.json`` that turns off the news/update pop-ups and cell windowing, a fresh emulated
-machine in ``NRT_LAB_ROOT``), opens ``tests/browser/widgets.ipynb`` in headless chromium through Playwright,
-waits until the status bar says the kernel is idle (a click right after the notebook opens can be lost), runs
-all cells from the Run menu and then checks in the page that
+``test_widgets_render_and_update_in_jupyterlab`` starts its own JupyterLab on 127.0.0.1 (free port, known token,
+temporary config/data/runtime dirs, an app-settings ``overrides.json`` that turns off the news/update pop-ups and
+cell windowing, a fresh emulated machine in ``NRT_LAB_ROOT``), opens ``tests/browser/widgets.ipynb`` in headless
+chromium through Playwright, waits until the status bar says the kernel is idle (a click right after the
+notebook opens can be lost), runs all cells from the Run menu and then checks in the page that
 
 * the CoreMap shows the machine's two NeuronCores, this kernel's core outlined (``.nrtw-cell.me``) with its
   tag, and a legend row for this kernel (badge, tag, and the kernel id that ``/api/sessions`` reports);
@@ -13,10 +13,24 @@ all cells from the Run menu and then checks in the page that
   between two readings at least two seconds apart;
 * the page asked nothing of any host other than 127.0.0.1.
 
-A screenshot is always written to ``test-artifacts/browser/jupyterlab-widgets.png`` (git-ignored); on failure
-the server log and the browser console are written beside it. Skipped only when ``/usr/bin/chromium`` or the
-``playwright`` module is missing (``scripts/bootstrap.sh`` installs chromium on Debian when run as root).
-The whole test is bounded by :data:`BUDGET_S`; every wait is on a condition, never a fixed sleep.
+It then saves the notebook (Ctrl+S; the saved outputs name the widget models, whose state lives in the kernel)
+and checks that a **second view** (the same notebook opened in a second tab) and then a **reload** of the first
+tab show the *current* state: the CoreMap as above, and a TopView whose very first frame (recorded in the page
+by a ``MutationObserver`` installed before the page's own scripts) already counts at least as many completed
+executions as the previous view last showed, and which keeps growing. A view built from the widget's first
+frame would show the few executions done when the TopView was created.
+
+``test_widgets_render_and_update_in_voila`` serves a copy of the same notebook with ``voila`` (127.0.0.1, free
+port, same environment) and checks that the widgets render from the kernel Voila ran the notebook in: the
+CoreMap shows the machine and this kernel (the id of the kernel the page's websocket talks to), and the
+TopView's completed count grows. Voila's "lab" template asks a CDN for Font Awesome: that request (and any
+other outside 127.0.0.1) is aborted, and only that one is allowed.
+
+Screenshots are always written to ``test-artifacts/browser/`` (git-ignored: ``jupyterlab-widgets.png``,
+``jupyterlab-second-view.png``, ``jupyterlab-reload.png``, ``voila-widgets.png``); on failure the server log and
+the browser console are written beside them. Skipped only when ``/usr/bin/chromium`` or the ``playwright``
+module is missing (``scripts/bootstrap.sh`` installs chromium on Debian when run as root). Each test is bounded
+by its budget (:data:`BUDGET_S`, :data:`VOILA_BUDGET_S`); every wait is on a condition, never a fixed sleep.
 """
 
 from __future__ import annotations
@@ -34,16 +48,16 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Page
+    from playwright.sync_api import Browser, BrowserContext, Page, Playwright
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -59,7 +73,15 @@ REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = Path(__file__).resolve().parent / "browser" / "widgets.ipynb"
 ARTIFACTS = REPO / "test-artifacts" / "browser"
 SCREENSHOT = ARTIFACTS / "jupyterlab-widgets.png"
-BUDGET_S = 90.0  # the whole test, server start included (teardown excluded)
+SECOND_VIEW_SCREENSHOT = ARTIFACTS / "jupyterlab-second-view.png"
+RELOAD_SCREENSHOT = ARTIFACTS / "jupyterlab-reload.png"
+VOILA_SCREENSHOT = ARTIFACTS / "voila-widgets.png"
+BUDGET_S = 90.0  # the whole JupyterLab test, server start included (teardown excluded)
+VOILA_BUDGET_S = 45.0  # the whole Voila test, server start included (teardown excluded)
+VIEWPORT = {"width": 1400, "height": 1100}
+WIDGET_VIEW_MIME = "application/vnd.jupyter.widget-view+json"  # a saved output naming a widget model
+# Outside requests Voila's own "lab" template makes (Font Awesome from a CDN); aborted, and allowed.
+VOILA_TEMPLATE_HOSTS = ("https://cdn.jsdelivr.net/npm/@fortawesome/",)
 TAG = "nbtest"  # NEURON_PROCESS_TAG set by the notebook (6 characters: the CoreMap cell shows it whole)
 CORES = 2  # trn1.2xlarge, created by the notebook
 
@@ -74,6 +96,8 @@ OVERRIDES: dict[str, dict[str, Any]] = {
 }
 
 pytestmark = pytest.mark.timeout(BUDGET_S + 60)  # a hard stop above the internal budget (teardown included)
+_LOCAL = re.compile(r"^(https?|wss?)://127\.0\.0\.1[:/]|^(data|blob):")
+_FOREIGN = re.compile(r"^(?!(https?|wss?)://127\.0\.0\.1[:/])(https?|wss?)://")
 
 # The status bar's kernel item once the notebook's kernel is connected and idle.
 KERNEL_IDLE = re.compile(r"\| Idle$")
@@ -103,6 +127,21 @@ _READ_TOP_VIEW_JS = """
 }
 """
 
+# Installed before a page's own scripts (``add_init_script``): records the TopView's first frame that has this
+# kernel's row, i.e. what the view drew from the model's state before (or with) the first deltas it applied.
+_RECORD_FIRST_FRAME_JS = f"""
+(() => {{
+  const read = {_READ_TOP_VIEW_JS};
+  window.__nrtFirstTop = null;
+  const observer = new MutationObserver(() => {{
+    if (!document.querySelector(".nrtw")) return;
+    const r = read({json.dumps(TAG)});
+    if (r && r.completed !== null) {{ window.__nrtFirstTop = r; observer.disconnect(); }}
+  }});
+  observer.observe(document, {{ childList: true, subtree: true, characterData: true }});
+}})();
+"""
+
 
 class Budget:
     """The test's time budget: each wait gets what is left (capped), in Playwright's milliseconds."""
@@ -125,19 +164,29 @@ class Budget:
 
 
 @dataclass
-class Lab:
-    """A running JupyterLab server started by this test."""
+class Server:
+    """A server (JupyterLab or Voila) started by a test."""
 
     proc: subprocess.Popen[bytes]
     port: int
-    token: str
     log: Path
-    notebook: str
     steps: list[str] = field(default_factory=list)
 
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+@dataclass
+class Lab(Server):
+    """A running JupyterLab server started by this test."""
+
+    token: str = ""
+    notebook: str = NOTEBOOK.name
 
     def api(self, path: str, timeout: float = 5.0) -> Any:
         """GET ``/api/<path>`` as JSON (straight to 127.0.0.1, whatever proxy the environment names)."""
@@ -145,10 +194,6 @@ class Lab:
         request = urllib.request.Request(f"{self.base}/api/{path}", headers={"Authorization": f"token {self.token}"})
         with opener.open(request, timeout=timeout) as response:
             return json.loads(response.read().decode())
-
-    def log_tail(self, lines: int = 40) -> str:
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
 
 
 def _require_browser() -> ModuleType:
@@ -213,17 +258,55 @@ def _shut_down(proc: subprocess.Popen[bytes]) -> None:
         _kill_if_same(pid, start)
 
 
-def _wait_until_up(lab: Lab, budget: Budget) -> bool:
-    """Until ``/api/status`` answers (True) or the server exits (False); fails when the budget is spent."""
+def _wait_until_up(server: Server, budget: Budget, probe: Callable[[], object], what: str) -> bool:
+    """Until ``probe()`` succeeds (True) or the server exits (False); fails when the budget is spent."""
     deadline = time.monotonic() + min(45.0, budget.left())
-    while lab.proc.poll() is None:
+    while server.proc.poll() is None:
         with contextlib.suppress(OSError, ValueError, urllib.error.URLError):
-            lab.api("status", timeout=2.0)
+            probe()
             return True
         if time.monotonic() > deadline:
-            pytest.fail(f"JupyterLab did not answer /api/status within {budget.elapsed():.0f} s:\n{lab.log_tail()}")
+            pytest.fail(f"{what} did not answer within {budget.elapsed():.0f} s:\n{server.log_tail()}")
         time.sleep(0.25)
     return False
+
+
+def _tcp_probe(port: int) -> Callable[[], object]:
+    """Connects to the port: Voila answers ``/`` only by running the notebook, so do not GET anything."""
+    def probe() -> object:
+        with socket.create_connection(("127.0.0.1", port), timeout=2.0):
+            return True
+    return probe
+
+
+S = TypeVar("S", bound=Server)
+
+
+@contextlib.contextmanager
+def _running_server(what: str, budget: Budget, log: Path, cwd: Path, env: dict[str, str],
+                    command: Callable[[int], list[str]], make: Callable[[subprocess.Popen[bytes], int], S],
+                    probe: Callable[[S], Callable[[], object]]) -> Iterator[S]:
+    """Start ``command(port)`` on a free port (3 tries: another process can take the port before the server
+    binds it) and wait until ``probe`` answers; always shut the server down (terminate, kill)."""
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        for attempt in range(1, 4):
+            port = _free_port()
+            with log.open("wb") as out:
+                proc = subprocess.Popen(command(port), cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL)
+            server = make(proc, port)
+            if _wait_until_up(server, budget, probe(server), what) or attempt == 3 \
+                    or "already in use" not in server.log_tail():
+                break
+        assert proc is not None
+        if proc.poll() is not None:
+            pytest.fail(f"{what} exited with {proc.returncode} while starting:\n{server.log_tail()}")
+        server.steps.append(f"{what} up after {budget.elapsed():.1f} s")
+        yield server
+    finally:
+        if proc is not None:
+            _shut_down(proc)
 
 
 @contextlib.contextmanager
@@ -235,51 +318,58 @@ def running_lab(tmp: Path, budget: Budget) -> Iterator[Lab]:
     settings = tmp / "app-settings"
     settings.mkdir()
     (settings / "overrides.json").write_text(json.dumps(OVERRIDES, indent=2))
-    env = _lab_environment(tmp)
     token = secrets.token_hex(16)
-    log = tmp / "jupyterlab.log"
-    proc: subprocess.Popen[bytes] | None = None
-    try:
-        for attempt in range(1, 4):  # another process can take the free port before the server binds it
-            port = _free_port()
-            command = [
-                sys.executable, "-m", "jupyterlab", "--no-browser",
-                "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-                f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-                f"--LabApp.app_settings_dir={settings}", "--LabApp.news_url=None",
-                "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-                "--ServerApp.terminals_enabled=False",
-            ]
-            if os.geteuid() == 0:
-                command.append("--allow-root")
-            with log.open("wb") as out:
-                proc = subprocess.Popen(command, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL)
-            lab = Lab(proc=proc, port=port, token=token, log=log, notebook=NOTEBOOK.name)
-            if _wait_until_up(lab, budget) or attempt == 3 or "already in use" not in lab.log_tail():
-                break
-        assert proc is not None
-        if proc.poll() is not None:
-            pytest.fail(f"JupyterLab exited with {proc.returncode} while starting:\n{lab.log_tail()}")
-        lab.steps.append(f"server up after {budget.elapsed():.1f} s")
+
+    def command(port: int) -> list[str]:
+        return [
+            sys.executable, "-m", "jupyterlab", "--no-browser",
+            "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+            f"--LabApp.app_settings_dir={settings}", "--LabApp.news_url=None",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+            "--ServerApp.terminals_enabled=False",
+            *(["--allow-root"] if os.geteuid() == 0 else []),
+        ]
+
+    with _running_server("JupyterLab", budget, tmp / "jupyterlab.log", root, _lab_environment(tmp), command,
+                         lambda proc, port: Lab(proc=proc, port=port, log=tmp / "jupyterlab.log", token=token),
+                         lambda lab: lambda: lab.api("status", timeout=2.0)) as lab:
         yield lab
-    finally:
-        if proc is not None:
-            _shut_down(proc)
 
 
-def _save_artifacts(page: Page | None, lab: Lab, console: list[str], failed: bool) -> None:
-    """The screenshot (always); the server log and the browser console too when the test failed."""
+@contextlib.contextmanager
+def running_voila(tmp: Path, budget: Budget) -> Iterator[Server]:
+    """Start Voila on 127.0.0.1 serving a copy of the test notebook; always shut it down (terminate, kill)."""
+    root = tmp / "root"
+    root.mkdir()
+    notebook = root / NOTEBOOK.name
+    shutil.copy(NOTEBOOK, notebook)
+
+    def command(port: int) -> list[str]:
+        return [sys.executable, "-m", "voila", "--no-browser", "--Voila.ip=127.0.0.1", f"--port={port}",
+                "--Voila.port_retries=0", "--show_tracebacks=True", str(notebook)]
+
+    with _running_server("Voila", budget, tmp / "voila.log", root, _lab_environment(tmp), command,
+                         lambda proc, port: Server(proc=proc, port=port, log=tmp / "voila.log"),
+                         lambda server: _tcp_probe(server.port)) as server:
+        yield server
+
+
+def _save_artifacts(page: Page | None, screenshot: Path, server: Server, console: list[str], failed: bool,
+                    prefix: str = "") -> None:
+    """The screenshot of ``page`` (when given); the server log and the browser console too when the test failed
+    (``<prefix>jupyterlab-server.log`` or ``voila-server.log``, ``<prefix>browser-console.log``)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    for stale in ("jupyterlab-server.log", "browser-console.log"):
+    server_log, console_log = f"{prefix or 'jupyterlab-'}server.log", f"{prefix}browser-console.log"
+    for stale in (server_log, console_log):
         (ARTIFACTS / stale).unlink(missing_ok=True)
     if page is not None:
         with contextlib.suppress(Exception):
-            page.screenshot(path=str(SCREENSHOT), timeout=10_000)
+            page.screenshot(path=str(screenshot), timeout=10_000)
     if failed:
         with contextlib.suppress(OSError):
-            shutil.copy(lab.log, ARTIFACTS / "jupyterlab-server.log")
-        (ARTIFACTS / "browser-console.log").write_text("\n".join(console) + "\n")
+            shutil.copy(server.log, ARTIFACTS / server_log)
+        (ARTIFACTS / console_log).write_text("\n".join(console) + "\n")
 
 
 def _run_all_cells(page: Page, budget: Budget, steps: list[str]) -> None:
@@ -326,6 +416,7 @@ def _wait_cells_done(page: Page, budget: Budget, code_cells: int) -> None:
 
 
 def _check_core_map(page: Page, budget: Budget, sync_api: ModuleType, kernel_id: str) -> None:
+    """The machine, this kernel's core (outlined, tagged) and its legend row with ``kernel_id``; live."""
     expect = sync_api.expect
     core_map = page.locator(".nrtw", has=page.locator(".nrtw-title", has_text="NeuronCore map"))
     expect(core_map).to_have_count(1, timeout=budget.ms(20))
@@ -341,11 +432,13 @@ def _check_core_map(page: Page, budget: Budget, sync_api: ModuleType, kernel_id:
     expect(row).to_have_count(1, timeout=budget.ms(10))
     expect(row.locator("td").nth(2)).to_have_text(TAG)
     expect(row.locator(f'td[title="{kernel_id}"]')).to_have_count(1)  # the kernel id of this notebook's session
-    expect(core_map.locator(".nrtw-dot.live")).to_have_count(1)
+    expect(core_map.locator(".nrtw-dot.live")).to_have_count(1, timeout=budget.ms(10))
 
 
-def _check_top_view(page: Page, budget: Budget, sync_api: ModuleType) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Two readings of the TopView at least 2 s apart while the workload runs; returns them."""
+def _check_top_view(page: Page, budget: Budget, sync_api: ModuleType,
+                    at_least: int = 1) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Two readings of the TopView at least 2 s apart while the workload runs; returns them. The first is
+    taken once this kernel's completed count is at least ``at_least``."""
     expect = sync_api.expect
     top = page.locator(".nrtw", has=page.locator(".nrtw-title", has_text="Utilization"))
     expect(top).to_have_count(1, timeout=budget.ms(20))
@@ -353,8 +446,9 @@ def _check_top_view(page: Page, budget: Budget, sync_api: ModuleType) -> tuple[d
     expect(top.locator(".nrtw-dot.live")).to_have_count(1, timeout=budget.ms(10))
     # First reading: once this kernel's executions and core 0's utilization have shown up.
     page.wait_for_function(
-        f"(tag) => {{ const r = ({_READ_TOP_VIEW_JS})(tag); return r && r.completed > 0 && r.util > 0; }}",
-        arg=TAG, timeout=budget.ms(20))
+        f"""(a) => {{ const r = ({_READ_TOP_VIEW_JS})(a.tag);
+              return r && r.completed >= a.atLeast && r.completed > 0 && r.util > 0; }}""",
+        arg={"tag": TAG, "atLeast": at_least}, timeout=budget.ms(20))
     first: dict[str, Any] = page.evaluate(_READ_TOP_VIEW_JS, TAG)
     # Second reading: at least 2 s later and only once the page has received newer counts.
     page.wait_for_function(
@@ -369,48 +463,183 @@ def _check_top_view(page: Page, budget: Budget, sync_api: ModuleType) -> tuple[d
     return first, second
 
 
+def _launch(pw: Playwright, budget: Budget) -> Browser:
+    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+    return pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True, env=env,
+                              timeout=budget.ms(30))
+
+
+def _new_page(context: BrowserContext, console: list[str], foreign: list[str], name: str) -> Page:
+    """A page that logs its console (prefixed with ``name``), notes requests outside 127.0.0.1 in ``foreign``
+    and records the TopView's first frame (``window.__nrtFirstTop``) on every load."""
+    page = context.new_page()
+    page.on("console", lambda msg: console.append(f"[{name}] {msg.type}: {msg.text}"))
+    page.on("pageerror", lambda err: console.append(f"[{name}] pageerror: {err}"))
+    page.on("request", lambda req: None if _LOCAL.match(req.url) else foreign.append(req.url))
+    page.add_init_script(_RECORD_FIRST_FRAME_JS)
+    return page
+
+
+def _scroll_to_core_map(page: Page, cell: str) -> None:
+    """Put the CoreMap at the top of the view (``cell``: the selector of the block holding it), TopView under."""
+    page.locator(cell, has=page.locator(".nrtw-title", has_text="NeuronCore map")).first.evaluate(
+        "(el) => el.scrollIntoView({block: 'start'})")
+
+
+def _open_notebook(page: Page, lab: Lab, budget: Budget) -> None:
+    page.goto(f"{lab.base}/lab/tree/{lab.notebook}?token={lab.token}", wait_until="domcontentloaded",
+              timeout=budget.ms(30))
+    _wait_kernel_idle(page, budget)
+
+
+def _wait_kernel_idle(page: Page, budget: Budget) -> None:
+    # A click right after the notebook opens can be lost: wait for the kernel to be idle first, as the status
+    # bar says it ("Python 3 (ipykernel) | Idle": connected and idle). The toolbar's execution indicator is no
+    # use here: it says "idle" before the kernel has even started.
+    page.locator(".jp-StatusBar-TextItem", has_text=KERNEL_IDLE).wait_for(timeout=budget.ms(45))
+
+
+def _saved_widget_outputs(lab: Lab) -> int:
+    """How many outputs of the notebook on disk name a widget model (0 before the first save)."""
+    cells = lab.api(f"contents/{lab.notebook}?content=1")["content"]["cells"]
+    return sum(WIDGET_VIEW_MIME in output.get("data", {})
+               for cell in cells if cell["cell_type"] == "code" for output in cell.get("outputs", []))
+
+
+def _save_notebook(page: Page, lab: Lab, budget: Budget) -> None:
+    """Ctrl+S in the notebook (command mode), then wait until the file on disk holds both widget outputs."""
+    page.locator(".jp-Notebook .jp-Cell .jp-InputPrompt").first.click(timeout=budget.ms(10))
+    page.keyboard.press("Control+s")
+    deadline = time.monotonic() + min(15.0, budget.left())
+    while (saved := _saved_widget_outputs(lab)) < 2:
+        if time.monotonic() > deadline:
+            pytest.fail(f"Ctrl+S did not save the notebook's widget outputs ({saved} of 2 on disk)")
+        time.sleep(0.2)
+    clean = "() => !document.querySelector('.lm-TabBar-tab.jp-mod-dirty')"
+    page.wait_for_function(clean, timeout=budget.ms(10))  # nothing for a later reload to ask about
+
+
+def _check_current_state(page: Page, budget: Budget, sync_api: ModuleType, kernel_id: str, last: int,
+                         what: str, steps: list[str]) -> dict[str, Any]:
+    """In a view opened after ``last`` completed executions were seen: the CoreMap as in the first view, the
+    TopView's first frame at ``last`` or more (the current state, not the first frame the widget ever had) and
+    growing from there. Returns the TopView's last reading."""
+    _check_core_map(page, budget, sync_api, kernel_id)
+    first, second = _check_top_view(page, budget, sync_api, at_least=last)
+    frame: dict[str, Any] | None = page.evaluate("() => window.__nrtFirstTop")
+    assert frame is not None, f"{what}: the TopView's first frame was not recorded"
+    assert frame["completed"] >= last, (
+        f"{what}: the TopView's first frame shows {frame['completed']} completed executions, fewer than the "
+        f"{last} the previous view had already shown: it was drawn from an old state, not the current one")
+    assert frame["cells"] == CORES, frame
+    steps.append(f"{what}: first frame completed {frame['completed']} (previous view last showed {last}),"
+                 f" then {first['completed']} -> {second['completed']}"
+                 f" in {(second['t'] - first['t']) / 1000:.1f} s")
+    return second
+
+
+def _latest_completed(page: Page) -> int:
+    reading: dict[str, Any] | None = page.evaluate(_READ_TOP_VIEW_JS, TAG)
+    assert reading is not None and reading["completed"] is not None, reading
+    return int(reading["completed"])
+
+
 def test_widgets_render_and_update_in_jupyterlab(tmp_path: Path) -> None:
     sync_api = _require_browser()
     budget = Budget(BUDGET_S)
+    for stale in (SCREENSHOT, SECOND_VIEW_SCREENSHOT, RELOAD_SCREENSHOT):
+        stale.unlink(missing_ok=True)  # what is there after the test is from this run
     console: list[str] = []
     foreign: list[str] = []
-    with running_lab(tmp_path, budget) as lab:
+    with running_lab(tmp_path, budget) as lab, sync_api.sync_playwright() as pw:
+        page: Page | None = None
+        shot = SCREENSHOT
+        failed = True
+        browser = _launch(pw, budget)
+        try:
+            context = browser.new_context(viewport=VIEWPORT)
+            page = _new_page(context, console, foreign, "first")
+            _open_notebook(page, lab, budget)
+            lab.steps.append(f"kernel idle after {budget.elapsed():.1f} s")
+            _run_all_cells(page, budget, lab.steps)
+            _wait_cells_done(page, budget, code_cells=3)
+            lab.steps.append(f"cells run after {budget.elapsed():.1f} s")
+            sessions = lab.api("sessions")
+            assert len(sessions) == 1, sessions
+            kernel_id = sessions[0]["kernel"]["id"]
+            _check_core_map(page, budget, sync_api, kernel_id)
+            first, second = _check_top_view(page, budget, sync_api)
+            lab.steps.append(
+                f"TopView after {budget.elapsed():.1f} s: completed {first['completed']} -> {second['completed']}"
+                f" in {(second['t'] - first['t']) / 1000:.1f} s, nc0 {first['util']} % -> {second['util']} %")
+            assert not foreign, f"the page asked hosts other than 127.0.0.1: {foreign}"
+            # The screenshot: CoreMap at the top of the notebook's view, TopView under it.
+            _scroll_to_core_map(page, ".jp-Cell")
+            page.screenshot(path=str(SCREENSHOT), timeout=budget.ms(10))
+
+            # A second view: the saved notebook opened in another tab, on the same kernel.
+            _save_notebook(page, lab, budget)
+            lab.steps.append(f"saved after {budget.elapsed():.1f} s")
+            last = _latest_completed(page)
+            page, shot = _new_page(context, console, foreign, "second"), SECOND_VIEW_SCREENSHOT
+            _open_notebook(page, lab, budget)
+            assert [s["kernel"]["id"] for s in lab.api("sessions")] == [kernel_id]
+            last = _check_current_state(page, budget, sync_api, kernel_id, last, "second view", lab.steps)["completed"]
+            _scroll_to_core_map(page, ".jp-Cell")
+            page.screenshot(path=str(SECOND_VIEW_SCREENSHOT), timeout=budget.ms(10))
+
+            # A reload of the first tab.
+            page, shot = context.pages[0], RELOAD_SCREENSHOT
+            last = max(last, _latest_completed(context.pages[1]))
+            page.reload(wait_until="domcontentloaded", timeout=budget.ms(30))
+            _wait_kernel_idle(page, budget)
+            _check_current_state(page, budget, sync_api, kernel_id, last, "reload", lab.steps)
+            assert [s["kernel"]["id"] for s in lab.api("sessions")] == [kernel_id]
+            assert not foreign, f"a page asked hosts other than 127.0.0.1: {foreign}"
+            _scroll_to_core_map(page, ".jp-Cell")
+            failed = False
+        finally:
+            _save_artifacts(page, shot, lab, console, failed)
+            browser.close()
+            print("\n".join(lab.steps))  # shown by pytest with the failure, or with -s
+
+
+@pytest.mark.timeout(VOILA_BUDGET_S + 15)
+def test_widgets_render_and_update_in_voila(tmp_path: Path) -> None:
+    sync_api = _require_browser()
+    budget = Budget(VOILA_BUDGET_S)
+    VOILA_SCREENSHOT.unlink(missing_ok=True)
+    console: list[str] = []
+    foreign: list[str] = []
+    kernels: list[str] = []
+    with running_voila(tmp_path, budget) as voila, sync_api.sync_playwright() as pw:
         page: Page | None = None
         failed = True
-        env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
-        with sync_api.sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True,
-                                         env=env, timeout=budget.ms(30))
-            try:
-                context = browser.new_context(viewport={"width": 1400, "height": 1100})
-                page = context.new_page()
-                page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
-                page.on("pageerror", lambda err: console.append(f"pageerror: {err}"))
-                page.on("request", lambda req: None if req.url.startswith((lab.base, "data:", "blob:"))
-                        else foreign.append(req.url))
-                page.goto(f"{lab.base}/lab/tree/{lab.notebook}?token={lab.token}", wait_until="domcontentloaded",
-                          timeout=budget.ms(30))
-                # A click right after the notebook opens can be lost: wait for the kernel to be idle first, as
-                # the status bar says it ("Python 3 (ipykernel) | Idle": connected and idle). The toolbar's
-                # execution indicator is no use here: it says "idle" before the kernel has even started.
-                page.locator(".jp-StatusBar-TextItem", has_text=KERNEL_IDLE).wait_for(timeout=budget.ms(45))
-                lab.steps.append(f"kernel idle after {budget.elapsed():.1f} s")
-                _run_all_cells(page, budget, lab.steps)
-                _wait_cells_done(page, budget, code_cells=3)
-                lab.steps.append(f"cells run after {budget.elapsed():.1f} s")
-                sessions = lab.api("sessions")
-                assert len(sessions) == 1, sessions
-                _check_core_map(page, budget, sync_api, sessions[0]["kernel"]["id"])
-                first, second = _check_top_view(page, budget, sync_api)
-                lab.steps.append(
-                    f"TopView after {budget.elapsed():.1f} s: completed {first['completed']} -> {second['completed']}"
-                    f" in {(second['t'] - first['t']) / 1000:.1f} s, nc0 {first['util']} % -> {second['util']} %")
-                assert not foreign, f"the page asked hosts other than 127.0.0.1: {foreign}"
-                # The screenshot: CoreMap at the top of the notebook's view, TopView under it.
-                page.locator(".jp-Cell", has=page.locator(".nrtw-title", has_text="NeuronCore map")).evaluate(
-                    "(el) => el.scrollIntoView({block: 'start'})")
-                failed = False
-            finally:
-                _save_artifacts(page, lab, console, failed)
-                browser.close()
-                print("\n".join(lab.steps))  # shown by pytest with the failure, or with -s
+        browser = _launch(pw, budget)
+        try:
+            context = browser.new_context(viewport=VIEWPORT)
+            context.route(_FOREIGN, lambda route: route.abort())  # offline: never wait on a CDN
+            page = _new_page(context, console, foreign, "voila")
+            page.on("websocket", lambda ws: kernels.extend(re.findall(r"/api/kernels/([0-9a-f-]{36})", ws.url)))
+            # Voila answers once it has run the notebook in a new kernel; the widgets then render from it.
+            page.goto(voila.base + "/", wait_until="domcontentloaded", timeout=budget.ms(40))
+            voila.steps.append(f"page loaded after {budget.elapsed():.1f} s")
+            page.wait_for_function("() => document.querySelectorAll('.nrtw').length === 2",
+                                   timeout=budget.ms(30))
+            voila.steps.append(f"widgets rendered after {budget.elapsed():.1f} s")
+            assert not page.locator(".jp-OutputArea-output", has_text="Traceback").count(), \
+                page.locator(".jp-OutputArea-output", has_text="Traceback").all_inner_texts()
+            assert len(set(kernels)) == 1, f"the page's kernel websockets: {kernels}"
+            _check_core_map(page, budget, sync_api, kernels[0])
+            first, second = _check_top_view(page, budget, sync_api)
+            voila.steps.append(
+                f"TopView after {budget.elapsed():.1f} s: completed {first['completed']} -> {second['completed']}"
+                f" in {(second['t'] - first['t']) / 1000:.1f} s, nc0 {first['util']} % -> {second['util']} %")
+            unexpected = [url for url in foreign if not url.startswith(VOILA_TEMPLATE_HOSTS)]
+            assert not unexpected, f"the page asked hosts other than 127.0.0.1: {unexpected}"
+            _scroll_to_core_map(page, ".jp-OutputArea-output, .jp-Cell")
+            failed = False
+        finally:
+            _save_artifacts(page, VOILA_SCREENSHOT, voila, console, failed, prefix="voila-")
+            browser.close()
+            print("\n".join(voila.steps))  # shown by pytest with the failure, or with -s
