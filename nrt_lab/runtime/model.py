@@ -555,7 +555,3 @@ def _publish_models(runtime: Runtime) -> None:
         })
     atomic_write_json(runtime.stats.path.with_suffix(".models"), {"models": models})
 
-
-def loaded_models(runtime: Runtime) -> Sequence[Model]:
-    """The models loaded in ``runtime``, in load order."""
-    return list(runtime.models.values())
