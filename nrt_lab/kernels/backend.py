@@ -195,6 +195,9 @@ _cached: Backend | None = None
 def get_backend() -> Backend:
     """The process-wide backend, chosen on first call from ``NRT_LAB_BACKEND`` and then cached."""
     global _cached
+    cached = _cached  # the hot path (every execution) takes no lock once the choice is made
+    if cached is not None:
+        return cached
     with _lock:
         if _cached is None:
             _cached = select_backend(os.environ.get(BACKEND_ENV))

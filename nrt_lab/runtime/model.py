@@ -124,6 +124,9 @@ class Model:
         self._unloaded = False
         self._binding: tuple[Any, ...] | None = None
         self._locks = tuple(runtime.core_locks[c] for c in self.cores)  # a core runs one execution at a time
+        # Read at load, as libnrt reads NEURON_RT_EXEC_TIMEOUT and the numerical-error setting (SPEC §1.3).
+        self._timeout_s = runtime.exec_timeout_s
+        self._nan_errors = runtime.numerical_errors
         self._quiet = False
         self.last_device_ns = 0
         self.flops_per_execution = 0
@@ -373,7 +376,7 @@ class Model:
             device_start = time.perf_counter_ns()
             if stats is not None:
                 stats.set_running(core, time.monotonic_ns())
-            deadline = time.perf_counter() + runtime.exec_timeout_s
+            deadline = time.perf_counter() + self._timeout_s
             try:
                 if backend.is_gpu:
                     with backend.use_device(core):
@@ -470,7 +473,7 @@ class Model:
                 target[...] = result
             else:
                 store_typed(xp, out_tensors[name].raw(), info.np_dtype, result)
-        return runtime.numerical_errors and any(
+        return self._nan_errors and any(
             info.np_dtype.kind == "f" and bool(xp.isnan(r).any())
             for info, r in zip(self.outputs.values(), results, strict=True)
         )
