@@ -66,3 +66,67 @@ def test_foreign_or_truncated_files_read_as_none(tmp_path: Path, content: bytes)
     path.write_bytes(content)
     assert read_stats(path) is None
     assert read_stats(tmp_path / "missing.stats") is None
+
+
+def test_threads_executing_allocating_and_failing_on_one_core_lose_no_count(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Executions account without a stats lock (the core's execution lock orders them); tensor allocations and
+    rejected inputs on the same core, from other threads, must neither lose counts nor tear the page."""
+    import threading
+
+    import nrt_lab
+    from nrt_lab.neff import GraphBuilder
+
+    monkeypatch.setenv("NRT_LAB_ROOT", str(tmp_path / "machine"))
+    nrt_lab.open_machine().create("trn1.2xlarge")
+    g = GraphBuilder(name="add")
+    a, b = g.input("a", "float32", (8, 8)), g.input("b", "float32", (8, 8))
+    g.output("out", g.op("add", [a, b]))
+    runtime = nrt_lab.init()
+    try:
+        models = [nrt_lab.Model.load(g.build(), core=0), nrt_lab.Model.load(g.build(), core=1)]
+        x = np.ones((8, 8), dtype=np.float32)
+        runs, rejects, allocations = 300, 100, 200
+        errors: list[BaseException] = []
+
+        def execute(model: nrt_lab.Model) -> None:
+            try:
+                for _ in range(runs):
+                    model.execute({"a": x, "b": x})
+            except BaseException as exc:  # surfaced below
+                errors.append(exc)
+
+        def reject() -> None:
+            for _ in range(rejects):
+                with pytest.raises(nrt_lab.NrtError):
+                    models[0].execute({"a": x, "wrong": x})
+
+        def allocate() -> None:
+            for _ in range(allocations):
+                nrt_lab.Tensor.allocate(4096, core=0).free()
+
+        threads = [threading.Thread(target=execute, args=(m,)) for m in models for _ in range(2)]
+        threads += [threading.Thread(target=reject), threading.Thread(target=allocate)]
+        for t in threads:
+            t.start()
+        snapshots = []
+        while any(t.is_alive() for t in threads):
+            assert runtime.stats is not None
+            snap = read_stats(runtime.stats.path)
+            assert snap is not None
+            snapshots.append(snap)
+        for t in threads:
+            t.join()
+        assert not errors and len(snapshots) > 0
+        final = read_stats(runtime.stats.path)
+        assert final is not None
+        by_core = {c.core: c for c in final.cores}
+        for core in (0, 1):
+            counters = by_core[core]
+            # the two threads per core ran `runs` executions each, plus the auto-allocated outputs' executions
+            assert counters.outcomes["completed"] == counters.inferences == 2 * runs
+            assert counters.status["success"] == 2 * runs
+        assert by_core[0].outcomes["incorrect_input"] == rejects and by_core[1].outcomes["incorrect_input"] == 0
+        assert by_core[0].status["invalid_error"] == rejects
+    finally:
+        nrt_lab.close()

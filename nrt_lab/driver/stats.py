@@ -37,7 +37,7 @@ __all__ = [
 MAX_STATS_CORES = 128
 LATENCY_RING = 256  # per core
 _MAGIC = 0x5354_5441_5452_4E  # "NRTATS" — identifies a stats page
-_VERSION = 1
+_VERSION = 2
 
 # neuron-monitor execution_summary keys (SPEC §7.3), in this order.
 OUTCOMES = ("completed", "completed_with_err", "completed_with_num_err", "timed_out", "incorrect_input",
@@ -67,8 +67,15 @@ _C_ERRORS = _C_OUTCOMES + len(OUTCOMES)
 _C_MEMORY = _C_ERRORS + len(ERROR_KINDS)
 _C_MEMORY_PEAK = _C_MEMORY + len(DEVICE_MEMORY_KINDS)
 _C_STATUS = _C_MEMORY_PEAK + len(DEVICE_MEMORY_KINDS)
-_C_RING = 64
-assert _C_STATUS + len(SYSFS_STATUS_KINDS) <= _C_RING
+# Executions are accounted without any stats lock: only the thread holding the core's execution lock writes the
+# execution words, under their own sequence counter (_C_XSEQ). Failures recorded outside an execution (bad input,
+# failed loads) go to separate arrays under the stats lock and _C_SEQ; readers add the two.
+_C_XSEQ = _C_STATUS + len(SYSFS_STATUS_KINDS)
+_C_FAIL_OUTCOMES = _C_XSEQ + 1
+_C_FAIL_ERRORS = _C_FAIL_OUTCOMES + len(OUTCOMES)
+_C_FAIL_STATUS = _C_FAIL_ERRORS + len(ERROR_KINDS)
+_C_RING = 96
+assert _C_FAIL_STATUS + len(SYSFS_STATUS_KINDS) <= _C_RING
 _RING_WORDS = 3  # total_ns, device_ns, end time (monotonic µs)
 _CORE_WORDS = _C_RING + _RING_WORDS * LATENCY_RING
 _CORES_AT = _HEADER_WORDS
@@ -80,7 +87,12 @@ def page_bytes(core_count: int) -> int:
 
 
 class StatsPage:
-    """The writer side, owned by one runtime; updates are word stores under the core's own lock."""
+    """The writer side, owned by one runtime.
+
+    ``record_execution`` and ``set_running`` must be called by the thread that holds the core's execution lock
+    (a core runs one execution at a time, so they take no lock of their own: the hot path stays cheap); every
+    other update takes the page's per-core lock.
+    """
 
     def __init__(self, path: Path, cores: Sequence[int]) -> None:
         if not 0 < len(cores) <= MAX_STATS_CORES:
@@ -115,23 +127,23 @@ class StatsPage:
             return
         b = self.base[core]
         w = self._words
-        with self._locks[core]:
-            w[b + 1] += 1  # _C_SEQ: odd while writing
-            w[b + 2] += busy_ns  # _C_BUSY
-            w[b + 3] += flops  # _C_FLOPS
-            w[b + 4] = 0  # _C_RUNNING: idle again
-            w[b + 6] += 1  # _C_INFERENCES
-            w[b + _C_OUTCOMES + outcome] += 1
-            w[b + _C_STATUS + status_kind] += 1
-            if error_kind is not None:
-                w[b + _C_ERRORS + error_kind] += 1
-            index = w[b + 7]  # _C_RING_NEXT
-            at = b + _C_RING + (index % LATENCY_RING) * _RING_WORDS
-            w[at] = total_ns
-            w[at + 1] = device_ns
-            w[at + 2] = time.monotonic_ns() // 1000
-            w[b + 7] = index + 1
-            w[b + 1] += 1
+        xseq = b + _C_XSEQ
+        w[xseq] += 1  # odd while writing
+        w[b + 2] += busy_ns  # _C_BUSY
+        w[b + 3] += flops  # _C_FLOPS
+        w[b + 4] = 0  # _C_RUNNING: idle again
+        w[b + 6] += 1  # _C_INFERENCES
+        w[b + _C_OUTCOMES + outcome] += 1
+        w[b + _C_STATUS + status_kind] += 1
+        if error_kind is not None:
+            w[b + _C_ERRORS + error_kind] += 1
+        index = w[b + 7]  # _C_RING_NEXT
+        at = b + _C_RING + (index % LATENCY_RING) * _RING_WORDS
+        w[at] = total_ns
+        w[at + 1] = device_ns
+        w[at + 2] = time.monotonic_ns() // 1000
+        w[b + 7] = index + 1
+        w[xseq] += 1
 
     def set_running(self, core: int, since_ns: int) -> None:
         """Mark ``core`` busy since ``since_ns`` (monotonic; 0 = idle) so utilization counts a long run live."""
@@ -148,10 +160,10 @@ class StatsPage:
         with self._locks[key]:
             w[b + _C_SEQ] += 1
             if outcome is not None:
-                w[b + _C_OUTCOMES + outcome] += 1
+                w[b + _C_FAIL_OUTCOMES + outcome] += 1
             if error_kind is not None:
-                w[b + _C_ERRORS + error_kind] += 1
-            w[b + _C_STATUS + status_kind] += 1
+                w[b + _C_FAIL_ERRORS + error_kind] += 1
+            w[b + _C_FAIL_STATUS + status_kind] += 1
             w[b + _C_SEQ] += 1
 
     def add_device_memory(self, core: int, kind: int, delta: int) -> None:
@@ -240,13 +252,18 @@ def _named(values: Any, names: Sequence[str]) -> dict[str, int]:
     return {name: int(values[i]) for i, name in enumerate(names)}
 
 
-def _stable_copy(view: mmap.mmap, start: int, count: int, seq_word: int,
+def _summed(words: Any, executed_at: int, failed_at: int, names: Sequence[str]) -> dict[str, int]:
+    """A counter vector: what executions recorded plus what was recorded outside executions."""
+    return {name: int(words[executed_at + i]) + int(words[failed_at + i]) for i, name in enumerate(names)}
+
+
+def _stable_copy(view: mmap.mmap, start: int, count: int, seq_words: Sequence[int],
                  retries: int) -> np.ndarray[Any, Any] | None:
-    """Copy ``count`` words at ``start`` whose sequence word is even and unchanged across the copy."""
+    """Copy ``count`` words at ``start`` whose sequence words are even and unchanged across the copy."""
     for _ in range(retries):
         words: np.ndarray[Any, Any] = np.frombuffer(view, dtype="<u8", count=count, offset=start * 8).copy()
-        seq = int(words[seq_word])
-        if seq % 2 == 0 and int(np.frombuffer(view, dtype="<u8", count=1, offset=(start + seq_word) * 8)[0]) == seq:
+        after = np.frombuffer(view, dtype="<u8", count=count, offset=start * 8)
+        if all(int(words[i]) % 2 == 0 and int(after[i]) == int(words[i]) for i in seq_words):
             return words
         time.sleep(0)
     return None
@@ -264,7 +281,7 @@ def read_stats(path: Path, retries: int = 1000) -> StatsSnapshot | None:
         return None
     try:
         taken = time.monotonic_ns()
-        header = _stable_copy(view, 0, _HEADER_WORDS, _H_SEQ, retries)
+        header = _stable_copy(view, 0, _HEADER_WORDS, (_H_SEQ,), retries)
         if header is None or int(header[_H_MAGIC]) != _MAGIC or int(header[_H_VERSION]) != _VERSION:
             return None
         count = int(header[_H_CORES])
@@ -278,7 +295,7 @@ def read_stats(path: Path, retries: int = 1000) -> StatsSnapshot | None:
             # The counters (a few hundred bytes) are copied under the core's seqlock; the latency ring is copied
             # without it and only the entries no write can have touched during the copy are kept: entries
             # written before the counters copy, and not yet overwritten by the ring position read afterwards.
-            r = _stable_copy(view, base, _C_RING, _C_SEQ, retries)
+            r = _stable_copy(view, base, _C_RING, (_C_SEQ, _C_XSEQ), retries)
             if r is None:
                 return None
             core = int(r[_C_CORE])
@@ -294,10 +311,11 @@ def read_stats(path: Path, retries: int = 1000) -> StatsSnapshot | None:
                                               np.full(order.size, core, dtype=np.uint64)]))
             cores.append(CoreCounters(
                 core=core, busy_ns=int(r[_C_BUSY]), running_since_ns=int(r[_C_RUNNING]), flops=int(r[_C_FLOPS]),
-                outcomes=_named(r[_C_OUTCOMES:], OUTCOMES), errors=_named(r[_C_ERRORS:], ERROR_KINDS),
+                outcomes=_summed(r, _C_OUTCOMES, _C_FAIL_OUTCOMES, OUTCOMES),
+                errors=_summed(r, _C_ERRORS, _C_FAIL_ERRORS, ERROR_KINDS),
                 memory=_named(r[_C_MEMORY:], DEVICE_MEMORY_KINDS),
                 memory_peak=_named(r[_C_MEMORY_PEAK:], DEVICE_MEMORY_KINDS),
-                status=_named(r[_C_STATUS:], SYSFS_STATUS_KINDS), model_loads=int(r[_C_LOADS]),
+                status=_summed(r, _C_STATUS, _C_FAIL_STATUS, SYSFS_STATUS_KINDS), model_loads=int(r[_C_LOADS]),
                 inferences=int(r[_C_INFERENCES]),
             ))
         if rings:
