@@ -238,8 +238,6 @@ class Monitor:
 
     def sample(self, tag_filter: str | None = None) -> MachineSnapshot:
         """Read every live runtime (optionally only tags matching the regex ``tag_filter``) and the system."""
-        import re
-
         machine = self.machine
         state = machine.state()
         try:
@@ -338,7 +336,7 @@ class Monitor:
         previous = self._system_cpu
         self._system_cpu = (total, per_cpu, now)
         if previous is None:
-            base_total, base_per, period = psutil.cpu_times().__class__(*([0.0] * len(total))), None, 0.0
+            base_total, base_per, period = total.__class__(*([0.0] * len(total))), None, 0.0
         else:
             base_total, base_per, period = previous[0], previous[1], now - previous[2]
         average = _cpu_percentages(base_total, total)

@@ -85,10 +85,6 @@ class Framework(enum.IntEnum):
     PRECHECK = 5
 
 
-def _command_line() -> str:
-    return process_command_line()
-
-
 def _jupyter_kernel_id() -> str:
     """The Jupyter kernel id when this process is a running ipykernel, so widgets can name the notebook.
 
@@ -367,7 +363,7 @@ def init(
 
         def make_record(cores: tuple[int, ...]) -> OwnerRecord:
             return OwnerRecord(
-                pid=pid, command=_command_line(), runtime_version=RUNTIME_VERSION, cores=cores,
+                pid=pid, command=process_command_line(), runtime_version=RUNTIME_VERSION, cores=cores,
                 tag=config.process_tag, start_time=time.time(), kernel_id=_jupyter_kernel_id(),
                 lnc=instance.lnc, extra={"framework": fw.name},
             )
