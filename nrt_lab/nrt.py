@@ -56,6 +56,7 @@ from typing import Any, Generic, TypeAlias, TypeVar
 import numpy as np
 
 from nrt_lab.driver import StateError
+from nrt_lab.errors import ConfigError, NrtError, NrtStatus, status_description
 from nrt_lab.runtime.allocation import NoCoresVisibleError, NotContiguousError
 from nrt_lab.runtime.core import (
     RUNTIME_GIT_HASH,
@@ -68,9 +69,7 @@ from nrt_lab.runtime.core import (
     total_nc_count,
     visible_nc_count,
 )
-from nrt_lab.runtime.errors import ConfigError
 from nrt_lab.runtime.model import Model
-from nrt_lab.runtime.status import NrtError, NrtStatus, status_description
 from nrt_lab.runtime.tensor import Tensor, TensorPlacement, TensorSet
 
 __all__ = [

@@ -42,9 +42,9 @@ import numpy as np
 import numpy.typing as npt
 
 from nrt_lab.driver.state import atomic_write_json
+from nrt_lab.errors import NrtError
 from nrt_lab.runtime.core import RUNTIME_VERSION, Framework, Runtime, get_runtime, init
 from nrt_lab.runtime.model import BenchmarkResult, Model, TensorInfo
-from nrt_lab.runtime.status import NrtError
 from nrt_lab.runtime.tensor import Tensor, TensorPlacement
 
 __all__ = [

@@ -17,6 +17,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 
+from nrt_lab.errors import NrtError, NrtStatus
 from nrt_lab.neff import (
     DEF_JSON_SCHEMA,
     HEADER_SIZE,
@@ -32,7 +33,6 @@ from nrt_lab.neff import (
     read_neff,
     write_neff,
 )
-from nrt_lab.runtime.status import NrtError, NrtStatus
 
 UUID = "0123456789abcdef0123456789abcdef"
 

@@ -21,8 +21,8 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from nrt_lab.errors import NrtError, NrtStatus
 from nrt_lab.neff import HEADER_SIZE, GraphBuilder, build_payload, parse_neff
-from nrt_lab.runtime.status import NrtError, NrtStatus
 
 EXAMPLES = int(os.environ.get("NRT_LAB_FUZZ_EXAMPLES", "200"))
 MAX_SECONDS = 5.0

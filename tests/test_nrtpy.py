@@ -20,9 +20,9 @@ import pytest
 
 import nrt_lab
 from nrt_lab import nrtpy
+from nrt_lab.errors import NrtStatus
 from nrt_lab.neff import GraphBuilder, write_neff
 from nrt_lab.nrtpy import BenchmarkResult, NrtError, NrtpyError, NrtpyModel, NrtpyTensor
-from nrt_lab.runtime.status import NrtStatus
 
 
 @pytest.fixture(autouse=True)

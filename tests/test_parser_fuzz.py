@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 from nrt_lab.driver import StateError, parse_driver_version
 from nrt_lab.driver.state import read_machine
+from nrt_lab.errors import ConfigError
 from nrt_lab.runtime.config import RuntimeConfig, parse_ncg, parse_visible_cores
-from nrt_lab.runtime.errors import ConfigError
 from nrt_lab.tools.neuron_monitor import ConfigError as MonitorConfigError
 from nrt_lab.tools.neuron_monitor import parse_config, parse_period
 

@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from nrt_lab.errors import NrtError, NrtStatus
 from nrt_lab.neff.format import (
     DEF_SCHEMA_ID,
     DTYPES,
@@ -58,7 +59,6 @@ from nrt_lab.neff.format import (
     _parse_def,
     storage_dtype,
 )
-from nrt_lab.runtime.status import NrtError, NrtStatus
 
 __all__ = ["DEFAULT_BUILD_VERSION", "GraphBuilder", "Var", "build_payload", "dtype_name", "write_neff"]
 

@@ -64,7 +64,7 @@ from typing import Any, NamedTuple
 import ml_dtypes
 import numpy as np
 
-from nrt_lab.runtime.status import NrtError, NrtStatus
+from nrt_lab.errors import NrtError, NrtStatus
 
 __all__ = [
     "DEFAULT_MAX_MEMBERS",

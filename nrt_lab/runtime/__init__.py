@@ -1,5 +1,6 @@
 """libnrt 2.x emulation: configuration, allocation, logging, status codes and the runtime life cycle."""
 
+from nrt_lab.errors import ConfigError, NrtError, NrtStatus, status_description
 from nrt_lab.runtime.allocation import CoresBusyError, NotContiguousError
 from nrt_lab.runtime.config import RuntimeConfig
 from nrt_lab.runtime.core import (
@@ -14,10 +15,8 @@ from nrt_lab.runtime.core import (
     total_nc_count,
     visible_nc_count,
 )
-from nrt_lab.runtime.errors import ConfigError
 from nrt_lab.runtime.logging import LogLevel
 from nrt_lab.runtime.model import BenchmarkResult, Model, TensorInfo
-from nrt_lab.runtime.status import NrtError, NrtStatus, status_description
 from nrt_lab.runtime.tensor import Tensor, TensorPlacement, TensorSet
 
 __all__ = [

@@ -23,9 +23,9 @@ from nrt_lab.driver import (
     try_claim,
 )
 from nrt_lab.driver.locks import remove_stale_records
+from nrt_lab.errors import ConfigError
 from nrt_lab.hardware import InstanceSpec
 from nrt_lab.runtime.config import RuntimeConfig
-from nrt_lab.runtime.errors import ConfigError
 
 __all__ = [
     "AllocationRequest",

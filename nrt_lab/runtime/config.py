@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from nrt_lab.runtime.errors import ConfigError
+from nrt_lab.errors import ConfigError
 from nrt_lab.runtime.logging import LogSettings, parse_log_settings
 
 __all__ = [

@@ -33,6 +33,7 @@ from nrt_lab.driver.counters import add_core_values, fold_stats_page
 from nrt_lab.driver.machine import physical_cores_of
 from nrt_lab.driver.owners import process_command_line
 from nrt_lab.driver.stats import MAX_STATS_CORES, StatsPage
+from nrt_lab.errors import ConfigError, NrtError, NrtStatus
 from nrt_lab.hardware import InstanceSpec
 from nrt_lab.runtime.allocation import (
     CoresBusyError,
@@ -42,11 +43,9 @@ from nrt_lab.runtime.allocation import (
     plan_request,
 )
 from nrt_lab.runtime.config import RuntimeConfig
-from nrt_lab.runtime.errors import ConfigError
 from nrt_lab.runtime.faults import FaultHook
 from nrt_lab.runtime.logging import LogSettings, NrtLogger, parse_log_settings
 from nrt_lab.runtime.memory import MICROCODE_BYTES_PER_PHYSICAL_NC, DeviceMemory
-from nrt_lab.runtime.status import NrtError, NrtStatus
 
 __all__ = [
     "RUNTIME_VERSION",

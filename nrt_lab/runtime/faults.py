@@ -71,7 +71,7 @@ from nrt_lab.driver import StateError
 from nrt_lab.driver.faults import FaultWatcher, FiredFault, record_hardware_event, write_kernel_line
 from nrt_lab.driver.machine import physical_cores_of
 from nrt_lab.driver.sysfs import serial_number
-from nrt_lab.runtime.status import NrtError, NrtStatus
+from nrt_lab.errors import NrtError, NrtStatus
 
 if TYPE_CHECKING:
     from nrt_lab.runtime.core import Runtime

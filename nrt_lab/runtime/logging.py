@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nrt_lab.runtime.errors import ConfigError
+from nrt_lab.errors import ConfigError
 
 __all__ = [
     "LogLevel",

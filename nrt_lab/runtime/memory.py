@@ -15,9 +15,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from nrt_lab.driver.stats import DEVICE_MEMORY_KINDS, StatsPage
+from nrt_lab.errors import NrtError, NrtStatus
 from nrt_lab.hardware import InstanceSpec
 from nrt_lab.runtime.logging import NrtLogger
-from nrt_lab.runtime.status import NrtError, NrtStatus
 
 __all__ = ["DeviceMemory", "format_size", "MICROCODE_BYTES_PER_PHYSICAL_NC", "MEMORY_KINDS"]
 

@@ -24,11 +24,11 @@ from typing import Any
 import numpy as np
 
 from nrt_lab.driver.state import atomic_write_json
+from nrt_lab.errors import NrtError, NrtStatus
 from nrt_lab.kernels import Kernel, KernelError, fast_kernel, get_backend, get_kernel
 from nrt_lab.neff import NeffModel, parse_neff
 from nrt_lab.neff.format import DEFAULT_MAX_NEFF_BYTES, numpy_dtype
 from nrt_lab.runtime.core import Runtime, require_runtime
-from nrt_lab.runtime.status import NrtError, NrtStatus
 from nrt_lab.runtime.tensor import Tensor, TensorPlacement, store_typed, typed_view
 
 __all__ = ["Model", "TensorInfo", "BenchmarkResult", "RUNTIME_MEMORY_PER_MODEL"]

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from nrt_lab.errors import NrtError, NrtStatus
 from nrt_lab.kernels import get_backend
-from nrt_lab.runtime.status import NrtError, NrtStatus
 
 if TYPE_CHECKING:
     from nrt_lab.runtime.core import Runtime

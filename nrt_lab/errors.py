@@ -1,14 +1,14 @@
-"""NRT_STATUS codes of libnrt 2.x (SPEC §3.1) and the exception that carries them.
+"""NRT_STATUS codes of libnrt 2.x and the exceptions that carry them: the leaf every layer may import.
 
-Every failure of the emulated runtime is an :class:`NrtError` whose ``status`` is one of
-these numbers, so code ported from C can compare against the same constants.
+Every failure of the emulated runtime is an :class:`NrtError` whose ``status`` is one of these numbers, so code
+ported from C can compare against the same constants. This module imports nothing of nrt_lab's (docs/architecture.md).
 """
 
 from __future__ import annotations
 
 import enum
 
-__all__ = ["NrtStatus", "NrtError", "status_description"]
+__all__ = ["NrtStatus", "NrtError", "ConfigError", "status_description"]
 
 
 class NrtStatus(enum.IntEnum):
@@ -96,3 +96,14 @@ class NrtError(RuntimeError):
         self.status = NrtStatus(status)
         self.message = message
         super().__init__(f"NRT Error {self.status.c_name}({int(self.status)}): {message}")
+
+
+class ConfigError(ValueError):
+    """A NEURON_* variable holds a value the runtime does not accept; names the variable, value and choices."""
+
+    def __init__(self, variable: str, value: str, reason: str, accepted: str) -> None:
+        self.variable = variable
+        self.value = value
+        self.reason = reason
+        self.accepted = accepted
+        super().__init__(f"{variable}={value!r} is invalid: {reason}; accepted: {accepted}")
