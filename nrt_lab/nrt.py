@@ -59,8 +59,6 @@ from nrt_lab.driver import StateError
 from nrt_lab.errors import ConfigError, NrtError, NrtStatus, status_description
 from nrt_lab.runtime.allocation import NoCoresVisibleError, NotContiguousError
 from nrt_lab.runtime.core import (
-    RUNTIME_GIT_HASH,
-    RUNTIME_VERSION,
     Framework,
     Runtime,
     close,
@@ -71,6 +69,7 @@ from nrt_lab.runtime.core import (
 )
 from nrt_lab.runtime.model import Model
 from nrt_lab.runtime.tensor import Tensor, TensorPlacement, TensorSet
+from nrt_lab.runtime.version import RUNTIME_GIT_HASH, RUNTIME_VERSION
 
 __all__ = [
     # versions and enums

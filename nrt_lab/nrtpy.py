@@ -41,11 +41,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from nrt_lab.driver.state import atomic_write_json
+from nrt_lab.driver import atomic_write_json
 from nrt_lab.errors import NrtError
-from nrt_lab.runtime.core import RUNTIME_VERSION, Framework, Runtime, get_runtime, init
+from nrt_lab.runtime.core import Framework, Runtime, get_runtime, init
 from nrt_lab.runtime.model import BenchmarkResult, Model, TensorInfo
 from nrt_lab.runtime.tensor import Tensor, TensorPlacement
+from nrt_lab.runtime.version import RUNTIME_VERSION
 
 __all__ = [
     "configure",

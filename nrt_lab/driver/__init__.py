@@ -18,7 +18,7 @@ from nrt_lab.driver.package import (
     DriverVersion,
     parse_driver_version,
 )
-from nrt_lab.driver.state import DEFAULT_INSTANCE, MachineState, StateError, resolve_root
+from nrt_lab.driver.state import DEFAULT_INSTANCE, MachineState, StateError, atomic_write_json, resolve_root
 
 __all__ = [
     "CoreClaim",
@@ -43,4 +43,5 @@ __all__ = [
     "MachineState",
     "StateError",
     "resolve_root",
+    "atomic_write_json",
 ]

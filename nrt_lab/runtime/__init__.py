@@ -4,7 +4,6 @@ from nrt_lab.errors import ConfigError, NrtError, NrtStatus, status_description
 from nrt_lab.runtime.allocation import CoresBusyError, NotContiguousError
 from nrt_lab.runtime.config import RuntimeConfig
 from nrt_lab.runtime.core import (
-    RUNTIME_VERSION,
     Framework,
     Runtime,
     close,
@@ -18,6 +17,7 @@ from nrt_lab.runtime.core import (
 from nrt_lab.runtime.logging import LogLevel
 from nrt_lab.runtime.model import BenchmarkResult, Model, TensorInfo
 from nrt_lab.runtime.tensor import Tensor, TensorPlacement, TensorSet
+from nrt_lab.runtime.version import RUNTIME_VERSION
 
 __all__ = [
     "CoresBusyError",

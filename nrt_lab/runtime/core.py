@@ -46,9 +46,9 @@ from nrt_lab.runtime.config import RuntimeConfig
 from nrt_lab.runtime.faults import FaultHook
 from nrt_lab.runtime.logging import LogSettings, NrtLogger, parse_log_settings
 from nrt_lab.runtime.memory import MICROCODE_BYTES_PER_PHYSICAL_NC, DeviceMemory
+from nrt_lab.runtime.version import RUNTIME_VERSION
 
 __all__ = [
-    "RUNTIME_VERSION",
     "Framework",
     "Runtime",
     "init",
@@ -62,8 +62,6 @@ __all__ = [
     "driver_gate",
 ]
 
-RUNTIME_VERSION = "2.34.10.0"
-RUNTIME_GIT_HASH = "8f3c2a1d"
 
 DRIVER_MISSING_MESSAGE = (
     "Unable to determine Neuron Driver version. Please check aws-neuron-dkms package is installed."

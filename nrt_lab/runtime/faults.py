@@ -65,18 +65,19 @@ import platform
 import socket
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from nrt_lab.driver import StateError
+from nrt_lab.driver import Machine, StateError
 from nrt_lab.driver.faults import FaultWatcher, FiredFault, record_hardware_event, write_kernel_line
 from nrt_lab.driver.machine import physical_cores_of
 from nrt_lab.driver.sysfs import serial_number
 from nrt_lab.errors import NrtError, NrtStatus
+from nrt_lab.hardware import InstanceSpec
+from nrt_lab.runtime.config import RuntimeConfig
+from nrt_lab.runtime.logging import NrtLogger
+from nrt_lab.runtime.version import RUNTIME_GIT_HASH, RUNTIME_VERSION
 
-if TYPE_CHECKING:
-    from nrt_lab.runtime.core import Runtime
-
-__all__ = ["FaultHook", "ActiveFault", "log_infodump", "INFODUMP_HEADER", "CUT_HERE", "CUT_TO_HERE",
+__all__ = ["FaultingRuntime", "FaultHook", "ActiveFault", "log_infodump", "INFODUMP_HEADER", "CUT_HERE", "CUT_TO_HERE",
            "HW_ERROR_FUNCTION"]
 
 INFODUMP_HEADER = "Neuron runtime information - please include in any support request:"
@@ -112,7 +113,24 @@ _CORRECTED = {"mem_ecc_corrected": "mem_ecc_corrected", "sram_ecc_corrected": "s
 _HANG_STEP_S = 0.01
 
 
-def log_infodump(runtime: Runtime, status: NrtStatus, core: int, api: str = "nrt_execute") -> None:
+class FaultingRuntime(Protocol):
+    """What fault handling needs of the runtime (runtime.core.Runtime provides it; no import back up to core)."""
+
+    @property
+    def logger(self) -> NrtLogger: ...
+    @property
+    def machine(self) -> Machine: ...
+    @property
+    def instance(self) -> InstanceSpec: ...
+    @property
+    def instance_id(self) -> str: ...
+    @property
+    def cores(self) -> tuple[int, ...]: ...
+    @property
+    def config(self) -> RuntimeConfig: ...
+
+
+def log_infodump(runtime: FaultingRuntime, status: NrtStatus, core: int, api: str = "nrt_execute") -> None:
     """Log SPEC §4's infodump at ERROR (``NRT:nrt_infodump``) for a failure of ``api`` on instance core ``core``."""
     logger = runtime.logger
     try:
@@ -120,8 +138,6 @@ def log_infodump(runtime: Runtime, status: NrtStatus, core: int, api: str = "nrt
         driver_version = "unknown" if driver is None or driver.loaded is None else str(driver.loaded)
     except StateError:
         driver_version = "unknown"
-    from nrt_lab.runtime.core import RUNTIME_GIT_HASH, RUNTIME_VERSION
-
     lines = [
         INFODUMP_HEADER,
         CUT_HERE,
@@ -148,7 +164,7 @@ def log_infodump(runtime: Runtime, status: NrtStatus, core: int, api: str = "nrt
 class ActiveFault:
     """A fault firing on one execution: ``apply`` inside the timed region, ``corrupt_outputs`` on its results."""
 
-    def __init__(self, runtime: Runtime, model: Any, fired: FiredFault) -> None:
+    def __init__(self, runtime: FaultingRuntime, model: Any, fired: FiredFault) -> None:
         self.runtime = runtime
         self.model = model
         self.fired = fired
@@ -200,7 +216,7 @@ class ActiveFault:
 class FaultHook:
     """``runtime.faults``: asks the driver, once per execution, whether an injected fault fires."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: FaultingRuntime) -> None:
         self.runtime = runtime
         physical = {core: physical_cores_of(runtime.instance, [core]) for core in runtime.cores}
         self.watcher = FaultWatcher(runtime.machine.root, runtime.instance_id, physical)
