@@ -570,3 +570,25 @@ def test_static_html_and_deterministic_text(machine: Machine, widgets: list[Any]
     made[0].close()
     closed, _ = formatter.format(made[0])
     assert set(closed) == {"text/plain", "text/html"} and closed["text/html"] == live["text/html"]
+
+
+# ============================================================================================== layering
+
+
+def test_widgets_import_only_the_read_side_api() -> None:
+    """Widgets read the machine through nrt_lab.monitor: no driver import, no runtime submodule."""
+    import ast
+
+    package = Path(nrt_lab.__file__).parent / "widgets"
+    allowed = ("nrt_lab.monitor", "nrt_lab.errors", "nrt_lab.hardware", "nrt_lab.widgets")
+    found: list[str] = []
+    for source in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                if name.startswith("nrt_lab") and name != "nrt_lab.runtime" and not name.startswith(allowed):
+                    found.append(f"{source.name}: {name}")
+    assert found == []
+    assert {p.name for p in (package / "static").iterdir()} >= {"common.js", "core_map.js", "driver_status.js",
+                                                                 "top_view.js", "widgets.css"}
