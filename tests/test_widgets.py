@@ -316,6 +316,27 @@ def test_release_frees_this_kernels_cores(machine: Machine, widgets: list[Any],
     assert "nothing to release" in core_map.release_own_cores()
 
 
+def test_record_fields_are_escaped_in_every_view(machine: Machine, widgets: list[Any]) -> None:
+    from nrt_lab.driver import OwnerRecord
+    from nrt_lab.driver.locks import CoreClaim
+    from nrt_lab.runtime import RUNTIME_VERSION
+
+    claim = CoreClaim(root=machine.root, physical_cores=(), _core_fds={})
+    claim.publish(OwnerRecord(pid=os.getpid() + 1, command="x\x1b[2J\x1b]0;pwned\x07", tag="t\x1b[31m",
+                              runtime_version=RUNTIME_VERSION, cores=(0, 1), start_time=1.0, kernel_id="k\x1b"))
+    try:
+        core_map = CoreMap(autostart=False)
+        status = DriverStatus(autostart=False, env={})
+        widgets.extend([core_map, status])
+        (owner,) = core_map.owners()
+        assert (owner["cmd"], owner["tag"], owner["kernel"]) == ("x\\x1b[2J\\x1b]0;pwned\\x07", "t\\x1b[31m", "k\\x1b")
+        for widget in (core_map, status):
+            shown = json.dumps(widget.current_state(), ensure_ascii=False) + widget._repr_html_() + repr(widget)
+            assert "\x1b" not in shown and "\x07" not in shown
+    finally:
+        claim.release()
+
+
 # ============================================================================================== DriverStatus
 
 

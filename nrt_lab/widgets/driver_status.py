@@ -13,6 +13,7 @@ from typing import Any
 
 from nrt_lab.monitor import (
     MIN_DRIVER_VERSION,
+    SEVERITIES,
     MachineSnapshot,
     diagnose,
     environment_rows,
@@ -125,7 +126,7 @@ class DriverStatus(LiveWidget):
         driver = state.get("driver") or {}
         gate = state.get("gate") or {}
         findings = state.get("findings") or []
-        counts = {s: sum(1 for f in findings if f.get("severity") == s) for s in ("error", "warning", "info")}
+        counts = {s: sum(1 for f in findings if f.get("severity") == s) for s in SEVERITIES}
         installed = driver.get("installed") or "not installed"
         loaded = driver.get("loaded") or "not loaded"
         return (f"DriverStatus({driver.get('package', 'aws-neuronx-dkms')} installed {installed}, loaded {loaded}; "
