@@ -18,19 +18,17 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from nrt_lab.driver import MIN_DRIVER_VERSION, format_core_ranges
 from nrt_lab.errors import ConfigError
 from nrt_lab.monitor.snapshot import MachineSnapshot, OwnerView, printable
-from nrt_lab.runtime import RUNTIME_VERSION, Runtime, RuntimeConfig, driver_gate
-from nrt_lab.runtime.allocation import (
-    CoresBusyError,
-    NoCoresVisibleError,
-    NotContiguousError,
-    largest_free_run,
-    plan_request,
-)
+
+if TYPE_CHECKING:
+    from nrt_lab.runtime import Runtime, RuntimeConfig
+
+# The runtime package is imported inside the functions that need it: it is heavy, and faces that only read
+# snapshots (the Prometheus exporter, neuron-monitor) import nrt_lab.monitor and must start fast.
 
 __all__ = [
     "Severity",
@@ -108,6 +106,8 @@ def describe_owner(owner: OwnerView) -> str:
 def parse_environment(env: Mapping[str, str], pid: int | None = None) -> tuple[RuntimeConfig | None,
                                                                                 dict[str, ConfigError]]:
     """Parse like ``init()`` does, but keep going after a bad variable so every problem is listed."""
+    from nrt_lab.runtime import RuntimeConfig
+
     work = dict(env)
     errors: dict[str, ConfigError] = {}
     for _ in range(64):
@@ -174,6 +174,8 @@ def environment_rows(env: Mapping[str, str], snapshot: MachineSnapshot | None = 
 
 def _placement_error(config: RuntimeConfig | None, snapshot: MachineSnapshot) -> tuple[str, str] | None:
     """(finding id, the runtime's message) when the variables name cores this machine cannot give, else None."""
+    from nrt_lab.runtime.allocation import NoCoresVisibleError, NotContiguousError, plan_request
+
     if config is None:
         return None
     try:
@@ -222,6 +224,8 @@ def _neuron_env(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
 
 
 def _driver_findings(snapshot: MachineSnapshot) -> list[Finding]:
+    from nrt_lab.runtime import RUNTIME_VERSION, driver_gate
+
     driver = snapshot.driver
     findings: list[Finding] = []
     if snapshot.driver_error:
@@ -386,6 +390,14 @@ def _ownership_findings(snapshot: MachineSnapshot, config: RuntimeConfig | None,
 def _busy_line(config: RuntimeConfig, snapshot: MachineSnapshot,
                others: Sequence[OwnerView]) -> tuple[str, list[OwnerView]] | None:
     """The allocator's exact busy line and the owners in the way, when init() would fail, else None."""
+    from nrt_lab.runtime.allocation import (
+        CoresBusyError,
+        NoCoresVisibleError,
+        NotContiguousError,
+        largest_free_run,
+        plan_request,
+    )
+
     try:
         request = plan_request(config, snapshot.instance)
     except (ConfigError, NoCoresVisibleError, NotContiguousError):
