@@ -104,7 +104,7 @@ KERNEL_IDLE = re.compile(r"\| Idle$")
 # One code cell's prompt once it has run: "[3]:"; "[*]:" while it runs, "[ ]:" before.
 _RUN_PROMPT = re.compile(r"^\[\d+\]:$")
 
-# Reads the TopView from the DOM (classes and layout from TOP_VIEW_JS in nrt_lab/widgets/_assets.py): core 0's
+# Reads the TopView from the DOM (classes and layout from nrt_lab/widgets/static/top_view.js): core 0's
 # cell (text "37%", title "nc0: 37.2 % · ...") and this kernel's row of the executions table (tag column is
 # the 3rd cell, "completed" the 6th).
 _READ_TOP_VIEW_JS = """

@@ -3,7 +3,9 @@
 Owners are real subprocesses that call ``nrt_lab.init()`` (some with a fake Jupyter kernel id, one running a
 busy workload); they are killed at teardown. What the browser would receive is checked through the widget's
 comm (``record_messages``): deltas only, at most 10 per second, and applying them to the first full state
-rebuilds the current full state.
+rebuilds the current full state. Nothing here sleeps: rates and periods are checked with a fake clock and
+:meth:`Sampler.tick`, the thread with :meth:`Sampler.wait_for`, and a busy owner reports its progress on its
+stdout so a test waits for executions, not for time.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ from nrt_lab.widgets import (
     CoreMap,
     Dashboard,
     DriverStatus,
+    Sampler,
     TopView,
     owner_color,
     record_messages,
@@ -73,13 +75,20 @@ if busy:
     from nrt_lab.models import build_mlp, example_inputs
     neff, _ = build_mlp()
     inputs = example_inputs("mlp")
-    def loop(model):
+    report = threading.Lock()
+    def loop(core, model):
+        done = 0
         while True:
             model.execute(inputs)
+            done += 1
+            if done % 5 == 0:  # progress, so the test waits for executions rather than for time
+                with report:
+                    print(json.dumps({"core": core, "done": done}), flush=True)
             time.sleep(0.004)
-    for i in range(busy):
-        threading.Thread(target=loop, args=(nrt_lab.Model.load(neff, core=i),), daemon=True).start()
+    models = [nrt_lab.Model.load(neff, core=i) for i in range(busy)]
 print(json.dumps({"pid": os.getpid(), "cores": list(rt.cores), "tag": rt.tag}), flush=True)
+for i in range(busy):
+    threading.Thread(target=loop, args=(i, models[i]), daemon=True).start()
 sys.stdin.read()
 """
 
@@ -92,6 +101,37 @@ class Owner:
     pid: int
     cores: tuple[int, ...]
     tag: str
+
+    def wait_executions(self, more: int, cores: int) -> None:
+        """Block until each of the first ``cores`` busy cores reported ``more`` executions beyond what was read."""
+        assert self.proc.stdout is not None
+        done = getattr(self, "_done", {})
+        target = {core: done.get(core, 0) + more for core in range(cores)}
+        while any(done.get(core, 0) < n for core, n in target.items()):
+            line = self.proc.stdout.readline()
+            assert line, f"busy owner {self.pid} stopped reporting"
+            report = json.loads(line)
+            done[report["core"]] = report["done"]
+        self._done = done
+
+
+class FakeClock:
+    """A clock that moves only when told (``advance``): periods and rates without sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 1024.0  # steps of 1/8 s stay exact in binary floating point
+
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 Spawn = Callable[..., list[Owner]]
@@ -151,17 +191,10 @@ def busy_machine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pat
     try:
         owner = _start(root, [{"NEURON_RT_NUM_CORES": "4", "NEURON_PROCESS_TAG": "busy", "BUSY_CORES": "2"}],
                        started)[0]
-        time.sleep(0.3)
+        owner.wait_executions(5, cores=2)
         yield root, owner
     finally:
         _kill(started)
-
-
-def _wait_gone(machine: Machine, pid: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while any(o.pid == pid for o in machine.owners()):
-        assert time.monotonic() < deadline, f"pid {pid} still owns cores"
-        time.sleep(0.05)
 
 
 def _ids(widget: DriverStatus) -> dict[str, dict[str, str]]:
@@ -175,15 +208,19 @@ def test_core_map_owners_colours_kernel_ids_and_this_kernel(machine: Machine, sp
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     alpha, beta = spawn({"NEURON_RT_NUM_CORES": "8", "NEURON_PROCESS_TAG": "alpha", "FAKE_KERNEL_ID": "4f2c-alpha"},
                         {"NEURON_RT_NUM_CORES": "4", "NEURON_PROCESS_TAG": "beta"})
-    # Before this process owns anything: the driver view predicts init()'s exact failure (SPEC §9.4).
+    # Before this process owns anything: the driver view predicts init()'s exact failure, as a warning (this
+    # process has not called init(); cores held by others are no error of its own).
     status = DriverStatus(autostart=False, env={})
     widgets.append(status)
-    busy = _ids(status)["cores:busy"]
-    assert busy["symptom"] == "NeuronCore(s) not available - Requested:nc0-nc31 Available:20"
+    found = _ids(status)
+    busy = found["cores:busy"]
+    assert busy["detail"] == "NeuronCore(s) not available - Requested:nc0-nc31 Available:20"
+    assert busy["severity"] == "warning" and not [f for f in found.values() if f["severity"] == "error"]
     assert f"pid {alpha.pid}" in busy["title"] and "Jupyter kernel 4f2c-alpha" in busy["title"]
+    assert found[f"cores:held:{beta.pid}"]["severity"] == "info"
     with pytest.raises(nrt_lab.NrtError) as failure:
         nrt_lab.init()
-    assert busy["symptom"] in str(failure.value)
+    assert busy["detail"] in str(failure.value)
 
     monkeypatch.setenv("NEURON_RT_NUM_CORES", "2")
     runtime = nrt_lab.init()
@@ -236,7 +273,6 @@ def test_terminate_needs_confirmation_and_refuses_non_owners(machine: Machine, s
 
         pending = core_map.request_terminate(victim.pid)  # step 1: select
         assert pending["pid"] == victim.pid and pending["tag"] == "victim" and core_map.pending["pid"] == victim.pid
-        time.sleep(0.2)
         assert victim.proc.poll() is None, "selecting must not terminate"
         with pytest.raises(ActionRefused, match="not the process selected"):
             core_map.confirm_terminate(bystander.pid)
@@ -254,7 +290,7 @@ def test_terminate_needs_confirmation_and_refuses_non_owners(machine: Machine, s
         assert reply.startswith("Sent SIGTERM"), reply
         assert victim.proc.wait(timeout=10) == -signal.SIGTERM
         assert bystander.poll() is None
-        _wait_gone(machine, victim.pid)
+        assert victim.pid not in {o.pid for o in machine.owners()}  # its lock went with the process
         core_map.refresh()
         assert set(core_map.core_owners().values()) == {0} and core_map.pending == {}
     finally:
@@ -271,13 +307,34 @@ def test_release_frees_this_kernels_cores(machine: Machine, widgets: list[Any],
     assert core_map.highlighted_cores() == [0, 1, 2, 3]
     log = record_messages(core_map)
     reply = core_map.handle_action({"action": "release"})
-    assert reply == "Released this kernel's NeuronCores nc0-nc3 (nrt_lab.close())."
+    assert reply == "Released this process's NeuronCores nc0-nc3 (nrt_lab.close())."
     assert nrt_lab.get_runtime() is None and machine.owners() == []
     assert core_map.highlighted_cores() == [] and set(core_map.core_owners().values()) == {0}
     deltas = [s["delta"] for _, _, s in log.updates() if "delta" in s]
     assert len(deltas) == 1 and set(deltas[0]["set"]) == {f"c{c}" for c in range(4)}
     assert deltas[0]["del"] == [f"o{os.getpid()}"]
     assert "nothing to release" in core_map.release_own_cores()
+
+
+def test_record_fields_are_escaped_in_every_view(machine: Machine, widgets: list[Any]) -> None:
+    from nrt_lab.driver import OwnerRecord
+    from nrt_lab.driver.locks import CoreClaim
+    from nrt_lab.runtime import RUNTIME_VERSION
+
+    claim = CoreClaim(root=machine.root, physical_cores=(), _core_fds={})
+    claim.publish(OwnerRecord(pid=os.getpid() + 1, command="x\x1b[2J\x1b]0;pwned\x07", tag="t\x1b[31m",
+                              runtime_version=RUNTIME_VERSION, cores=(0, 1), start_time=1.0, kernel_id="k\x1b"))
+    try:
+        core_map = CoreMap(autostart=False)
+        status = DriverStatus(autostart=False, env={})
+        widgets.extend([core_map, status])
+        (owner,) = core_map.owners()
+        assert (owner["cmd"], owner["tag"], owner["kernel"]) == ("x\\x1b[2J\\x1b]0;pwned\\x07", "t\\x1b[31m", "k\\x1b")
+        for widget in (core_map, status):
+            shown = json.dumps(widget.current_state(), ensure_ascii=False) + widget._repr_html_() + repr(widget)
+            assert "\x1b" not in shown and "\x07" not in shown
+    finally:
+        claim.release()
 
 
 # ============================================================================================== DriverStatus
@@ -288,11 +345,11 @@ def test_driver_missing(machine: Machine, widgets: list[Any]) -> None:
     status = DriverStatus(autostart=False, env={})
     widgets.append(status)
     finding = _ids(status)["driver:missing"]
-    assert finding["severity"] == "error" and finding["symptom"] == driver_gate(None)
-    assert finding["symptom"] == ("Unable to determine Neuron Driver version. Please check aws-neuron-dkms package "
+    assert finding["severity"] == "error" and finding["detail"] == driver_gate(None)
+    assert finding["detail"] == ("Unable to determine Neuron Driver version. Please check aws-neuron-dkms package "
                                   "is installed.")
     state = status.current_state()
-    assert state["gate"] == {"ok": False, "message": finding["symptom"], "minimum": "2.1.5.0"}
+    assert state["gate"] == {"ok": False, "message": finding["detail"], "minimum": "2.1.5.0"}
     assert repr(status).startswith("DriverStatus(aws-neuronx-dkms installed not installed, loaded not loaded")
     assert "FAILS" in repr(status)
 
@@ -302,7 +359,7 @@ def test_driver_too_old(machine: Machine, widgets: list[Any]) -> None:
     status = DriverStatus(autostart=False, env={})
     widgets.append(status)
     finding = _ids(status)["driver:old"]
-    assert finding["symptom"] == ("This runtime requires Neuron Driver version 2.0 or greater. Please upgrade "
+    assert finding["detail"] == ("This runtime requires Neuron Driver version 2.0 or greater. Please upgrade "
                                   "aws-neuron-dkms package.")
     assert status.current_state()["driver"]["loaded"] == "2.0.0.0" and not status.current_state()["gate"]["ok"]
 
@@ -314,9 +371,9 @@ def test_driver_reload_pending_and_this_kernel_holds_all_cores(machine: Machine,
     widgets.append(status)
     found = _ids(status)
     assert found["driver:reload"]["severity"] == "warning"
-    assert "installed 2.26.0.0, loaded 2.24.7.0" in found["driver:reload"]["symptom"]
+    assert "installed 2.26.0.0, loaded 2.24.7.0" in found["driver:reload"]["detail"]
     assert f"pid {os.getpid()}" in found["driver:reload"]["remedy"]
-    assert found["cores:all-mine"]["title"].startswith("This kernel holds all 32 NeuronCores")
+    assert found["cores:all-mine"]["title"].startswith("This process holds all 32 NeuronCores")
     assert status.current_state()["driver"]["reload_pending"] is True
     nrt_lab.close()
     machine.reload_driver()
@@ -342,7 +399,7 @@ def test_malformed_visible_cores(machine: Machine, widgets: list[Any], value: st
             RuntimeConfig.from_env({"NEURON_RT_VISIBLE_CORES": value})
         symptom = str(error.value)
     errors = [f for f in status.findings() if f["severity"] == "error"]
-    assert [f["symptom"] for f in errors] == [symptom]
+    assert [f["detail"] for f in errors] == [symptom]
     (row,) = status.current_state()["config"]
     assert row["name"] == "NEURON_RT_VISIBLE_CORES" and row["status"] == "error"
     with pytest.raises(nrt_lab.NrtError) as failure:
@@ -361,7 +418,7 @@ def test_ncg_set_is_flagged(machine: Machine, widgets: list[Any]) -> None:
     status.set_environment({"NEURONCORE_GROUP_SIZES": "4x1", "NEURON_RT_NUM_CORES": "4"})
     conflict = _ids(status)["config:ncg"]
     assert conflict["severity"] == "error"
-    assert conflict["symptom"] == ("NEURONCORE_GROUP_SIZES=4x1 cannot be combined with NEURON_RT_NUM_CORES=4; "
+    assert conflict["detail"] == ("NEURONCORE_GROUP_SIZES=4x1 cannot be combined with NEURON_RT_NUM_CORES=4; "
                                    "unset NEURONCORE_GROUP_SIZES")
     with pytest.raises(nrt_lab.NrtError, match="cannot be combined"):
         nrt_lab.init(env={"NEURONCORE_GROUP_SIZES": "4x1", "NEURON_RT_NUM_CORES": "4"})
@@ -377,7 +434,7 @@ def test_top_view_utilization_changes_between_samples(busy_machine: tuple[Path, 
     widgets.append(view)
     samples = []
     for _ in range(3):
-        time.sleep(0.25)
+        owner.wait_executions(10, cores=2)  # the rates of the next sample cover at least 10 executions per core
         view.refresh()
         samples.append(view.utilization())
     busy = owner.cores[:2]
@@ -392,62 +449,98 @@ def test_top_view_utilization_changes_between_samples(busy_machine: tuple[Path, 
     assert state[f"m{owner.pid}"][5] == 4 * 96 * 1024 * 1024  # microcode: model code on 4 physical cores
 
 
-def test_top_view_live_updates_rate_pause_stop_and_deltas(busy_machine: tuple[Path, Owner],
-                                                          widgets: list[Any]) -> None:
-    root, owner = busy_machine
-    view = TopView(root=root, autostart=False, period=0.01, history_size=5)
-    widgets.append(view)
-    assert view.period == MIN_PERIOD
-    log = record_messages(view)
-    first = view.current_state()
-    view.start()
-    assert view.running and view.thread is not None and view.thread.is_alive()
-    time.sleep(1.3)
-
-    # At most 10 updates a second, one message each, and each one smaller than the full state.
-    times = [t for t, _, s in log.updates() if "delta" in s]
-    assert len(times) >= 6
-    assert min(b - a for a, b in zip(times, times[1:], strict=False)) >= MIN_PERIOD
-    assert all(len([t for t in times if start <= t < start + 1.0]) <= 10 for start in times)
-    full = view.state_bytes(derived=False)
-    sizes = [n for _, n, s in log.updates() if "delta" in s]
-    assert max(sizes) < full and sum(sizes) / len(sizes) < 0.5 * full, (sizes, full)
-
-    # Pause: nothing changes; resume: it changes again.
-    view.pause()
-    time.sleep(0.25)
-    seq, count = view.seq, len(log.updates())
-    time.sleep(0.5)
-    assert view.seq == seq and len(log.updates()) == count
-    view.resume()
-    deadline = time.monotonic() + 3
-    while view.seq == seq and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert view.seq > seq
-
-    # stop() ends the thread.
-    thread = view.thread
-    view.stop()
-    assert thread is not None and not thread.is_alive() and not view.running
-    seq = view.seq
-    time.sleep(0.3)
-    assert view.seq == seq
-
-    # What the browser got (full state, then every delta in order) is the current state; history is bounded.
+def _rebuild(first: Mapping[str, Any], updates: list[tuple[float, int, dict[str, Any]]]) -> dict[str, Any]:
+    """What a browser holds: the first full state, then every delta applied in order (history left out)."""
     rebuilt = {k: v for k, v in first.items() if k != "hist"}
-    for _, _, message in log.updates():
+    for _, _, message in updates:
         delta = message.get("delta")
         if delta:
             rebuilt.update(delta["set"])
             for key in delta["del"]:
                 rebuilt.pop(key)
             rebuilt["seq"] = delta["seq"]
+    return rebuilt
+
+
+def test_top_view_rate_pause_and_deltas_on_a_fake_clock(busy_machine: tuple[Path, Owner],
+                                                        widgets: list[Any]) -> None:
+    root, _owner = busy_machine
+    clock = FakeClock()
+    view = TopView(root=root, autostart=False, period=0.01, history_size=5, clock=clock)
+    widgets.append(view)
+    assert view.period == MIN_PERIOD
+    log = record_messages(view)
+    first = view.current_state()
+
+    # Ticks every 30 ms of clock time for 3 s: updates come at most every MIN_PERIOD, so at most 10 a second.
+    for _ in range(100):
+        clock.advance(0.03)
+        view.sampler.tick()
+    times = [t for t, _, s in log.updates() if "delta" in s]
+    assert 25 <= len(times) <= 30, len(times)
+    assert min(b - a for a, b in zip(times, times[1:], strict=False)) >= MIN_PERIOD - 1e-9
+    assert all(len([t for t in times if start <= t < start + 1.0]) <= 10 for start in times)
+    full = view.state_bytes(derived=False)
+    sizes = [n for _, n, s in log.updates() if "delta" in s]
+    assert max(sizes) < full and sum(sizes) / len(sizes) < 0.5 * full, (sizes, full)
+
+    # Pause: nothing changes however much time passes; resume: the next due tick updates.
+    view.pause()
+    seq, count = view.seq, len(log.updates())
+    for _ in range(20):
+        clock.advance(0.1)
+        view.sampler.tick()
+    assert view.seq == seq and len(log.updates()) == count
+    view.resume()
+    clock.advance(0.1)
+    view.sampler.tick()
+    assert view.seq == seq + 1
+
+    # What the browser got (full state, then every delta in order) is the current state; history is bounded.
     current = view.current_state()
-    assert rebuilt == {k: v for k, v in current.items() if k != "hist"}
+    assert _rebuild(first, log.updates()) == {k: v for k, v in current.items() if k != "hist"}
     assert len(current["hist"]) == 5 == len(view.history())
     assert current["hist"][-1][1:] == [current[f"c{c}"][0] for c in range(32)]
     # A reload or a second view asks for the model's state: it is the full current state.
     assert view.get_state()["state"] == current
+
+
+def test_top_view_thread_starts_updates_and_stops(busy_machine: tuple[Path, Owner], widgets: list[Any]) -> None:
+    root, _owner = busy_machine
+    view = TopView(root=root, autostart=False, period=0.1)
+    widgets.append(view)
+    log = record_messages(view)
+    first = view.current_state()
+    view.start()
+    assert view.running and view.thread is not None and view.thread.is_alive()
+    assert view.sampler.wait_for(lambda: view.seq >= 3, timeout=30), "the thread never updated the view"
+    thread = view.thread
+    view.stop()
+    assert thread is not None and not thread.is_alive() and not view.running
+    ticks, seq = view.sampler.ticks, view.seq
+    assert not view.sampler.wait_for(lambda: view.sampler.ticks > ticks, timeout=0.3)  # stopped: no tick comes
+    assert view.seq == seq
+    current = view.current_state()
+    assert _rebuild(first, log.updates()) == {k: v for k, v in current.items() if k != "hist"}
+
+
+def test_sampler_ticks_only_due_widgets(machine: Machine, widgets: list[Any]) -> None:
+    clock = FakeClock()
+    sampler = Sampler(name="test", clock=clock)
+    fast = TopView(sampler=sampler, autostart=False, period=0.25)
+    slow = CoreMap(sampler=sampler, autostart=False, period=1.0)
+    widgets.extend([fast, slow])
+    sampler.attach(fast)
+    sampler.attach(slow)
+    fast_seq, slow_count = fast.seq, slow.update_count
+    next_due = sampler.tick()
+    assert fast.seq == fast_seq and next_due == 0.25  # nothing is due before a period passed
+    for _ in range(10):
+        clock.advance(0.125)
+        sampler.tick()
+    assert fast.seq == fast_seq + 5  # every 0.25 s of clock time (TopView sends a heartbeat delta)
+    assert slow.update_count == slow_count  # nothing changed on the machine: CoreMap sends nothing
+    assert sampler.ticks == 5
 
 
 def test_dashboard_uses_one_thread_and_stops(machine: Machine, capsys: pytest.CaptureFixture[str]) -> None:
@@ -458,8 +551,7 @@ def test_dashboard_uses_one_thread_and_stops(machine: Machine, capsys: pytest.Ca
         assert "CoreMap(trn1.32xlarge" in capsys.readouterr().out
         mine = {t for t in threading.enumerate() if t.name.startswith("nrt_lab.widgets")} - before
         assert mine == {dashboard.thread}
-        time.sleep(0.5)
-        assert dashboard.top_view.seq >= 2
+        assert dashboard.sampler.wait_for(lambda: dashboard.top_view.seq >= 2, timeout=30)
         dashboard.stop()
         assert dashboard.thread is not None and not dashboard.thread.is_alive()
     finally:
@@ -499,3 +591,25 @@ def test_static_html_and_deterministic_text(machine: Machine, widgets: list[Any]
     made[0].close()
     closed, _ = formatter.format(made[0])
     assert set(closed) == {"text/plain", "text/html"} and closed["text/html"] == live["text/html"]
+
+
+# ============================================================================================== layering
+
+
+def test_widgets_import_only_the_read_side_api() -> None:
+    """Widgets read the machine through nrt_lab.monitor: no driver import, no runtime submodule."""
+    import ast
+
+    package = Path(nrt_lab.__file__).parent / "widgets"
+    allowed = ("nrt_lab.monitor", "nrt_lab.errors", "nrt_lab.hardware", "nrt_lab.widgets")
+    found: list[str] = []
+    for source in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                if name.startswith("nrt_lab") and name != "nrt_lab.runtime" and not name.startswith(allowed):
+                    found.append(f"{source.name}: {name}")
+    assert found == []
+    assert {p.name for p in (package / "static").iterdir()} >= {"common.js", "core_map.js", "driver_status.js",
+                                                                 "top_view.js", "widgets.css"}

@@ -5,27 +5,46 @@ list, plus system CPU and memory from psutil, and turns counters into rates: uti
 NeuronCore, FLOPS = Δflops / Δwall, latency percentiles over the executions that ended since the previous
 sample. Processes that died disappear (their liveness lock is gone); a page caught mid-write is retried, and
 anything unreadable degrades to :data:`NA` instead of raising, as nvitop's API does.
+
+A :class:`MachineSnapshot` also carries every fact a face (tool or widget) needs about the machine itself: the
+driver (or why driver.json could not be read), every live owner record with its cores in the machine's logical
+view (computed once, here), the free cores and the largest free run, the legacy daemon, and what could not be
+read. Faces read this instead of state files (see ``docs/architecture.md``). Time comes from a :class:`Clock`,
+so tests advance a fake clock instead of sleeping.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import psutil
 
 from nrt_lab.driver import DriverState, Machine, OwnerRecord, StateError, open_machine
 from nrt_lab.driver.locks import list_owner_files
-from nrt_lab.driver.stats import ERROR_KINDS, OUTCOMES, read_stats
+from nrt_lab.driver.stats import DEVICE_MEMORY_KINDS, ERROR_KINDS, HOST_MEMORY_KINDS, OUTCOMES, read_stats
 from nrt_lab.hardware import InstanceSpec
 
 __all__ = [
+    "Clock",
+    "SystemClock",
+    "SYSTEM_CLOCK",
+    "DaemonState",
+    "OwnerView",
+    "read_daemon",
+    "machine_view_cores",
+    "printable",
+    "OUTCOMES",
+    "ERROR_KINDS",
+    "DEVICE_MEMORY_KINDS",
+    "HOST_MEMORY_KINDS",
     "NA",
     "NotApplicable",
     "PERCENTILES",
@@ -41,6 +60,116 @@ __all__ = [
 ]
 
 PERCENTILES = (0, 1, 25, 50, 75, 99, 100)
+
+
+class Clock(Protocol):
+    """Where the read side gets time: wall time for timestamps, monotonic time for periods, and a sleep."""
+
+    def time(self) -> float: ...
+
+    def monotonic(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    """The real clock (``time.time``, ``time.monotonic``, ``time.sleep``)."""
+
+    def time(self) -> float:
+        """Seconds since the epoch."""
+        return time.time()
+
+    def monotonic(self) -> float:
+        """Seconds of a clock that never goes back."""
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        """Block for ``seconds``."""
+        time.sleep(seconds)
+
+
+SYSTEM_CLOCK = SystemClock()
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters written as escapes (``\\x1b``), safe to show in a terminal or page.
+
+    Owner records and stats come from other processes' files: a tag or command line could carry terminal
+    escape sequences, so every face shows record fields through this.
+    """
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
+def machine_view_cores(instance: InstanceSpec, lnc: int, cores: Sequence[int]) -> tuple[int, ...]:
+    """The machine's logical core ids behind ``cores`` numbered with LNC ``lnc`` (trn2 processes may choose).
+
+    The one place this mapping is written: a process with LNC 2 on a machine seen with LNC 1 owns physical cores
+    2i and 2i+1 for each of its cores i, which are machine cores 2i and 2i+1, and the other way round.
+    """
+    if lnc == instance.lnc:
+        return tuple(sorted(set(cores)))
+    physical = (p for core in cores for p in range(core * lnc, core * lnc + lnc))
+    return tuple(sorted({p // instance.lnc for p in physical}))
+
+
+@dataclass(frozen=True)
+class OwnerView:
+    """A live owner record: a runtime holding NeuronCores, or a tool that only opened the devices."""
+
+    pid: int
+    command: str
+    runtime_version: str  # "NA" for a device user that is not a runtime (neuron-top, neuron-monitor)
+    tag: str
+    start_time: float  # time.time() when the record was published
+    kernel_id: str  # the Jupyter kernel id, "" for other processes
+    lnc: int  # the LNC the process numbers its cores with
+    cores: tuple[int, ...]  # in the process's own LNC view
+    machine_cores: tuple[int, ...]  # the same cores in the machine's logical view
+
+    @property
+    def is_runtime(self) -> bool:
+        """True for a process holding NeuronCores (a device user without cores is not)."""
+        return bool(self.cores)
+
+
+@dataclass(frozen=True)
+class DaemonState:
+    """The legacy neuron-rtd (runtime 1.x) daemon, from its pid file under ``<root>/rtd/``."""
+
+    running: bool = False
+    pid: int = 0
+    text: str = "not running"
+
+
+def read_daemon(root: Path) -> DaemonState:
+    """The legacy neuron-rtd daemon as seen in ``<root>/rtd/``: running, stale pid file, or not running."""
+    rtd = root / "rtd"
+    try:
+        entries = sorted(rtd.iterdir()) if rtd.is_dir() else []
+    except OSError:
+        entries = []
+    pid_files = [p for p in entries if p.suffix == ".pid"]
+    sockets = [p for p in entries if p.suffix in (".sock", ".socket") or p.is_socket()]
+    for pid_file in pid_files:
+        try:
+            if not pid_file.is_file() or pid_file.stat().st_size > 64:
+                continue
+            pid = int(pid_file.read_text(encoding="utf-8").split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+        if pid <= 0:
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return DaemonState(False, pid, f"not running (stale pid file {pid_file.name}, pid {pid})")
+        except PermissionError:
+            pass
+        where = f", socket {sockets[0].name}" if sockets else ""
+        return DaemonState(True, pid, f"running (pid {pid}{where})")
+    return DaemonState()
 
 
 class NotApplicable:
@@ -161,7 +290,12 @@ class SystemSnapshot:
 
 @dataclass(frozen=True)
 class MachineSnapshot:
-    """The whole machine at ``timestamp`` (time.time()): instance, driver, live runtimes, system."""
+    """The whole machine at ``timestamp`` (the clock's time()): instance, driver, owners, runtimes, system.
+
+    ``runtimes`` holds the stats of every live runtime (empty when the sample was taken without them);
+    ``owners`` every live owner record, device users included; ``free`` the machine-view cores no owner holds;
+    ``errors`` what could not be read (``driver_error`` is the driver's, when driver.json is unreadable).
+    """
 
     timestamp: float
     instance: InstanceSpec
@@ -170,16 +304,46 @@ class MachineSnapshot:
     runtimes: tuple[RuntimeSnapshot, ...]
     system: SystemSnapshot
     period: float
+    root: Path = Path(".")
+    owners: tuple[OwnerView, ...] = ()
+    driver_error: str = ""
+    daemon: DaemonState = DaemonState()
+    errors: tuple[str, ...] = ()
+
+    @property
+    def runtime_owners(self) -> tuple[OwnerView, ...]:
+        """The owners holding NeuronCores (device users left out)."""
+        return tuple(o for o in self.owners if o.is_runtime)
+
+    @property
+    def free(self) -> tuple[bool, ...]:
+        """Per machine-view core: True when no live owner holds it."""
+        held = {c for o in self.owners for c in o.machine_cores}
+        return tuple(core not in held for core in range(self.instance.total_cores))
+
+    @property
+    def free_cores(self) -> tuple[int, ...]:
+        """The machine-view cores nobody holds."""
+        return tuple(core for core, is_free in enumerate(self.free) if is_free)
+
+    @property
+    def largest_free_run(self) -> int:
+        """The longest run of free cores (what the busy line reports as ``Available``)."""
+        # The allocator's own rule, imported late: the runtime package is heavy to import.
+        from nrt_lab.runtime.allocation import largest_free_run
+
+        return largest_free_run(self.free)
+
+    def owner_of(self) -> dict[int, OwnerView]:
+        """Machine-view core id -> the owner record holding it."""
+        return {core: o for o in self.owners for core in o.machine_cores}
 
     def core_owner(self) -> dict[int, RuntimeSnapshot]:
         """Machine-view logical core id -> the runtime owning it (runtimes with another LNC are mapped)."""
         owners: dict[int, RuntimeSnapshot] = {}
-        lnc = self.instance.lnc
         for rt in self.runtimes:
-            for c in rt.cores:
-                physical = range(c.core * rt.lnc, c.core * rt.lnc + rt.lnc)
-                for p in physical:
-                    owners[p // lnc] = rt
+            for core in machine_view_cores(self.instance, rt.lnc, [c.core for c in rt.cores]):
+                owners[core] = rt
         return owners
 
 
@@ -222,12 +386,17 @@ class _Previous:
 
 @dataclass
 class Monitor:
-    """A sampler that remembers the previous counters so each :meth:`sample` reports rates over its period."""
+    """A sampler that remembers the previous counters so each :meth:`sample` reports rates over its period.
+
+    ``clock`` gives the snapshots' timestamps and the system CPU periods (default: the real clock).
+    """
 
     root: Path | None = None
     _machine: Machine | None = field(default=None, repr=False)
     _previous: dict[tuple[int, float], _Previous] = field(default_factory=dict, repr=False)
     _system_cpu: tuple[Any, list[Any], float] | None = field(default=None, repr=False)
+    _last_system: tuple[SystemSnapshot, float] | None = field(default=None, repr=False)
+    clock: Clock = field(default=SYSTEM_CLOCK, repr=False, kw_only=True)
 
     @property
     def machine(self) -> Machine:
@@ -236,30 +405,49 @@ class Monitor:
             self._machine = open_machine(self.root)
         return self._machine
 
-    def sample(self, tag_filter: str | None = None) -> MachineSnapshot:
-        """Read every live runtime (optionally only tags matching the regex ``tag_filter``) and the system."""
+    def sample(self, tag_filter: str | None = None, *, runtimes: bool = True) -> MachineSnapshot:
+        """Read the machine, every live owner and runtime (only tags matching the regex ``tag_filter``) and the
+        system; with ``runtimes=False`` no stats page is read and the system reading of the last full sample is
+        reused (a cheap read for views that show owners, not rates). Raises StateError for an unusable root."""
         machine = self.machine
         state = machine.state()
+        errors: list[str] = []
+        driver_error = ""
         try:
             driver = machine.driver()
-        except StateError:
-            driver = None
+        except StateError as exc:
+            driver, driver_error = None, str(exc)
+            errors.append(driver_error)
         pattern = re.compile(tag_filter) if tag_filter else None
-        now = time.time()
-        runtimes: list[RuntimeSnapshot] = []
+        now = self.clock.time()
+        found: list[RuntimeSnapshot] = []
+        owners: list[OwnerView] = []
         seen: set[tuple[int, float]] = set()
         for record, path in list_owner_files(machine.root):
-            if not record.cores:  # a tool that only opened the devices (neuron-top, neuron-monitor): no runtime
+            owners.append(OwnerView(
+                pid=record.pid, command=record.command, runtime_version=record.runtime_version, tag=record.tag,
+                start_time=record.start_time, kernel_id=record.kernel_id, lnc=record.lnc, cores=record.cores,
+                machine_cores=machine_view_cores(state.instance, record.lnc, record.cores),
+            ))
+            if not runtimes or not record.cores:  # a tool that only opened the devices: no runtime
                 continue
             if pattern is not None and not pattern.search(record.tag):
                 continue
             key = (record.pid, record.start_time)
             seen.add(key)
-            runtimes.append(self._runtime(record, path, state.instance, key))
-        for stale in set(self._previous) - seen:
-            del self._previous[stale]
-        system, period = self._system()
-        return MachineSnapshot(now, state.instance, state.instance_id, driver, tuple(runtimes), system, period)
+            found.append(self._runtime(record, path, state.instance, key))
+            if found[-1].error:
+                errors.append(f"pid {record.pid}: {found[-1].error}")
+        if runtimes:
+            for stale in set(self._previous) - seen:
+                del self._previous[stale]
+            system, period = self._system()
+        else:
+            system, period = self._last_system or (_EMPTY_SYSTEM, 0.0)
+        return MachineSnapshot(
+            now, state.instance, state.instance_id, driver, tuple(found), system, period, root=machine.root,
+            owners=tuple(owners), driver_error=driver_error, daemon=read_daemon(machine.root), errors=tuple(errors),
+        )
 
     def _runtime(self, record: OwnerRecord, path: Path, instance: InstanceSpec,
                  key: tuple[int, float]) -> RuntimeSnapshot:
@@ -330,7 +518,7 @@ class Monitor:
         return self._system()
 
     def _system(self) -> tuple[SystemSnapshot, float]:
-        now = time.monotonic()
+        now = self.clock.monotonic()
         total = psutil.cpu_times()
         per_cpu = psutil.cpu_times(percpu=True)
         previous = self._system_cpu
@@ -346,12 +534,17 @@ class Monitor:
         }
         memory = psutil.virtual_memory()
         swap = psutil.swap_memory()
-        return SystemSnapshot(
+        system = SystemSnapshot(
             vcpu_count=len(per_cpu), average_usage=average, per_cpu_usage=per,
             context_switch_count=int(psutil.cpu_stats().ctx_switches), memory_total_bytes=int(memory.total),
             memory_used_bytes=int(memory.total - memory.available), swap_total_bytes=int(swap.total),
             swap_used_bytes=int(swap.used),
-        ), period
+        )
+        self._last_system = (system, period)
+        return system, period
+
+
+_EMPTY_SYSTEM = SystemSnapshot(0, {}, {}, 0, 0, 0, 0, 0)
 
 
 _views: dict[tuple[str, int], InstanceSpec] = {}
@@ -378,11 +571,12 @@ def _read_models(path: Path) -> list[dict[str, Any]]:
         return []
 
 
-def snapshot(root: Path | str | None = None, interval: float = 0.0) -> MachineSnapshot:
-    """One snapshot; with ``interval`` > 0, rates cover that many seconds (two samples), else each runtime's life."""
-    monitor = Monitor(Path(root) if root is not None else None)
+def snapshot(root: Path | str | None = None, interval: float = 0.0, clock: Clock | None = None) -> MachineSnapshot:
+    """One snapshot; with ``interval`` > 0, rates cover that many seconds (two samples, ``clock.sleep`` between),
+    else each runtime's life."""
+    monitor = Monitor(Path(root) if root is not None else None, clock=clock or SYSTEM_CLOCK)
     if interval > 0:
         monitor.sample()
-        time.sleep(interval)
+        monitor.clock.sleep(interval)
     return monitor.sample()
 

@@ -27,7 +27,7 @@ from nrt_lab.driver import (
 )
 from nrt_lab.hardware import CatalogueError, instance_names
 from nrt_lab.runtime import RUNTIME_VERSION, NrtError, driver_gate
-from nrt_lab.tools import driver_cli
+from nrt_lab.tools import doctor, driver_cli
 
 __all__ = ["main", "build_parser"]
 
@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("file", metavar="FILE", help="a .neff file")
 
     driver_cli.add_parsers(sub)  # fault inject|list|clear, sysfs
+    doctor.add_parser(sub)
     return parser
 
 
@@ -227,6 +228,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _models_build(args.directory)
     if args.group == "neff" and args.action == "inspect":
         return _neff_inspect(args.file)
+    if args.group == "doctor":
+        return doctor.run(args)
     handled = driver_cli.dispatch(args)
     if handled is not None:
         return handled

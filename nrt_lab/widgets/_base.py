@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import json
 import threading
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -29,6 +28,7 @@ from typing import Any, ClassVar
 import anywidget
 import traitlets
 
+from nrt_lab.monitor import Clock
 from nrt_lab.widgets._sampler import MAX_PERIOD, MIN_PERIOD, Observation, Sampler
 
 __all__ = ["LiveWidget", "MessageLog", "record_messages", "WIDGET_VIEW_MIME"]
@@ -53,19 +53,19 @@ class LiveWidget(anywidget.AnyWidget):
     _heartbeat: ClassVar[bool] = False  # True: send a delta on every tick even when nothing changed
 
     def __init__(self, *, root: Path | str | None = None, period: float | None = None, autostart: bool = True,
-                 sampler: Sampler | None = None, **kwargs: Any) -> None:
+                 sampler: Sampler | None = None, clock: Clock | None = None, **kwargs: Any) -> None:
         self._nrt_lock = threading.RLock()
         self._seq = 0
         self._last_tick: float | None = None
         self._update_count = 0
         self._closing = False
         self._owns_sampler = sampler is None
-        self._sampler = sampler if sampler is not None else Sampler(root, name=type(self).__name__)
+        self._sampler = sampler if sampler is not None else Sampler(root, name=type(self).__name__, clock=clock)
         self._prepare(kwargs)
         observation = self._sampler.observe(self._needs_snapshot())
         initial = self._initial_state(observation)
         super().__init__(state=initial, period=self._default_period if period is None else period, **kwargs)
-        self._last_tick = time.monotonic()
+        self._last_tick = self._sampler.clock.monotonic()
         self._update_count = 1
         self._sampler.attach(self)
         if autostart:
@@ -208,7 +208,7 @@ class LiveWidget(anywidget.AnyWidget):
                 self.error = ""
             self._publish(new)
             # The next update is due one period after this one was sent: never more than 1/period per second.
-            self._last_tick = time.monotonic()
+            self._last_tick = self._sampler.clock.monotonic()
 
     def _initial_state(self, observation: Observation) -> dict[str, Any]:
         state = self._build(observation)
@@ -283,11 +283,12 @@ class MessageLog:
     """Every comm message a widget sends (``update`` with its state, custom messages), decoded, with its size.
 
     Hooks the widget's message path just before the comm (ipywidgets' ``Widget._send``), so it also records in a
-    process with no front end connected; sizes are bytes of compact JSON.
+    process with no front end connected; sizes are bytes of compact JSON; times come from the widget's clock.
     """
 
     def __init__(self, widget: Any) -> None:
         self.widget = widget
+        clock: Clock = widget.sampler.clock
         self.messages: list[dict[str, Any]] = []
         self.sizes: list[int] = []
         self.times: list[float] = []
@@ -299,7 +300,7 @@ class MessageLog:
             with self._lock:
                 self.messages.append(json.loads(text))
                 self.sizes.append(len(text.encode()))
-                self.times.append(time.monotonic())
+                self.times.append(clock.monotonic())
             return original(msg, buffers=buffers)
 
         widget._send = send

@@ -4,6 +4,8 @@ The thread never talks to the front end: it only calls the widgets' ``_apply`` (
 A :class:`Sampler` serves one widget, or the three widgets of a dashboard (one thread for all of them): on each
 tick it reads the machine once and updates only the widgets whose own period has elapsed and that are not
 paused. Periods are at least :data:`MIN_PERIOD` seconds, so no widget changes more than 10 times a second.
+Time comes from a :class:`~nrt_lab.monitor.Clock` (default: the real clock): tests pass a fake one and call
+:meth:`Sampler.tick` themselves instead of sleeping.
 """
 
 from __future__ import annotations
@@ -11,14 +13,13 @@ from __future__ import annotations
 import contextlib
 import sys
 import threading
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from nrt_lab.driver import DriverState, Machine, OwnerRecord, StateError, open_machine
 from nrt_lab.hardware import InstanceSpec
-from nrt_lab.monitor import MachineSnapshot, Monitor
+from nrt_lab.monitor import SYSTEM_CLOCK, Clock, DriverState, MachineSnapshot, Monitor, OwnerView
 
 __all__ = [
     "MIN_PERIOD",
@@ -35,17 +36,29 @@ MAX_PERIOD = 3600.0
 
 @dataclass(frozen=True)
 class Observation:
-    """What one tick read: the instance, the driver, live owners (machine-view core ids), optional rates."""
+    """What one tick read: the machine snapshot (None when the state root is unusable, see ``machine_error``);
+    its ``runtimes`` (rates) are filled only when a due widget needs them (``with_rates``)."""
 
-    taken: float  # time.time()
+    taken: float  # the clock's time()
     root: Path
-    instance: InstanceSpec | None
-    instance_id: str
-    driver: DriverState | None
-    driver_error: str  # a corrupted driver.json, else ""
+    snapshot: MachineSnapshot | None
     machine_error: str  # an unusable state root, else ""
-    owners: tuple[OwnerRecord, ...]  # cores in the machine's logical ids
-    snapshot: MachineSnapshot | None  # only when a due widget needs rates
+    with_rates: bool = False
+
+    @property
+    def instance(self) -> InstanceSpec | None:
+        """The instance (None when the machine could not be read)."""
+        return None if self.snapshot is None else self.snapshot.instance
+
+    @property
+    def driver(self) -> DriverState | None:
+        """The driver (None: not installed, unreadable, or no machine)."""
+        return None if self.snapshot is None else self.snapshot.driver
+
+    @property
+    def owners(self) -> tuple[OwnerView, ...]:
+        """Live runtimes holding cores (machine-view core ids in ``machine_cores``)."""
+        return () if self.snapshot is None else self.snapshot.runtime_owners
 
 
 class Client(Protocol):
@@ -84,16 +97,17 @@ def current_kernel_id() -> str:
 class Sampler:
     """One daemon thread reading the machine at ``root`` for its clients (widgets); ``stop()`` ends it."""
 
-    def __init__(self, root: Path | str | None = None, name: str = "widget") -> None:
+    def __init__(self, root: Path | str | None = None, name: str = "widget", clock: Clock | None = None) -> None:
         self.root = Path(root) if root is not None else None
         self.name = name
+        self.clock: Clock = clock or SYSTEM_CLOCK
         self._clients: list[Client] = []
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._read_lock = threading.Lock()
-        self._machine: Machine | None = None
-        self._monitor: Monitor | None = None
+        self._ticked = threading.Condition()
+        self._monitor = Monitor(self.root, clock=self.clock)
         self.ticks = 0
 
     # ------------------------------------------------------------------ clients
@@ -148,55 +162,57 @@ class Sampler:
         self._wake.set()
 
     # ------------------------------------------------------------------ reading
-    def machine(self) -> Machine:
-        """The machine handle (opened on first use)."""
-        if self._machine is None:
-            self._machine = open_machine(self.root)
-        return self._machine
+    @property
+    def monitor(self) -> Monitor:
+        """The read-side monitor this sampler reads through."""
+        return self._monitor
 
     def observe(self, need_snapshot: bool) -> Observation:
         """Read the machine once (thread-safe); never raises for a broken machine, it reports it."""
         with self._read_lock:
-            now = time.time()
+            now = self.clock.time()
             try:
-                machine = self.machine()
-                state = machine.state()
-            except (StateError, OSError) as exc:
-                return Observation(now, self.root or Path("."), None, "", None, "", str(exc), (), None)
-            driver_error = ""
+                snap = self._monitor.sample(runtimes=need_snapshot)
+            except Exception as exc:  # noqa: BLE001 - an unusable root or a corrupted file: shown, never raised
+                return Observation(now, self.root or Path("."), None, str(exc) or type(exc).__name__)
+            return Observation(now, snap.root, snap, "", need_snapshot)
+
+    def tick(self) -> float | None:
+        """One scheduling step at the clock's monotonic time: read the machine once for every due client and
+        update them; returns the seconds until the next client is due (None: none is)."""
+        now = self.clock.monotonic()
+        due = [c for c in self._clients if c._due(now)]
+        if due:
+            observation: Observation | None = None
+            error = ""
             try:
-                driver = machine.driver()
-            except StateError as exc:
-                driver, driver_error = None, str(exc)
-            owners = tuple(machine.owners_in_machine_view())
-            snapshot = None
-            if need_snapshot:
-                if self._monitor is None:
-                    self._monitor = Monitor(machine.root)
-                snapshot = self._monitor.sample()
-            return Observation(now, machine.root, state.instance, state.instance_id, driver, driver_error, "",
-                               owners, snapshot)
+                observation = self.observe(any(c._needs_snapshot() for c in due))
+            except Exception as exc:  # noqa: BLE001 - a sampler must survive anything the machine does
+                error = f"{type(exc).__name__}: {exc}"
+            for client in due:
+                if self._stopping.is_set():
+                    break
+                with contextlib.suppress(Exception):
+                    client._apply(observation, error)
+                client._scheduled(now)
+            with self._ticked:
+                self.ticks += 1
+                self._ticked.notify_all()
+        deadlines = [d for d in (c._next_due() for c in self._clients) if d is not None]
+        return max(0.0, min(deadlines) - self.clock.monotonic()) if deadlines else None
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Block until ``predicate()`` holds after a tick (checked now and after every tick) or ``timeout`` real
+        seconds pass; returns the last value of ``predicate()``. Lets callers wait on updates without sleeping."""
+        with self._ticked:
+            return self._ticked.wait_for(predicate, timeout)
+
+    def wait_ticks(self, count: int, timeout: float) -> bool:
+        """Block until :attr:`ticks` reaches ``count`` or ``timeout`` real seconds pass; True if it was reached."""
+        return self.wait_for(lambda: self.ticks >= count, timeout)
 
     def _run(self) -> None:
         while not self._stopping.is_set():
             self._wake.clear()
-            now = time.monotonic()
-            clients = self._clients
-            due = [c for c in clients if c._due(now)]
-            if due:
-                observation: Observation | None = None
-                error = ""
-                try:
-                    observation = self.observe(any(c._needs_snapshot() for c in due))
-                except Exception as exc:  # noqa: BLE001 - a sampler must survive anything the machine does
-                    error = f"{type(exc).__name__}: {exc}"
-                for client in due:
-                    if self._stopping.is_set():
-                        break
-                    with contextlib.suppress(Exception):
-                        client._apply(observation, error)
-                    client._scheduled(now)
-                self.ticks += 1
-            deadlines = [d for d in (c._next_due() for c in self._clients) if d is not None]
-            timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+            timeout = self.tick()
             self._wake.wait(timeout)

@@ -13,7 +13,7 @@ import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from nrt_lab.driver import format_core_ranges
+from nrt_lab.monitor import format_core_ranges
 
 __all__ = [
     "FREE_COLOR",
@@ -176,7 +176,7 @@ def driver_status_html(state: Mapping[str, Any]) -> str:
         color = _SEVERITY_COLOR.get(severity, "#555")
         finding_rows.append(
             f"<li><b style='color:{color}'>{_ESC(severity.upper())}</b> {_ESC(str(item.get('title', '')))}"
-            + (f"<br><code>{_ESC(str(item['symptom']))}</code>" if item.get("symptom") else "")
+            + (f"<br><code>{_ESC(str(item['detail']))}</code>" if item.get("detail") else "")
             + f"<br>Remedy: {_ESC(str(item.get('remedy', '')))}"
             + (f" <i>({_ESC(str(item['ref']))})</i>" if item.get("ref") else "") + "</li>"
         )

@@ -6,8 +6,13 @@ the kernel id. This kernel's cores are outlined. Two actions:
 
 * **release** this kernel's cores: ``nrt_lab.close()`` in this process;
 * **terminate** another owner: two steps, :meth:`CoreMap.request_terminate` (select) then
-  :meth:`CoreMap.confirm_terminate` (confirm), which sends SIGTERM. Only current owners can be selected, never
-  this process, and the confirmation must name the same process (same pid and start time) that was selected.
+  :meth:`CoreMap.confirm_terminate` (confirm), which sends SIGTERM through :func:`nrt_lab.monitor.terminate`.
+  Only current owners can be selected, never this process; the confirmation must name the same process (same
+  pid and start time) that was selected, and the signal is sent only when the owner record, its lock holder,
+  the process's start time and command line agree (a forged record is refused).
+
+Record fields (command, tag, kernel id) come from other processes' files: they are shown with control
+characters escaped (:func:`nrt_lab.monitor.printable`).
 """
 
 from __future__ import annotations
@@ -15,26 +20,19 @@ from __future__ import annotations
 import math
 import os
 import secrets
-import signal
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import traitlets
 
-from nrt_lab.driver import OwnerRecord
 from nrt_lab.hardware import InstanceSpec, classify, grid_position
-from nrt_lab.runtime import close as close_runtime
-from nrt_lab.runtime import get_runtime
-from nrt_lab.widgets._assets import COMMON_JS, CORE_MAP_JS, CSS
+from nrt_lab.monitor import ActionRefused, OwnerView, printable, release, terminate
+from nrt_lab.widgets._assets import CORE_MAP_JS, CSS, widget_esm
 from nrt_lab.widgets._base import LiveWidget
 from nrt_lab.widgets._sampler import Observation, current_kernel_id
 from nrt_lab.widgets._static import core_map_html, format_ranges, owner_color
 
 __all__ = ["CoreMap", "ActionRefused", "device_layout"]
-
-
-class ActionRefused(ValueError):
-    """A CoreMap action was refused (not an owner, this process, no pending selection, ...)."""
 
 
 def device_layout(instance: InstanceSpec) -> tuple[str, list[list[float]], list[list[int]]]:
@@ -76,7 +74,7 @@ class CoreMap(LiveWidget):
     usual resolution, ``NRT_LAB_ROOT`` first), ``period`` the seconds between reads (≥ 0.1).
     """
 
-    _esm = COMMON_JS + CORE_MAP_JS
+    _esm = widget_esm(CORE_MAP_JS)
     _css = CSS
 
     view = traitlets.Unicode("grid").tag(sync=True)  # "grid" or "topology"
@@ -89,7 +87,7 @@ class CoreMap(LiveWidget):
                  **kwargs: Any) -> None:
         self._pid = os.getpid()
         self._kernel_id = current_kernel_id()
-        self._pending_record: OwnerRecord | None = None
+        self._pending_record: OwnerView | None = None
         super().__init__(root=root, period=period, autostart=autostart, **kwargs)
         self.on_msg(self._on_front_end_message)
 
@@ -111,11 +109,12 @@ class CoreMap(LiveWidget):
         owner_of: dict[int, int] = {}
         for owner in observation.owners:
             state[f"o{owner.pid}"] = {
-                "pid": owner.pid, "tag": owner.tag or str(owner.pid), "cmd": owner.command,
-                "kernel": owner.kernel_id, "rt": owner.runtime_version, "start": owner.start_time,
-                "color": owner_color(owner.pid, owner.start_time), "cores": list(owner.cores),
+                "pid": owner.pid, "tag": printable(owner.tag) or str(owner.pid), "cmd": printable(owner.command),
+                "kernel": printable(owner.kernel_id), "rt": printable(owner.runtime_version),
+                "start": owner.start_time, "color": owner_color(owner.pid, owner.start_time),
+                "cores": list(owner.machine_cores),
             }
-            for core in owner.cores:
+            for core in owner.machine_cores:
                 owner_of[core] = owner.pid
         for core in range(instance.total_cores):
             state[f"c{core}"] = owner_of.get(core, 0)
@@ -156,19 +155,13 @@ class CoreMap(LiveWidget):
     # ------------------------------------------------------------------ actions
     def release_own_cores(self) -> str:
         """``nrt_lab.close()`` in this kernel: frees its NeuronCores; returns what happened."""
-        runtime = get_runtime()
-        if runtime is None or runtime.closed:
-            text = "This kernel holds no NeuronCore (no live runtime): nothing to release."
-        else:
-            cores = format_ranges(runtime.cores)
-            close_runtime()
-            text = f"Released this kernel's NeuronCores {cores} (nrt_lab.close())."
+        text = release()
         self._say(text)
         self.refresh()
         return text
 
-    def _current_owner(self, pid: int) -> OwnerRecord | None:
-        for owner in self._sampler.machine().owners_in_machine_view():
+    def _current_owner(self, pid: int) -> OwnerView | None:
+        for owner in self._sampler.observe(False).owners:
             if owner.pid == pid:
                 return owner
         return None
@@ -185,12 +178,13 @@ class CoreMap(LiveWidget):
         assert owner is not None
         self._pending_record = owner
         pending = {
-            "pid": owner.pid, "tag": owner.tag, "cmd": owner.command, "kernel": owner.kernel_id,
-            "cores": format_ranges(owner.cores), "start": owner.start_time, "token": secrets.token_hex(4),
+            "pid": owner.pid, "tag": printable(owner.tag), "cmd": printable(owner.command),
+            "kernel": printable(owner.kernel_id), "cores": format_ranges(owner.machine_cores),
+            "start": owner.start_time, "token": secrets.token_hex(4),
         }
         with self._nrt_lock:
             self.pending = pending
-        self._say(f"Selected pid {owner.pid} ({owner.tag}, cores {pending['cores']}) for termination: "
+        self._say(f"Selected pid {owner.pid} ({pending['tag']}, cores {pending['cores']}) for termination: "
                   "confirm to send SIGTERM, or cancel.")
         return dict(pending)
 
@@ -204,21 +198,12 @@ class CoreMap(LiveWidget):
         assert record is not None
         if record.pid != pid or (token is not None and token != pending.get("token")):
             self._refuse(f"Refused: pid {pid} is not the process selected for termination (pid {record.pid}).")
-        current = self._current_owner(pid)
-        if current is None or current.start_time != record.start_time:
-            self._clear_pending()
-            self._refuse(f"Refused: pid {pid} no longer owns NeuronCores (it ended or released them); nothing sent.")
         try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
+            text = terminate(pid, self._sampler.monitor.machine.root, start_time=record.start_time)
+        except ActionRefused as exc:
             self._clear_pending()
-            self._refuse(f"Refused: pid {pid} has already exited.")
-        except PermissionError:
-            self._clear_pending()
-            self._refuse(f"Refused: not permitted to signal pid {pid}.")
+            self._refuse(str(exc))
         self._clear_pending()
-        text = f"Sent SIGTERM to pid {pid} ({record.tag}); its NeuronCores {format_ranges(record.cores)} are " \
-               "freed when it exits."
         self._say(text)
         return text
 
@@ -266,6 +251,6 @@ class CoreMap(LiveWidget):
         with self._nrt_lock:
             self.message = text
 
-    def _refuse(self, text: str) -> None:
+    def _refuse(self, text: str) -> NoReturn:
         self._say(text)
         raise ActionRefused(text)

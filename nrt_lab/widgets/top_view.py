@@ -13,20 +13,29 @@ from typing import Any
 
 import traitlets
 
-from nrt_lab.monitor import RuntimeSnapshot
-from nrt_lab.widgets._assets import COMMON_JS, CSS, TOP_VIEW_JS
+from nrt_lab.hardware import InstanceSpec
+from nrt_lab.monitor import (
+    DEVICE_MEMORY_KINDS,
+    ERROR_KINDS,
+    HOST_MEMORY_KINDS,
+    OUTCOMES,
+    PERCENTILES,
+    RuntimeSnapshot,
+    machine_view_cores,
+    printable,
+)
+from nrt_lab.widgets._assets import CSS, TOP_VIEW_JS, widget_esm
 from nrt_lab.widgets._base import LiveWidget
 from nrt_lab.widgets._sampler import Observation
 from nrt_lab.widgets._static import format_ranges, owner_color, top_view_html
 
 __all__ = ["TopView", "HOST_KINDS", "DEVICE_KINDS", "OUTCOME_KINDS", "ERROR_KINDS"]
 
-HOST_KINDS = ("application_memory", "constants", "dma_buffers", "tensors")
-DEVICE_KINDS = ("constants", "model_code", "model_shared_scratchpad", "runtime_memory", "tensors")
-OUTCOME_KINDS = ("completed", "completed_with_err", "completed_with_num_err", "timed_out", "incorrect_input",
-                 "failed_to_queue")
-ERROR_KINDS = ("generic", "numerical", "transient", "model", "runtime", "hardware")
-_PCT = ("p0", "p1", "p25", "p50", "p75", "p99", "p100")
+# The counter kinds, in the order the front end indexes them (defined once, by the stats page).
+HOST_KINDS = HOST_MEMORY_KINDS
+DEVICE_KINDS = DEVICE_MEMORY_KINDS
+OUTCOME_KINDS = OUTCOMES
+_PCT = tuple(f"p{p}" for p in PERCENTILES)
 _MIB = 1 << 20
 
 
@@ -46,7 +55,7 @@ class TopView(LiveWidget):
     ``"tflops"``), ``tab`` (``"all"`` or a pid as text), plus the base ``paused``, ``period``, ``running``.
     """
 
-    _esm = COMMON_JS + TOP_VIEW_JS
+    _esm = widget_esm(TOP_VIEW_JS)
     _css = CSS
 
     mode = traitlets.Unicode("percent").tag(sync=True)
@@ -96,7 +105,7 @@ class TopView(LiveWidget):
         flops = [0.0] * total
         owner = [0] * total
         for rt in snap.runtimes:
-            cores = self._place(rt, lnc, total, util, flops, owner)
+            cores = self._place(rt, instance, util, flops, owner)
             self._process(state, rt, cores, lnc)
         for core in range(total):
             state[f"c{core}"] = [round(util[core] / lnc, 1), _sig(flops[core] / 1e12), owner[core]]
@@ -112,13 +121,18 @@ class TopView(LiveWidget):
         return state
 
     @staticmethod
-    def _place(rt: RuntimeSnapshot, lnc: int, total: int, util: list[float], flops: list[float],
+    def _place(rt: RuntimeSnapshot, instance: InstanceSpec, util: list[float], flops: list[float],
                owner: list[int]) -> list[int]:
-        """Add ``rt``'s cores (its own LNC view) to the machine-view arrays; returns the machine cores it owns."""
+        """Add ``rt``'s cores (its own LNC view) to the machine-view arrays; returns the machine cores it owns.
+
+        A runtime core of LNC ``rt.lnc`` covers ``rt.lnc`` physical cores: each machine core it maps to gets
+        the runtime core's utilization (summed, then divided by the machine's LNC) and its share of the FLOPS.
+        """
         mine: set[int] = set()
+        total = instance.total_cores
         for sample in rt.cores:
             for physical in range(sample.core * rt.lnc, sample.core * rt.lnc + rt.lnc):
-                core = physical // lnc
+                (core,) = machine_view_cores(instance, 1, (physical,))  # a physical core is a core of LNC 1
                 if 0 <= core < total:
                     util[core] += sample.utilization
                     flops[core] += sample.flops_per_s / rt.lnc
@@ -129,7 +143,8 @@ class TopView(LiveWidget):
     def _process(self, state: dict[str, Any], rt: RuntimeSnapshot, cores: list[int], lnc: int) -> None:
         pid = rt.pid
         state[f"p{pid}"] = {
-            "pid": pid, "tag": rt.tag or str(pid), "cmd": rt.command, "kernel": rt.kernel_id, "rt": rt.runtime_version,
+            "pid": pid, "tag": printable(rt.tag) or str(pid), "cmd": printable(rt.command),
+            "kernel": printable(rt.kernel_id), "rt": printable(rt.runtime_version),
             "start": rt.start_time, "color": owner_color(pid, rt.start_time), "cores": format_ranges(cores),
             "n": len(cores), "lnc": rt.lnc, "error": rt.error,
         }
@@ -139,7 +154,7 @@ class TopView(LiveWidget):
         device = [sum(int(c.memory.get(k, 0)) for c in rt.cores) for k in DEVICE_KINDS]
         state[f"m{pid}"] = [int(rt.host_memory.get(k, 0)) for k in HOST_KINDS] + device
         state[f"md{pid}"] = [
-            [m.model_id, m.name, m.core * rt.lnc // lnc, int(sum(m.memory.values()))] for m in rt.models
+            [m.model_id, printable(m.name), m.core * rt.lnc // lnc, int(sum(m.memory.values()))] for m in rt.models
         ]
         user, system = rt.vcpu_user, rt.vcpu_system
         state[f"v{pid}"] = ([round(user, 1), round(system, 1)]

@@ -1,0 +1,414 @@
+"""The troubleshooting rules (the catalogue of ``docs/behaviour.md``, after the Neuron troubleshooting guide):
+what is wrong with the machine, the driver, the legacy daemon and a process's ``NEURON_*`` environment, each
+with its remedy.
+
+:func:`diagnose` is the one place these rules live: the DriverStatus widget, neuron-top and ``nrt-lab doctor``
+all render its findings. Every message the runtime would print is produced by the runtime's own code (the
+driver gate by :func:`nrt_lab.runtime.driver_gate`, a malformed variable by the configuration parser, the busy
+line by the allocator), so what a finding quotes is what ``nrt_lab.init()`` would say.
+
+Severity is about the process asking (``pid``): "error" only when that process is broken or ``init()`` would
+fail whatever other processes do (no driver, a malformed variable); cores held by other processes are a
+"warning" (``init()`` *would* fail if this process called it) or "info", never a red error for a process that
+merely looks at the machine.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Literal
+
+from nrt_lab.driver import MIN_DRIVER_VERSION, format_core_ranges
+from nrt_lab.errors import ConfigError
+from nrt_lab.monitor.snapshot import MachineSnapshot, OwnerView, printable
+
+if TYPE_CHECKING:
+    from nrt_lab.runtime import Runtime, RuntimeConfig
+
+# The runtime package is imported inside the functions that need it: it is heavy, and faces that only read
+# snapshots (the Prometheus exporter, neuron-monitor) import nrt_lab.monitor and must start fast.
+
+__all__ = [
+    "Severity",
+    "SEVERITIES",
+    "Finding",
+    "ConfigRow",
+    "diagnose",
+    "unreadable_machine",
+    "environment_rows",
+    "parse_environment",
+    "describe_owner",
+    "UPGRADE_DRIVER_VERSION",
+]
+
+Severity = Literal["error", "warning", "info"]
+SEVERITIES: tuple[Severity, ...] = ("error", "warning", "info")
+UPGRADE_DRIVER_VERSION = "2.24.7.0"  # the driver version remedies suggest (the newest that still supports Inf1)
+
+# Prefixes of per-component and feature variables the runtime reads (anything else NEURON_RT_* is probably a typo).
+_KNOWN_PREFIXES = ("NEURON_RT_LOG_LEVEL_", "NEURON_RT_LOG_LOCATION_", "NEURON_RT_PROFILE_BUF_",
+                   "NEURON_RT_INSPECT_", "NEURON_RT_ULTRASERVER_")
+# Variables the runtime documents but nrt_lab does not parse (they change nothing here, yet are not typos).
+_DOCUMENTED = frozenset({
+    "NEURON_RT_STOCHASTIC_ROUNDING_EN", "NEURON_RT_STOCHASTIC_ROUNDING_SEED", "NEURON_RT_ENABLE_DGE_NOTIFICATIONS",
+    "NEURON_RT_DBG_DUMP_INPUTS_ON_ERR", "NEURON_RT_DEBUG_MEMLOG_MAX_SIZE", "NEURON_RT_CONTIGUOUS_SCRATCHPAD",
+    "NEURON_RT_ENABLE_DEVICE_MEMORY_OOM_LOG", "NEURON_RT_ROOT_COMM_ID", "NEURON_RT_ONE_THREAD_PER_CORE",
+    "NEURON_RT_RANKS_PER_NETWORK_PROXY", "NEURON_RT_LOW_LATENCY_TASKS_CPU_AFFINITY",
+    "NEURON_RT_LOCAL_CORE_DUMP_DIRECTORY", "NEURON_RT_S3_CORE_DUMP_PREFIX", "NEURON_RT_DEBUG_STREAM_BUFFER_SIZE",
+    "NEURON_RT_MULTI_INSTANCE_SHARED_WEIGHTS", "NEURON_SCRATCHPAD_PAGE_SIZE",
+})
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One troubleshooting finding: what is wrong (``detail`` quotes the runtime's message) and the remedy."""
+
+    id: str
+    severity: Severity
+    title: str
+    detail: str
+    remedy: str
+    ref: str = ""
+
+    def to_json(self) -> dict[str, str]:
+        """Plain JSON-able dict (``nrt-lab doctor --json``, the widget's state)."""
+        return {k: str(v) for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class ConfigRow:
+    """One ``NEURON*`` variable of the environment checked: its value, a status and a note."""
+
+    name: str
+    value: str
+    status: str  # ok, error, deprecated, warning, info
+    note: str
+
+    def to_json(self) -> dict[str, str]:
+        """Plain JSON-able dict."""
+        return asdict(self)
+
+
+def _short(text: str, limit: int = 40) -> str:
+    text = printable(text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def describe_owner(owner: OwnerView) -> str:
+    """``Jupyter kernel K pid P (tag T, command) holds ncA-ncB``, control characters escaped."""
+    kind = f"Jupyter kernel {printable(owner.kernel_id)}" if owner.kernel_id else "process"
+    cores = format_core_ranges(owner.machine_cores, prefix="nc")
+    return f"{kind} pid {owner.pid} (tag {printable(owner.tag)}, {_short(owner.command)}) holds {cores}"
+
+
+def parse_environment(env: Mapping[str, str], pid: int | None = None) -> tuple[RuntimeConfig | None,
+                                                                                dict[str, ConfigError]]:
+    """Parse like ``init()`` does, but keep going after a bad variable so every problem is listed."""
+    from nrt_lab.runtime import RuntimeConfig
+
+    work = dict(env)
+    errors: dict[str, ConfigError] = {}
+    for _ in range(64):
+        try:
+            return RuntimeConfig.from_env(work, pid=os.getpid() if pid is None else pid), errors
+        except ConfigError as exc:
+            if exc.variable in errors or exc.variable not in work:
+                return None, errors
+            errors[exc.variable] = exc
+            del work[exc.variable]
+    return None, errors
+
+
+def _is_known(name: str, config_names: frozenset[str]) -> bool:
+    return name in config_names or name in _DOCUMENTED or name.startswith(_KNOWN_PREFIXES)
+
+
+# The variables RuntimeConfig.from_env reads, named once here from its own fields' sources.
+_PARSED = frozenset({
+    "NEURON_RT_VISIBLE_CORES", "NEURON_RT_NUM_CORES", "NEURONCORE_GROUP_SIZES", "NEURON_LOGICAL_NC_CONFIG",
+    "NEURON_RT_VIRTUAL_CORE_SIZE", "NEURON_PROCESS_TAG", "NEURON_RT_EXEC_TIMEOUT", "NEURON_RT_VALIDATE_HASH",
+    "NEURON_FAIL_ON_NAN", "NEURON_RT_NUMERICAL_ERRORS_VERBOSITY", "NEURON_RT_ASYNC_EXEC_MAX_INFLIGHT_REQUESTS",
+    "NEURON_RT_RESET_CORES", "NEURON_RT_LOG_LEVEL", "NEURON_RT_LOG_LOCATION", "NEURON_RT_ALLOW_LEGACY_NEFF",
+})
+
+
+def _known_variables() -> frozenset[str]:
+    """The variables the runtime reads: runtime.config's list when it exports one, else the parsed set."""
+    from nrt_lab.runtime import config as config_module
+
+    exported = getattr(config_module, "KNOWN_VARIABLES", None)
+    if exported:
+        return frozenset(str(name) for name in exported) | _PARSED
+    return _PARSED
+
+
+def environment_rows(env: Mapping[str, str], snapshot: MachineSnapshot | None = None) -> list[ConfigRow]:
+    """One row per ``NEURON*`` / ``AWS_NEURON*`` variable of ``env``: ok, error (the parser's message), deprecated…"""
+    _config, errors = parse_environment(env)
+    placement = _placement_error(_config, snapshot) if snapshot is not None else None
+    known = _known_variables()
+    rows: list[ConfigRow] = []
+    for name in sorted(k for k in env if k.startswith(("NEURON", "AWS_NEURON"))):
+        value = env[name]
+        status, note = "ok", ""
+        if name in errors:
+            status, note = "error", str(errors[name])
+        elif name == "NEURON_RT_VISIBLE_CORES" and placement is not None:
+            status, note = "error", placement[1]
+        elif name == "NEURONCORE_GROUP_SIZES":
+            status, note = "deprecated", ("NeuronCore groups have no effect since Neuron 1.20 and are ignored; use "
+                                          "NEURON_RT_VISIBLE_CORES or NEURON_RT_NUM_CORES")
+        elif name == "NEURON_RT_ASYNC_EXEC_MAX_INFLIGHT_REQUESTS" and value.strip() not in ("", "0"):
+            status, note = "deprecated", "removed in Neuron SDK 2.32: setting it only logs a WARNING"
+        elif name == "NEURON_RT_VIRTUAL_CORE_SIZE":
+            status, note = "deprecated", "legacy name of NEURON_LOGICAL_NC_CONFIG"
+        elif name == "NEURON_RT_ENABLE_DGE_NOTIFICATIONS" and value.strip() not in ("", "0"):
+            status, note = "warning", "risks NRT_EXEC_SW_NQ_OVERFLOW; 0 is the default"
+        elif name.startswith("NEURON_RT_") and not _is_known(name, known):
+            status, note = "info", "not a variable this runtime reads (typo?)"
+        rows.append(ConfigRow(name, printable(value), status, note))
+    return rows
+
+
+def _placement_error(config: RuntimeConfig | None, snapshot: MachineSnapshot) -> tuple[str, str] | None:
+    """(finding id, the runtime's message) when the variables name cores this machine cannot give, else None."""
+    from nrt_lab.runtime.allocation import NoCoresVisibleError, NotContiguousError, plan_request
+
+    if config is None:
+        return None
+    try:
+        plan_request(config, snapshot.instance)
+    except NoCoresVisibleError as exc:
+        return "config:visible-empty", str(exc)
+    except NotContiguousError as exc:
+        return "config:visible-gap", str(exc)
+    except ConfigError as exc:
+        return "config:visible-range", str(exc)
+    return None
+
+
+def unreadable_machine(error: str) -> Finding:
+    """The finding for a state root that cannot be read at all (every other rule needs the machine)."""
+    return Finding("machine", "error", "The emulated machine cannot be read", printable(error),
+                   "fix or re-create it: nrt-lab machine destroy && nrt-lab machine create --instance trn1.32xlarge")
+
+
+def diagnose(snapshot: MachineSnapshot, env: Mapping[str, str], *, pid: int | None = None,
+             runtime: Runtime | None = None) -> list[Finding]:
+    """Every finding that applies to process ``pid`` (default: this one) with environment ``env`` on the machine
+    of ``snapshot``; ``runtime`` is that process's live runtime, if any (default: this process's)."""
+    if pid is None:
+        pid = os.getpid()
+        if runtime is None:
+            from nrt_lab.runtime import get_runtime
+
+            runtime = get_runtime()
+    live = runtime is not None and not runtime.closed
+    findings: list[Finding] = []
+    findings.extend(_driver_findings(snapshot))
+    findings.extend(_daemon_findings(snapshot))
+    config, env_findings = _environment_findings(env, snapshot)
+    findings.extend(env_findings)
+    if live and runtime is not None and _neuron_env(env) != runtime.config.neuron_env:
+        findings.append(Finding(
+            "config:changed", "info", "NEURON_* variables changed since this process's init()", "",
+            "they take effect at the next init: nrt_lab.close() then nrt_lab.init()", "docs/behaviour.md §0"))
+    findings.extend(_ownership_findings(snapshot, config, pid, live))
+    return findings
+
+
+def _neuron_env(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((k, v) for k, v in env.items() if k.startswith("NEURON")))
+
+
+def _driver_findings(snapshot: MachineSnapshot) -> list[Finding]:
+    from nrt_lab.runtime import RUNTIME_VERSION, driver_gate
+
+    driver = snapshot.driver
+    findings: list[Finding] = []
+    if snapshot.driver_error:
+        return [Finding("driver:corrupt", "error", "driver.json is corrupted", printable(snapshot.driver_error),
+                        "nrt-lab driver uninstall && nrt-lab driver install")]
+    verdict = driver_gate(driver)
+    if driver is None or driver.loaded is None:
+        findings.append(Finding(
+            "driver:missing", "error",
+            "The Neuron driver is not installed" if driver is None else "The Neuron driver module is not loaded",
+            verdict or "", "install the driver package: nrt-lab driver install (the real machine: install "
+                           "aws-neuronx-dkms)", "troubleshooting 2, driver"))
+    elif verdict is not None:
+        findings.append(Finding(
+            "driver:old", "error",
+            f"The loaded driver {driver.loaded} is older than runtime {RUNTIME_VERSION} needs (≥ {MIN_DRIVER_VERSION})",
+            verdict, f"upgrade: nrt-lab driver install --version {UPGRADE_DRIVER_VERSION} (then reload it once no "
+                     "process owns a core)", "troubleshooting 2, driver"))
+    if driver is not None and driver.reload_pending:
+        users = "; ".join(describe_owner(o) for o in snapshot.owners if o.is_runtime) or "none"
+        findings.append(Finding(
+            "driver:reload", "warning",
+            f"Driver {driver.installed} is installed but {driver.loaded or 'no module'} is loaded: reload pending",
+            f"This Neuron Runtime (compatibility id: X) is not compatible with the installed aws-neuron-dkms package "
+            f"(installed {driver.installed}, loaded {driver.loaded})",
+            "stop every user of the driver (lsmod 'Used by' must be 0; Jupyter kernels too: nrt_lab.close() or "
+            f"restart them), then nrt-lab driver reload (rmmod neuron; modprobe neuron). Users now: {users}",
+            "troubleshooting 3"))
+    if driver is not None and driver.loaded is not None and snapshot.instance.family.startswith("inf1") \
+            and (driver.loaded.major, driver.loaded.minor) > (2, 24):
+        findings.append(Finding(
+            "driver:inf1", "warning", f"Driver {driver.loaded} no longer supports Inf1", "",
+            f"pin the driver to 2.24.*: nrt-lab driver install --version {UPGRADE_DRIVER_VERSION}", "driver"))
+    return findings
+
+
+def _daemon_findings(snapshot: MachineSnapshot) -> list[Finding]:
+    if not snapshot.daemon.running:
+        return []
+    return [Finding(
+        "rtd", "warning", "neuron-rtd (runtime 1.x) is running: running libnrt beside it is undefined",
+        f"neuron-rtd {snapshot.daemon.text}",
+        "stop neuron-rtd for libnrt applications: sudo systemctl stop neuron-rtd (restart it only for 1.x "
+        "applications)", "legacy runtime")]
+
+
+def _environment_findings(env: Mapping[str, str], snapshot: MachineSnapshot) -> tuple[RuntimeConfig | None,
+                                                                                       list[Finding]]:
+    config, errors = parse_environment(env)
+    findings: list[Finding] = []
+    for name, exc in errors.items():
+        findings.append(Finding(
+            f"config:{name}", "error", f"{name} is malformed: init() fails with NRT_FAILURE", str(exc),
+            f"fix or unset {name} (accepted: {exc.accepted}), then nrt_lab.close() and nrt_lab.init()",
+            "docs/behaviour.md §0, §1"))
+    placement = _placement_error(config, snapshot)
+    if placement is not None:
+        fid, message = placement
+        remedy = {
+            "config:visible-empty": "unset it or name the cores to use, e.g. NEURON_RT_VISIBLE_CORES=0-1",
+            "config:visible-gap": "name one contiguous run of cores (e.g. 3-5 instead of 3,5,6)",
+            "config:visible-range": f"use ids between 0 and {snapshot.instance.total_cores - 1}",
+        }[fid]
+        title = {
+            "config:visible-empty": "NEURON_RT_VISIBLE_CORES is empty: no NeuronCore is visible",
+            "config:visible-gap": "NEURON_RT_VISIBLE_CORES has a gap: init() fails",
+            "config:visible-range": "NEURON_RT_VISIBLE_CORES names cores this instance does not have",
+        }[fid]
+        findings.append(Finding(fid, "error", title, message, remedy, "docs/behaviour.md §0; troubleshooting 12"))
+    if config is not None and config.ncg is not None:
+        findings.append(_ncg_finding(config))
+    if config is not None and config.async_inflight_set:
+        findings.append(Finding(
+            "config:async", "warning", "NEURON_RT_ASYNC_EXEC_MAX_INFLIGHT_REQUESTS was removed (SDK 2.32)", "",
+            "unset it; use nrt_lab's asynchronous execution API", "docs/behaviour.md §0"))
+    instance = snapshot.instance
+    if config is not None and config.lnc is not None and config.lnc != 1 and not instance.family.startswith("trn2"):
+        findings.append(Finding(
+            "config:lnc", "error", f"NEURON_LOGICAL_NC_CONFIG={config.lnc} on an instance without logical NeuronCores",
+            f"{instance.name} has no logical NeuronCores", "unset NEURON_LOGICAL_NC_CONFIG (only trn2 accepts 2)",
+            "docs/behaviour.md §1"))
+    if env.get("NEURON_RT_ENABLE_DGE_NOTIFICATIONS", "0").strip() not in ("", "0"):
+        findings.append(Finding(
+            "config:dge", "warning", "DGE notifications are enabled",
+            "Failure: NRT_EXEC_SW_NQ_OVERFLOW in nrt_execute()",
+            "set NEURON_RT_ENABLE_DGE_NOTIFICATIONS to 0 if executions fail with NRT_EXEC_SW_NQ_OVERFLOW",
+            "troubleshooting 13"))
+    if config is not None:
+        findings.extend(_log_findings(config))
+    return config, findings
+
+
+def _ncg_finding(config: RuntimeConfig) -> Finding:
+    assert config.ncg is not None
+    conflict = ""
+    if config.num_cores:
+        conflict = (f"NEURONCORE_GROUP_SIZES={config.ncg.raw} cannot be combined with NEURON_RT_NUM_CORES="
+                    f"{config.num_cores}; unset NEURONCORE_GROUP_SIZES")
+    elif config.visible_cores is not None and config.ncg.total > len(config.visible_cores.cores):
+        conflict = (f"NEURONCORE_GROUP_SIZES={config.ncg.raw} needs {config.ncg.total} NeuronCores but "
+                    f"NEURON_RT_VISIBLE_CORES={config.visible_cores.raw} makes {len(config.visible_cores.cores)} "
+                    "visible; unset NEURONCORE_GROUP_SIZES or make its total ≤ the visible cores")
+    return Finding(
+        "config:ncg", "error" if conflict else "warning",
+        "NEURONCORE_GROUP_SIZES (NCG) is set: deprecated since Neuron 1.20, ignored by runtime 2.x"
+        + (" — and it conflicts with the allocation variables, so init() fails" if conflict else ""),
+        conflict or (f"NEURONCORE_GROUP_SIZES={config.ncg.raw} is deprecated (no effect since Neuron 1.20) and is "
+                     "ignored; use NEURON_RT_VISIBLE_CORES or NEURON_RT_NUM_CORES to choose NeuronCores instead"),
+        "unset NEURONCORE_GROUP_SIZES; choose cores with NEURON_RT_VISIBLE_CORES or NEURON_RT_NUM_CORES "
+        "(one process per group of cores)", "docs/behaviour.md §0 (NCG)")
+
+
+def _log_findings(config: RuntimeConfig) -> list[Finding]:
+    """Log settings that hide what a user will look for (errors on the console, the syslog)."""
+    level = config.log.default_level
+    findings: list[Finding] = []
+    if level.name == "QUIET":
+        findings.append(Finding(
+            "log:quiet", "warning", "NEURON_RT_LOG_LEVEL=QUIET: the runtime prints nothing, errors included",
+            "failures (busy cores, a missing driver, a bad NEFF) only show as status codes",
+            "unset NEURON_RT_LOG_LEVEL (default: INFO to syslog, ERROR to the console) or set ERROR",
+            "docs/behaviour.md §0 (log destinations), §4"))
+    return findings
+
+
+def _ownership_findings(snapshot: MachineSnapshot, config: RuntimeConfig | None, pid: int,
+                        live: bool) -> list[Finding]:
+    total = snapshot.instance.total_cores
+    findings: list[Finding] = []
+    runtimes = snapshot.runtime_owners
+    others = [o for o in runtimes if o.pid != pid]
+    mine = [o for o in runtimes if o.pid == pid]
+    if mine and sum(len(o.machine_cores) for o in mine) >= total > 1:
+        findings.append(Finding(
+            "cores:all-mine", "warning",
+            f"This process holds all {total} NeuronCores: no other process or notebook can start a runtime", "",
+            "call nrt_lab.close() when done (or CoreMap's Release), or set NEURON_RT_NUM_CORES / "
+            "NEURON_RT_VISIBLE_CORES before nrt_lab.init() to take only what you need",
+            "docs/behaviour.md §0; troubleshooting 4"))
+    for other in others:
+        findings.append(Finding(
+            f"cores:held:{other.pid}", "info",
+            f"{'Another Jupyter kernel' if other.kernel_id else 'Another process'} holds NeuronCores: "
+            f"{describe_owner(other)}", "",
+            "nrt_lab.close() in that process (or restart its kernel, or CoreMap's Terminate) to free them",
+            "troubleshooting 4"))
+    if live or config is None or not others:
+        return findings
+    busy = _busy_line(config, snapshot, others)
+    if busy is not None:
+        message, blockers = busy
+        who = "; ".join(describe_owner(o) for o in blockers)
+        findings.append(Finding(
+            "cores:busy", "warning",
+            f"nrt_lab.init() in this process would fail with these variables: NeuronCores are held by {who}",
+            message,
+            "stop the other process or kernel (nrt_lab.close() there, or CoreMap's Terminate), or ask for free "
+            "cores with NEURON_RT_NUM_CORES / NEURON_RT_VISIBLE_CORES", "docs/behaviour.md §0; troubleshooting 4"))
+    return findings
+
+
+def _busy_line(config: RuntimeConfig, snapshot: MachineSnapshot,
+               others: Sequence[OwnerView]) -> tuple[str, list[OwnerView]] | None:
+    """The allocator's exact busy line and the owners in the way, when init() would fail, else None."""
+    from nrt_lab.runtime.allocation import (
+        CoresBusyError,
+        NoCoresVisibleError,
+        NotContiguousError,
+        largest_free_run,
+        plan_request,
+    )
+
+    try:
+        request = plan_request(config, snapshot.instance)
+    except (ConfigError, NoCoresVisibleError, NotContiguousError):
+        return None  # reported as a configuration error
+    free = snapshot.free
+    available = largest_free_run(free)
+    if request.cores is not None:
+        wanted = set(request.cores)
+        blockers = [o for o in others if wanted & set(o.machine_cores)]
+    else:
+        blockers = list(others) if available < request.count else []
+    if not blockers:
+        return None
+    return str(CoresBusyError(request.describe(), available)), blockers

@@ -1,0 +1,84 @@
+"""``nrt-lab doctor``: the troubleshooting findings for this shell's environment, with their remedies.
+
+The findings are :func:`nrt_lab.monitor.diagnose`'s, the same the DriverStatus widget shows. Exit status: 0
+when no finding is an error, 1 when one is (or the machine cannot be read).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any, TextIO
+
+from nrt_lab.monitor import SEVERITIES, Finding, Monitor, diagnose, unreadable_machine
+
+__all__ = ["add_parser", "run", "render_text", "collect", "main"]
+
+EXIT_OK, EXIT_ERROR = 0, 1
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``doctor`` on the ``nrt-lab`` sub-parsers object."""
+    doctor = sub.add_parser("doctor", help="check the driver, the machine and this shell's NEURON_* variables")
+    doctor.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def collect(env: Mapping[str, str] | None = None) -> list[Finding]:
+    """The findings for ``env`` (default: this process's environment) on the machine of ``NRT_LAB_ROOT``."""
+    env = dict(os.environ) if env is None else dict(env)
+    try:
+        snapshot = Monitor().sample(runtimes=False)
+    except Exception as exc:  # noqa: BLE001 - an unusable state root is itself the finding to report
+        return [unreadable_machine(str(exc) or type(exc).__name__)]
+    return diagnose(snapshot, env)
+
+
+def render_text(findings: Sequence[Finding]) -> str:
+    """Findings as text, errors first, each with its detail and remedy."""
+    if not findings:
+        return "No problem found.\n"
+    lines: list[str] = []
+    for severity in SEVERITIES:
+        for finding in (f for f in findings if f.severity == severity):
+            lines.append(f"{severity.upper()}: {finding.title}")
+            if finding.detail:
+                lines.append(f"  {finding.detail}")
+            lines.append(f"  remedy: {finding.remedy}" + (f" ({finding.ref})" if finding.ref else ""))
+    counts = ", ".join(f"{sum(1 for f in findings if f.severity == s)} {s}" for s in SEVERITIES)
+    return "\n".join(lines) + f"\n{counts}\n"
+
+
+def _write(stream: TextIO, text: str) -> None:
+    try:
+        stream.write(text)
+        stream.flush()
+    except BrokenPipeError:  # `nrt-lab doctor | head`: the reader left, nothing more to say
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``nrt-lab doctor`` with parsed arguments; returns the exit status."""
+    findings = collect()
+    if args.json:
+        text = json.dumps({"findings": [f.to_json() for f in findings],
+                           "errors": sum(1 for f in findings if f.severity == "error")}, indent=2) + "\n"
+    else:
+        text = render_text(findings)
+    _write(sys.stdout, text)
+    return EXIT_ERROR if any(f.severity == "error" for f in findings) else EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m nrt_lab.tools.doctor``: the same as ``nrt-lab doctor``."""
+    parser = argparse.ArgumentParser(prog="nrt-lab doctor", description="Troubleshooting findings and remedies.")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+const SVGNS = "http://www.w3.org/2000/svg";
+
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
+    else if (key === "class") el.className = value;
+    else if (key === "style") el.style.cssText = value;
+    else el.setAttribute(key, value === true ? "" : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === undefined || child === null || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+function svg(tag, attrs) {
+  const el = document.createElementNS(SVGNS, tag);
+  for (const [key, value] of Object.entries(attrs || {})) el.setAttribute(key, String(value));
+  return el;
+}
+
+function fmtBytes(n) {
+  if (n === null || n === undefined) return "-";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let v = Number(n), i = 0;
+  while (Math.abs(v) >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+  return i === 0 ? `${v.toFixed(0)} B` : `${v.toFixed(1)} ${units[i]}`;
+}
+
+function fmtNum(v, digits) {
+  if (v === null || v === undefined) return "-";
+  return Number(v).toPrecision(digits || 3).replace(/\.?0+(e|$)/, "$1");
+}
+
+function ranges(cores, prefix) {
+  prefix = prefix === undefined ? "nc" : prefix;
+  const c = [...new Set(cores)].sort((a, b) => a - b);
+  if (!c.length) return "none";
+  const parts = [];
+  let start = c[0], prev = c[0];
+  for (const x of c.slice(1).concat([null])) {
+    if (x !== null && x === prev + 1) { prev = x; continue; }
+    parts.push(start === prev ? `${prefix}${start}` : `${prefix}${start}-${prefix}${prev}`);
+    if (x !== null) { start = prev = x; }
+  }
+  return parts.join(",");
+}
+
+function short(text, limit) {
+  text = String(text || "");
+  return text.length <= limit ? text : text.slice(0, limit - 3) + "...";
+}
+
+function textColor(bg) {
+  const m = /^#([0-9a-f]{2})([0-9a-f]{2})([0-9a-f]{2})$/i.exec(bg || "");
+  if (!m) return "#000";
+  const [r, g, b] = [m[1], m[2], m[3]].map((x) => parseInt(x, 16));
+  return 0.2126 * r + 0.7152 * g + 0.0722 * b > 140 ? "#000" : "#fff";
+}
+
+function entries(state, prefix) {
+  const re = new RegExp(`^${prefix}\\d+$`);
+  return Object.keys(state).filter((k) => re.test(k)).map((k) => state[k])
+    .sort((a, b) => ((a.start || 0) - (b.start || 0)) || (a.pid - b.pid));
+}
+
+// One store per widget model: the full state, then each delta applied once, in order.
+function createStore(model, derive) {
+  const store = { state: {}, seq: -1, listeners: new Set() };
+  const fire = (changed) => {
+    for (const fn of [...store.listeners]) {
+      try { fn(changed); } catch (err) { console.error("[nrt_lab]", err); }
+    }
+  };
+  const reset = () => {
+    store.state = JSON.parse(JSON.stringify(model.get("state") || {}));
+    store.seq = typeof store.state.seq === "number" ? store.state.seq : -1;
+    fire(null);
+  };
+  const apply = () => {
+    const d = model.get("delta");
+    if (!d || typeof d.seq !== "number" || d.seq <= store.seq) return;
+    const changed = new Set();
+    for (const [k, v] of Object.entries(d.set || {})) { store.state[k] = v; changed.add(k); }
+    for (const k of d.del || []) { delete store.state[k]; changed.add(k); }
+    store.seq = d.seq;
+    store.state.seq = d.seq;
+    if (derive) derive(store.state, false);
+    fire(changed);
+  };
+  model.on("change:state", reset);
+  model.on("change:delta", apply);
+  reset();
+  return store;
+}
+
+const PERIODS = [0.1, 0.2, 0.5, 1, 2, 5, 10];
+
+// Live/paused indicator, pause/resume button and period selector (all synced traits).
+function controls(model) {
+  const dot = h("span", { class: "nrtw-dot" });
+  const pause = h("button", { title: "pause or resume live updates" });
+  const select = h("select", { title: "sampling period (seconds)" });
+  const err = h("span", { class: "nrtw-error" });
+  const refresh = () => {
+    const paused = model.get("paused"), running = model.get("running");
+    dot.className = "nrtw-dot " + (!running ? "" : paused ? "paused" : "live");
+    dot.title = !running ? "stopped" : paused ? "paused" : "live";
+    pause.textContent = paused ? "Resume" : "Pause";
+    pause.disabled = !running;
+    const period = model.get("period");
+    const options = PERIODS.includes(period) ? PERIODS : PERIODS.concat([period]).sort((a, b) => a - b);
+    select.replaceChildren(...options.map((p) => h("option", { value: p, selected: p === period }, `${p} s`)));
+    err.textContent = model.get("error") || "";
+  };
+  pause.addEventListener("click", () => { model.set("paused", !model.get("paused")); model.save_changes(); });
+  select.addEventListener("change", () => { model.set("period", Number(select.value)); model.save_changes(); });
+  for (const name of ["paused", "running", "period", "error"]) model.on(`change:${name}`, refresh);
+  refresh();
+  return h("span", { class: "nrtw-bar", style: "margin:0" }, dot, pause, select, err);
+}
+
+function makeWidget(derive, View) {
+  return () => {
+    let store = null;
+    return {
+      initialize({ model }) { store = createStore(model, derive); },
+      render({ model, el }) {
+        if (!store) store = createStore(model, derive);
+        el.classList.add("nrtw");
+        const view = new View(model, el, store);
+        const listener = (changed) => view.update(changed);
+        store.listeners.add(listener);
+        view.update(null);
+        return () => { store.listeners.delete(listener); };
+      },
+    };
+  };
+}

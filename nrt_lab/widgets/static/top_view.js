@@ -1,0 +1,188 @@
+// History ring: one row per update, [total TFLOPS, util of core 0, util of core 1, ...] (same rule as Python).
+function derive(st, reset) {
+  const inst = st.inst;
+  if (!inst) return;
+  if (reset || !Array.isArray(st.hist)) st.hist = [];
+  const n = inst.total, row = new Array(n + 1);
+  let flops = 0;
+  for (let i = 0; i < n; i++) {
+    const v = st[`c${i}`];
+    row[i + 1] = v ? v[0] : 0;
+    flops += v ? v[1] : 0;
+  }
+  row[0] = flops;
+  st.hist.push(row);
+  const cap = st.cap || 60;
+  while (st.hist.length > cap) st.hist.shift();
+}
+
+const OUTCOMES = ["completed", "w/ error", "num. error", "timed out", "bad input", "failed to queue"];
+const ERRORS = ["generic", "numerical", "transient", "model", "runtime", "hardware"];
+const HOST = ["App. Memory", "Constants", "DMA Buffers", "Tensors"];
+const DEVICE = ["Constants", "Model Code", "Model Scratchpad", "Runtime Memory", "Tensors"];
+
+function heat(u) {
+  const l = Math.max(0, Math.min(1, u / 100));
+  const c = (a, b) => Math.round(a - l * (a - b));
+  return `rgb(${c(255, 46)},${c(255, 125)},${c(255, 50)})`;
+}
+
+class TopView {
+  constructor(model, el, store) {
+    this.model = model; this.store = store; this.cells = {}; this.layout = null; this.selected = null;
+    this.head = h("div", { class: "nrtw-bar" });
+    this.tabs = h("div", { class: "nrtw-tabs" });
+    this.grid = h("div", { class: "nrtw-grid" });
+    this.spark = h("div", { class: "nrtw-bar" });
+    this.tables = h("div");
+    el.append(this.head, this.tabs, this.grid, this.spark, this.tables);
+    this.title = h("span", { class: "nrtw-title" });
+    this.info = h("span", { class: "nrtw-muted" });
+    this.modeBtn = h("button", { title: "toggle % and TFLOPS (neuron-top key F)", onclick: () => {
+      this.model.set("mode", this.model.get("mode") === "tflops" ? "percent" : "tflops"); this.model.save_changes();
+    } });
+    this.head.append(this.title, this.info, this.modeBtn, controls(model));
+    for (const name of ["mode", "tab"]) model.on(`change:${name}`, () => this.update(null));
+  }
+  procs() { return entries(this.store.state, "p"); }
+  shownPids() {
+    const tab = this.model.get("tab") || "all";
+    return new Set(this.procs().filter((p) => tab === "all" || String(p.pid) === tab).map((p) => p.pid));
+  }
+  update(changed) {
+    const st = this.store.state;
+    const inst = st.inst || { devices: [], total: 0 };
+    const mode = this.model.get("mode") || "percent";
+    this.title.textContent = `NeuronCore ${inst.version || ""} Utilization`;
+    this.info.textContent = `${inst.name || "?"} · lnc ${inst.lnc} · ${inst.total} cores · ` +
+      `${this.procs().length} runtime(s) · period ${st.per ?? "-"} s`;
+    this.modeBtn.textContent = mode === "tflops" ? "Show %" : "Show TFLOPS";
+    if (st.err) { this.grid.replaceChildren(h("div", { class: "nrtw-error" }, st.err)); return; }
+    const layout = JSON.stringify(inst.devices);
+    if (changed === null || changed.has("inst") || layout !== this.layout) {
+      this.layout = layout;
+      this.buildGrid(inst);
+      changed = null;
+    }
+    const procChanged = changed === null || [...changed].some((k) => !/^c\d+$/.test(k) && k !== "t" && k !== "per");
+    if (procChanged) this.drawTabs();
+    const shown = this.shownPids();
+    for (let i = 0; i < inst.total; i++) {
+      if (changed === null || changed.has(`c${i}`) || procChanged) this.drawCell(i, st, mode, shown);
+    }
+    this.drawSpark(st, inst, mode, shown);
+    this.drawTables(st, shown);
+  }
+  buildGrid(inst) {
+    this.cells = {};
+    this.grid.replaceChildren(...inst.devices.map(([first, count], d) =>
+      h("div", { class: "nrtw-row" }, h("span", { class: "nrtw-dev" }, `nd${d}`),
+        Array.from({ length: count }, (_, j) => {
+          const core = first + j;
+          const el = h("div", { class: "nrtw-cell", onclick: () => {
+            this.selected = this.selected === core ? null : core; this.update(null);
+          } });
+          this.cells[core] = el;
+          return el;
+        }))));
+  }
+  drawCell(core, st, mode, shown) {
+    const el = this.cells[core];
+    if (!el) return;
+    const [u, f, pid] = st[`c${core}`] || [0, 0, 0];
+    const p = st[`p${pid}`];
+    const value = !pid ? "·" : mode === "tflops" ? fmtNum(f, 3) : `${Math.round(u)}%`;
+    el.replaceChildren(h("span", {}, String(core)), h("span", {}, value));
+    el.style.background = heat(u);
+    el.style.color = u > 60 ? "#fff" : "";
+    el.style.borderLeft = p ? `4px solid ${p.color}` : "";
+    el.className = "nrtw-cell" + (pid && !shown.has(pid) && this.model.get("tab") !== "all" ? " dim" : "") +
+      (!pid && this.model.get("tab") !== "all" ? " dim" : "") + (this.selected === core ? " sel" : "");
+    el.title = `nc${core}: ${u.toFixed(1)} % · ${fmtNum(f, 4)} TFLOPS` + (p ? ` · pid ${pid} (${p.tag})` : " · free");
+  }
+  drawTabs() {
+    const tab = this.model.get("tab") || "all";
+    const pick = (t) => { this.model.set("tab", t); this.model.save_changes(); };
+    this.tabs.replaceChildren(
+      h("button", { class: tab === "all" ? "on" : "", onclick: () => pick("all") }, "all"),
+      ...this.procs().map((p) => h("button", { class: tab === String(p.pid) ? "on" : "", onclick: () => pick(String(p.pid)),
+        title: p.cmd }, h("span", { class: "nrtw-swatch", style: `background:${p.color}` }), ` ${p.tag} (${p.pid})`)));
+  }
+  drawSpark(st, inst, mode, shown) {
+    const hist = st.hist || [];
+    const W = 260, H = 36;
+    let values, label;
+    if (this.selected !== null && this.selected < inst.total) {
+      values = hist.map((r) => r[this.selected + 1]);
+      label = `nc${this.selected} utilization % (last ${hist.length} updates, click the core again to clear)`;
+    } else if (mode === "tflops" && (this.model.get("tab") || "all") === "all") {
+      values = hist.map((r) => r[0]);
+      label = `machine TFLOPS (last ${hist.length} updates)`;
+    } else {
+      const cores = [];
+      for (let i = 0; i < inst.total; i++) { const v = st[`c${i}`]; if (v && v[2] && shown.has(v[2])) cores.push(i); }
+      values = hist.map((r) => cores.length ? cores.reduce((a, c) => a + r[c + 1], 0) / cores.length : 0);
+      label = `mean utilization % of ${cores.length} owned core(s) (last ${hist.length} updates; click a core for its own)`;
+    }
+    const max = mode === "tflops" && this.selected === null ? Math.max(1e-12, ...values) : 100;
+    const root = svg("svg", { width: W, height: H, class: "nrtw-spark" });
+    root.append(svg("rect", { x: 0, y: 0, width: W, height: H, fill: "var(--jp-layout-color2, #f5f5f5)" }));
+    if (values.length > 1) {
+      const pts = values.map((v, i) => `${(i / (values.length - 1)) * (W - 2) + 1},${H - 1 - (v / max) * (H - 2)}`);
+      root.append(svg("polyline", { points: pts.join(" "), fill: "none", stroke: "#2e7d32", "stroke-width": 1.5 }));
+    }
+    const last = values.length ? values[values.length - 1] : 0;
+    this.spark.replaceChildren(root, h("span", { class: "nrtw-muted" }, `${label}: now ${fmtNum(last, 3)}`));
+  }
+  drawTables(st, shown) {
+    const procs = this.procs().filter((p) => shown.has(p.pid));
+    if (!procs.length) { this.tables.replaceChildren(h("div", { class: "nrtw-muted" }, "No Neuron runtime is running.")); return; }
+    const sum = (arrays, n) => arrays.reduce((acc, a) => acc.map((x, i) => x + ((a || [])[i] || 0)), new Array(n).fill(0));
+    const mem = sum(procs.map((p) => st[`m${p.pid}`]), 9);
+    const host = mem.slice(0, 4), dev = mem.slice(4, 9);
+    const memTable = h("table", {},
+      h("tr", {}, h("th", {}, "Host"), h("th", { class: "num" }, "Total"), HOST.map((t) => h("th", { class: "num" }, t))),
+      h("tr", {}, h("td", {}, ""), h("td", { class: "num" }, fmtBytes(host.reduce((a, b) => a + b, 0))),
+        host.map((v) => h("td", { class: "num" }, fmtBytes(v)))),
+      h("tr", {}, h("th", {}, "Device"), h("th", { class: "num" }, "Total"), DEVICE.map((t) => h("th", { class: "num" }, t))),
+      h("tr", {}, h("td", {}, ""), h("td", { class: "num" }, fmtBytes(dev.reduce((a, b) => a + b, 0))),
+        dev.map((v) => h("td", { class: "num" }, fmtBytes(v)))));
+    const lat = (l, i) => (l ? fmtNum(l[i], 3) : "-");
+    const exec = h("table", {},
+      h("tr", {}, ["", "pid", "tag", "cores", "vCPU usr/sys %"].concat(OUTCOMES, ["errors", "latency p50", "p99", "p100 (ms)", "device p50"])
+        .map((t) => h("th", { class: "num" }, t))),
+      procs.map((p) => {
+        const x = st[`x${p.pid}`] || new Array(12).fill(0);
+        const l = st[`l${p.pid}`] || {};
+        const v = st[`v${p.pid}`];
+        const errs = x.slice(6, 12);
+        return h("tr", {},
+          h("td", {}, h("span", { class: "nrtw-swatch", style: `background:${p.color}` })),
+          h("td", { class: "num" }, String(p.pid)), h("td", {}, p.tag), h("td", {}, p.cores),
+          h("td", { class: "num" }, v ? `${fmtNum(v[0], 3)} / ${fmtNum(v[1], 3)}` : "N/A"),
+          x.slice(0, 6).map((n) => h("td", { class: "num" }, String(n))),
+          h("td", { class: "num", title: ERRORS.map((e, i) => `${e}: ${errs[i]}`).join(", ") }, String(errs.reduce((a, b) => a + b, 0))),
+          h("td", { class: "num" }, lat(l.t, 3)), h("td", { class: "num" }, lat(l.t, 5)), h("td", { class: "num" }, lat(l.t, 6)),
+          h("td", { class: "num" }, lat(l.d, 3)));
+      }));
+    const models = [];
+    for (const p of procs) for (const m of st[`md${p.pid}`] || []) models.push([p, m]);
+    const modelTable = models.length ? h("table", {},
+      h("tr", {}, ["pid", "model id", "name", "core", "device memory"].map((t) => h("th", {}, t))),
+      models.map(([p, m]) => h("tr", {}, h("td", {}, String(p.pid)), h("td", { class: "num" }, String(m[0])),
+        h("td", {}, m[1]), h("td", {}, `nc${m[2]}`), h("td", { class: "num" }, fmtBytes(m[3])))))
+      : h("div", { class: "nrtw-muted" }, "No model loaded.");
+    const sys = st.sys || [];
+    const system = h("div", { class: "nrtw-muted" },
+      `System: ${sys[0] ?? "?"} vCPUs, user ${fmtNum(sys[1], 3)} %, system ${fmtNum(sys[2], 3)} %, ` +
+      `host memory ${fmtBytes(sys[3])} of ${fmtBytes(sys[4])}`);
+    this.tables.replaceChildren(
+      h("div", { class: "nrtw-section" }, "Executions and latency"), exec,
+      h("div", { class: "nrtw-cols" },
+        h("div", {}, h("div", { class: "nrtw-section" }, "Memory Usage Summary"), memTable),
+        h("div", {}, h("div", { class: "nrtw-section" }, "Memory Usage Details (models)"), modelTable)),
+      system);
+  }
+}
+
+export default makeWidget(derive, TopView);
