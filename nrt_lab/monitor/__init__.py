@@ -1,6 +1,24 @@
 """The read side: typed, timestamped snapshots of every runtime on the emulated machine (tools and widgets
 import only this public API)."""
 
+from nrt_lab.monitor.readers import (
+    DEVICE_MEMORY_KINDS,
+    ERROR_KINDS,
+    HARDWARE_COUNTERS,
+    HOST_MEMORY_KINDS,
+    OUTCOMES,
+    SYSFS_ROOT,
+    DeviceUser,
+    MachineListing,
+    OwnerRecord,
+    SysfsPathError,
+    flatten_sysfs,
+    lookup_sysfs,
+    normalize_sysfs_path,
+    read_listing,
+    read_sysfs_tree,
+    register_device_user,
+)
 from nrt_lab.monitor.snapshot import (
     NA,
     PERCENTILES,
@@ -29,4 +47,21 @@ __all__ = [
     "get_view",
     "percentiles",
     "snapshot",
+    # readers: the driver's records for faces (no face imports a driver submodule)
+    "DEVICE_MEMORY_KINDS",
+    "ERROR_KINDS",
+    "HARDWARE_COUNTERS",
+    "HOST_MEMORY_KINDS",
+    "OUTCOMES",
+    "SYSFS_ROOT",
+    "DeviceUser",
+    "MachineListing",
+    "OwnerRecord",
+    "SysfsPathError",
+    "flatten_sysfs",
+    "lookup_sysfs",
+    "normalize_sysfs_path",
+    "read_listing",
+    "read_sysfs_tree",
+    "register_device_user",
 ]
