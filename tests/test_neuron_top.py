@@ -220,7 +220,7 @@ def test_arguments_are_checked(capsys: pytest.CaptureFixture[str]) -> None:
         with pytest.raises(SystemExit) as info:
             parser.parse_args(bad)
         assert info.value.code == 2
-    assert "invalid tag regex" in capsys.readouterr().err
+    assert "invalid regular expression" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------------------------- the UI

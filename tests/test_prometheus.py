@@ -25,9 +25,9 @@ from test_neuron_monitor import WORKLOAD, Child, monitor_command
 import nrt_lab
 import nrt_lab.tools
 from conftest import child_environment
+from nrt_lab.monitor import DEVICE_MEMORY_KINDS as NEURONCORE_MEMORY_KINDS
 from nrt_lab.tools.prometheus import (
     INSTANCE_LABELS,
-    NEURONCORE_MEMORY_KINDS,
     NeuronMonitorCollector,
     ReportError,
     make_registry,

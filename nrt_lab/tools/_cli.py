@@ -31,6 +31,7 @@ __all__ = [
     "FileRefused",
     "bounded_int",
     "error",
+    "interrupt_on_signals",
     "positive_seconds",
     "printable",
     "read_small_file",
@@ -145,6 +146,24 @@ def stop_on_signals(on_signal: Callable[[int], None] | None = None) -> Iterator[
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield stop
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@contextlib.contextmanager
+def interrupt_on_signals() -> Iterator[None]:
+    """For a loop blocked in a read: SIGINT and SIGTERM interrupt it and end the block quietly (no traceback);
+    the previous handlers are restored on exit."""
+
+    def handler(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    except KeyboardInterrupt:
+        pass
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
