@@ -107,7 +107,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from nrt_lab.tools.neuron_top_app import NeuronTopApp
 
-        result: Any = NeuronTopApp(period=args.period, tag_filter=args.tag).run()
+        app = NeuronTopApp(period=args.period, tag_filter=args.tag)
+        # SIGTERM (and SIGINT, should it arrive) quit the app like `q`: the terminal is restored and the
+        # device-user record withdrawn, instead of dying in raw mode.
+        with _cli.stop_on_signals(lambda _signum: app.exit()):
+            result: Any = app.run()
     finally:
         device_user.release()
     return int(result or 0)
