@@ -10,10 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from nrt_lab.driver import StateError
-from nrt_lab.monitor import read_listing
 from nrt_lab.tools import _cli
-from nrt_lab.tools.neuron_ls_render import render_json, render_table, render_topology
 
 __all__ = ["PROG", "main", "build_parser", "neuron_ls_output"]
 
@@ -35,6 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
 def neuron_ls_output(*, wide: bool = False, all_processes: bool = False, topology: bool = False,
                      as_json: bool = False) -> str:
     """What ``neuron-ls`` prints for these flags, read from the live machine (provisioned on first use)."""
+    # Imported here so that `neuron-ls --help` and bad flags answer without loading the driver (numpy).
+    from nrt_lab.monitor import read_listing
+    from nrt_lab.tools.neuron_ls_render import render_json, render_table, render_topology
+
     listing = read_listing(include_device_users=all_processes)
     instance, instance_id, owners = listing.instance, listing.instance_id, listing.owners
     if as_json:
@@ -47,6 +48,8 @@ def neuron_ls_output(*, wide: bool = False, all_processes: bool = False, topolog
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``neuron-ls`` console script."""
     args = build_parser().parse_args(argv)
+    from nrt_lab.driver import StateError
+
     try:
         text = neuron_ls_output(wide=args.wide, all_processes=args.all_processes, topology=args.topology,
                                 as_json=args.json)
