@@ -236,3 +236,25 @@ def test_a_damaged_stats_page_does_not_stop_neuron_monitor(machine_root: Path,
     report = mon.collect()
     assert report["neuron_runtime_data"] == [] and report["instance_info"]["instance_type"] == "trn1.2xlarge"
     assert "cannot read the runtimes: NeuronCore 255 does not exist" in log.getvalue()
+
+
+@pytest.mark.parametrize("failure", ["nrt", "config", "os"])
+def test_tools_turn_machine_errors_into_one_line(machine_root: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str], failure: str) -> None:
+    import nrt_lab.monitor
+    from nrt_lab.errors import ConfigError as EnvConfigError
+    from nrt_lab.errors import NrtError, NrtStatus
+
+    exc: Exception = {"nrt": NrtError(NrtStatus.FAILURE, "bad machine"),
+                      "config": EnvConfigError("NRT_LAB_ROOT", "x" * 10, "bad value", "a directory"),
+                      "os": OSError(36, "File name too long")}[failure]
+
+    def broken(*_args: object, **_kwargs: object) -> object:
+        raise exc
+
+    monkeypatch.setattr(nrt_lab.monitor, "read_listing", broken)
+    monkeypatch.setattr(nrt_lab.monitor.Monitor, "sample", broken)
+    assert neuron_ls.main([]) == 1
+    assert neuron_top.main(["--once", "--period", "0.001"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and err[0].startswith("neuron-ls: error: ") and err[1].startswith("neuron-top: error: ")

@@ -36,6 +36,7 @@ __all__ = [
     "printable",
     "read_small_file",
     "regex",
+    "machine_errors",
     "silence_stdout",
     "stop_on_signals",
     "write_output",
@@ -97,6 +98,15 @@ def bounded_int(what: str, low: int, high: int | None = None) -> Callable[[str],
         return value
 
     return check
+
+
+def machine_errors() -> tuple[type[Exception], ...]:
+    """The exceptions that mean the emulated machine cannot be used (state root, environment, files): a tool
+    prints them as one error line and exits 1. Imported on call, so ``--help`` never loads the driver."""
+    from nrt_lab.driver import StateError
+    from nrt_lab.errors import ConfigError, NrtError
+
+    return (StateError, NrtError, ConfigError, OSError)
 
 
 # ---------------------------------------------------------------------------------------------- output

@@ -48,12 +48,10 @@ def neuron_ls_output(*, wide: bool = False, all_processes: bool = False, topolog
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``neuron-ls`` console script."""
     args = build_parser().parse_args(argv)
-    from nrt_lab.driver import StateError
-
     try:
         text = neuron_ls_output(wide=args.wide, all_processes=args.all_processes, topology=args.topology,
                                 as_json=args.json)
-    except (StateError, OSError) as exc:
+    except _cli.machine_errors() as exc:
         return _cli.error(PROG, str(exc))
     except KeyboardInterrupt:
         return _cli.error(PROG, "interrupted", 130)

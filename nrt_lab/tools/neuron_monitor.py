@@ -615,7 +615,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         monitor = NeuronMonitor(config, verbose=args.verbose)
         device_user = register_device_user(monitor.machine.root)  # shows in `neuron-ls -a`
-    except (OSError, StateError) as exc:
+    except _cli.machine_errors() as exc:
         return _cli.error(PROG, str(exc))
 
     def stopping(signum: int) -> None:
@@ -628,7 +628,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             except BrokenPipeError:
                 _cli.silence_stdout()  # the reader went away: end cleanly, without the final flush's error
                 monitor.log(3, "stdout closed, stopping")
-    except StateError as exc:
+    except _cli.machine_errors() as exc:
         return _cli.error(PROG, str(exc))
     finally:
         device_user.release()

@@ -24,7 +24,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nrt_lab.driver import StateError
 from nrt_lab.monitor import Monitor, register_device_user
 from nrt_lab.monitor.top import ALL_TAB, CoreCell, MemoryNode, Tab, core_cells, memory_nodes, tabs_of
 from nrt_lab.tools import _cli
@@ -96,13 +95,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 text = once_output(period=args.period, tag_filter=args.tag, sleep=stop.wait)
                 if stop.is_set():
                     return 0
-        except (StateError, OSError, ValueError) as exc:  # an unusable machine or state root: one line
+        except _cli.machine_errors() + (ValueError,) as exc:  # an unusable machine or state root: one line
             return _cli.error(PROG, str(exc))
         _cli.write_output(text)
         return 0
     try:
         device_user = register_device_user()  # shows in `neuron-ls -a`
-    except (StateError, OSError) as exc:
+    except _cli.machine_errors() as exc:
         return _cli.error(PROG, str(exc))
     try:
         from nrt_lab.tools.neuron_top_app import NeuronTopApp
