@@ -51,7 +51,8 @@ Decisions (documented here because the real tool's documentation is silent or wa
 * **neuron_hw_counters** are read through :func:`read_hardware_counters`, the seam to fault injection:
   zeros unless a module ``nrt_lab.driver.faults`` with ``hardware_counters(root)`` exists.
 * **Errors.** A bad configuration prints one message naming the problem and what is accepted, writes
-  nothing on stdout and exits 2. SIGINT, SIGTERM and a closed stdout end the monitor with status 0 after the
+  nothing on stdout and exits 2; ``-c`` must name a regular file of at most :data:`CONFIG_MAX_BYTES` bytes
+  (a FIFO, ``/dev/zero`` or a directory is refused at once instead of hanging). An unusable machine exits 1. SIGINT, SIGTERM and a closed stdout end the monitor with status 0 after the
   report being written (never half a line).
 * **nrt_lab extension:** ``--count N`` stops after N reports (for tests, scripts and notebooks).
 * ``--verbose``: 0 prints nothing on stderr; 1 errors; 2 also warnings and the configuration summary; 3 also
