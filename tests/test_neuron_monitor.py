@@ -477,8 +477,10 @@ def test_utilization_follows_the_workload_duty_cycle(workload: Start, monitor: S
     # The workload measures its own busy time (device time of its executions, as the runtime reports it) over
     # the same ~3 s: on a loaded machine its duty cycle drifts, and the monitor must follow what really ran.
     duty = 100.0 * (end["busy_ns"] - start["busy_ns"]) / 1e9 / (end["t"] - start["t"])
+    # No assertion on the duty cycle itself (a loaded machine stretches it): only that the workload ran and
+    # that the monitor reports what it measured.
+    assert duty > 1.0, f"the workload did not run ({duty:.1f}%)"
     assert abs(measured - duty) <= 10.0, (measured, duty)
-    assert 30.0 <= duty <= 70.0, f"the workload could not keep its 50% duty cycle ({duty:.1f}%): machine overloaded"
     assert all(f > 0 for f in flops)
 
 
