@@ -84,8 +84,9 @@ def _fault_list(as_json: bool) -> int:
     for f in faults:
         rows.append((f.id, f.kind, f.target_label, str(f.after), "-" if f.probability is None else f"{f.probability:g}",
                      "-" if f.seed is None else str(f.seed), str(f.count), str(f.fired), str(f.seen), f.state))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
+    shown = [[_cli.printable(cell) for cell in row] for row in rows]  # fault files are state: escape them
+    widths = [max(len(row[i]) for row in shown) for i in range(len(shown[0]))]
+    for row in shown:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
     return EXIT_OK
 
