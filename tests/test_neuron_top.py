@@ -220,7 +220,7 @@ def test_arguments_are_checked(capsys: pytest.CaptureFixture[str]) -> None:
         with pytest.raises(SystemExit) as info:
             parser.parse_args(bad)
         assert info.value.code == 2
-    assert "invalid tag regex" in capsys.readouterr().err
+    assert "invalid regular expression" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------------------------- the UI
@@ -363,3 +363,37 @@ def test_tui_fits_80x24_and_draws_from_cached_snapshot(
             await pilot.press("q")
 
     asyncio.run(scenario())
+
+
+def test_sigterm_quits_the_ui_cleanly(machine: Path) -> None:
+    """SIGTERM ends the UI like ``q``: status 0, the terminal restored, the device-user record withdrawn."""
+    import pty
+
+    pid, fd = pty.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.environ["TERM"] = "xterm-256color"
+        os.execv(sys.executable, [sys.executable, "-m", "nrt_lab.tools.neuron_top", "--period", "0.5"])
+    output = b""
+    try:
+        deadline = time.monotonic() + 60
+        while b"neuron-top" not in output:  # the title bar is drawn: handlers are installed
+            assert time.monotonic() < deadline, output[-500:]
+            ready, _, _ = select.select([fd], [], [], 1.0)
+            if ready:
+                output += os.read(fd, 65536)
+        os.kill(pid, signal.SIGTERM)
+        while True:
+            ready, _, _ = select.select([fd], [], [], 30.0)
+            try:
+                chunk = os.read(fd, 65536) if ready else b""
+            except OSError:  # EIO: the child closed the terminal
+                chunk = b""
+            if not chunk:
+                break
+            output += chunk
+        _, status = os.waitpid(pid, 0)
+    finally:
+        os.close(fd)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+    assert b"Traceback" not in output
+    assert not list((machine / "procs").glob("*.json"))  # the record of neuron-top is gone

@@ -25,9 +25,9 @@ from test_neuron_monitor import WORKLOAD, Child, monitor_command
 import nrt_lab
 import nrt_lab.tools
 from conftest import child_environment
+from nrt_lab.monitor import DEVICE_MEMORY_KINDS as NEURONCORE_MEMORY_KINDS
 from nrt_lab.tools.prometheus import (
     INSTANCE_LABELS,
-    NEURONCORE_MEMORY_KINDS,
     NeuronMonitorCollector,
     ReportError,
     make_registry,
@@ -248,10 +248,11 @@ def test_a_report_of_the_real_monitor_is_accepted(machine_root: Path) -> None:
     )
 
     nrt_lab.init()
+    now = [0.0]
     mon = NeuronMonitor(MonitorConfig((RuntimeGroupConfig(None, tuple(MetricGroup(t, 0.1) for t in RUNTIME_METRIC_TYPES)),),
-                                      tuple(MetricGroup(t, 0.1) for t in SYSTEM_METRIC_TYPES)))
+                                      tuple(MetricGroup(t, 0.1) for t in SYSTEM_METRIC_TYPES)), clock=lambda: now[0])
     mon.start()
-    time.sleep(0.12)
+    now[0] = 0.12  # every group is due
     collector = NeuronMonitorCollector()
     assert collector.update_line(json.dumps(mon.collect())) == []
     fams = scrape_collector(collector)
@@ -368,13 +369,12 @@ def test_monitor_to_exporter_pipeline_with_a_real_workload(machine_root: Path, t
         exporter, port = start_exporter(processes, machine_root, stdin=monitor.stdout)
         fams = wait_for(port, lambda f: "execution_status" in f)
         previous = value(fams, "execution_status_total", status_type="completed", runtime_tag="piped")
-        for _ in range(4):
-            time.sleep(0.4)
-            fams = scrape(port)
-            current = value(fams, "execution_status_total", status_type="completed", runtime_tag="piped")
-            assert current >= previous
-            previous = current
-            assert 0.0 < value(fams, "neuroncore_utilization_ratio", runtime_tag="piped") <= 1.0
+        for _ in range(3):  # each new report with executions adds to the counter: wait for it, never sleep
+            before = previous
+            fams = wait_for(port, lambda f, before=before: value(
+                f, "execution_status_total", status_type="completed", runtime_tag="piped") > before)
+            previous = value(fams, "execution_status_total", status_type="completed", runtime_tag="piped")
+            assert 0.0 <= value(fams, "neuroncore_utilization_ratio", runtime_tag="piped") <= 1.0
         assert previous > 0
         assert value(fams, "instance_info", instance_type="trn1.2xlarge") == 1.0
         assert value(fams, "hardware_ecc_events_total", event_type="sram_ecc_uncorrected",

@@ -1,5 +1,6 @@
 """The emulated driver: state root, machine provisioning, driver package, and NeuronCore ownership."""
 
+from nrt_lab.driver.faults import FAULT_KINDS, Fault, FaultError, clear_faults, inject_fault, list_faults
 from nrt_lab.driver.locks import CoreClaim, allocation_lock, list_owners, probe_free, try_claim
 from nrt_lab.driver.machine import (
     Machine,
@@ -21,6 +22,12 @@ from nrt_lab.driver.package import (
 from nrt_lab.driver.state import DEFAULT_INSTANCE, MachineState, StateError, atomic_write_json, resolve_root
 
 __all__ = [
+    "FAULT_KINDS",
+    "Fault",
+    "FaultError",
+    "clear_faults",
+    "inject_fault",
+    "list_faults",
     "CoreClaim",
     "allocation_lock",
     "list_owners",

@@ -27,16 +27,17 @@ from nrt_lab.driver import (
 )
 from nrt_lab.hardware import CatalogueError, instance_names
 from nrt_lab.runtime import RUNTIME_VERSION, NrtError, driver_gate
-from nrt_lab.tools import doctor, driver_cli
+from nrt_lab.tools import _cli, doctor, driver_cli
 
-__all__ = ["main", "build_parser"]
+__all__ = ["PROG", "main", "build_parser"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+PROG = "nrt-lab"
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``nrt-lab`` (exposed for documentation and tests)."""
-    parser = argparse.ArgumentParser(prog="nrt-lab", description="Manage the emulated Neuron machine and driver.")
+    parser = argparse.ArgumentParser(prog=PROG, description="Manage the emulated Neuron machine and driver.")
     sub = parser.add_subparsers(dest="group", required=True)
 
     machine = sub.add_parser("machine", help="provision, show or destroy the emulated instance")
@@ -79,8 +80,7 @@ def _models_build(directory: str) -> int:
     try:
         paths = build_models(directory)
     except OSError as exc:
-        print(f"nrt-lab: error: cannot write the demo models to {directory}: {exc.strerror or exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return _cli.error(PROG, f"cannot write the demo models to {directory}: {exc.strerror or exc}", EXIT_FAILED)
     for path in paths:
         data = path.read_bytes()
         print(f"{path}  {len(data)} bytes  sha256 {hashlib.sha256(data).hexdigest()}")
@@ -92,17 +92,14 @@ def _neff_inspect(file: str) -> int:
 
     path = Path(file)
     if not path.exists():
-        print(f"nrt-lab: error: {file}: no such file", file=sys.stderr)
-        return EXIT_FAILED
+        return _cli.error(PROG, f"{file}: no such file", EXIT_FAILED)
     if not path.is_file() or not os.access(path, os.R_OK):
-        print(f"nrt-lab: error: {file}: not a readable file", file=sys.stderr)
-        return EXIT_FAILED
+        return _cli.error(PROG, f"{file}: not a readable file", EXIT_FAILED)
     try:
         model = read_neff(path)
     except NrtError as exc:
-        print(f"nrt-lab: error: {file} is not a valid NEFF: {exc.status.c_name}({int(exc.status)}): {exc.message}",
-              file=sys.stderr)
-        return EXIT_FAILED
+        return _cli.error(PROG, f"{file} is not a valid NEFF: {exc.status.c_name}({int(exc.status)}): {exc.message}",
+                          EXIT_FAILED)
     sys.stdout.write(describe_neff(model) + "\n" + format_neff_nodes(model))
     return EXIT_OK
 
@@ -138,7 +135,8 @@ def _machine_show(machine: Machine, as_json: bool) -> int:
     print(f"neuroncores: {spec.total_cores} ({owned} owned by {len(owners)} process{'es' if len(owners) != 1 else ''})")
     print(f"driver: {_driver_line(driver)}")
     for owner in owners:
-        print(f"  pid {owner.pid:<7} tag {owner.tag:<12} {format_core_ranges(owner.cores, prefix='nc'):<14} {owner.command[:60]}")
+        print(f"  pid {owner.pid:<7} tag {_cli.printable(owner.tag):<12} "
+              f"{format_core_ranges(owner.cores, prefix='nc'):<14} {_cli.printable(owner.command)[:60]}")
     return EXIT_OK
 
 
@@ -179,7 +177,7 @@ def _driver_status(machine: Machine, as_json: bool) -> int:
             print("reload pending: the installed version takes effect at the next `nrt-lab driver reload`")
     print(f"runtime: libnrt {RUNTIME_VERSION} (needs driver >= {MIN_DRIVER_VERSION}): "
           + ("OK" if verdict is None else f"FAILS: {verdict}"))
-    print(f"used by: {len(owners)}" + "".join(f"\n  pid {o.pid} {o.command[:60]}" for o in owners))
+    print(f"used by: {len(owners)}" + "".join(f"\n  pid {o.pid} {_cli.printable(o.command)[:60]}" for o in owners))
     return EXIT_OK
 
 
@@ -242,15 +240,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _dispatch(args)
     except MachineInUseError as exc:
-        print(f"nrt-lab: error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return _cli.error(PROG, str(exc), EXIT_FAILED)
     except (CatalogueError, ValueError) as exc:
-        print(f"nrt-lab: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _cli.error(PROG, str(exc), EXIT_USAGE)
     except StateError as exc:
-        print(f"nrt-lab: error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-
+        return _cli.error(PROG, str(exc), EXIT_FAILED)
+    except BrokenPipeError:  # `nrt-lab machine show | head -1`: the reader went away
+        _cli.silence_stdout()
+        return EXIT_OK
+    except KeyboardInterrupt:
+        return _cli.error(PROG, "interrupted", 130)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -9,12 +9,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
-from nrt_lab.driver import open_machine
-from nrt_lab.driver.faults import FAULT_KINDS, Fault, FaultError, clear_faults, inject_fault, list_faults
-from nrt_lab.driver.sysfs import SYSFS_ROOT, SysfsPathError, flatten, lookup, normalize_path, read_sysfs
+from nrt_lab.driver import (
+    FAULT_KINDS,
+    Fault,
+    FaultError,
+    clear_faults,
+    inject_fault,
+    list_faults,
+    open_machine,
+)
+from nrt_lab.monitor import (
+    SYSFS_ROOT,
+    SysfsPathError,
+    flatten_sysfs,
+    lookup_sysfs,
+    normalize_sysfs_path,
+    read_sysfs_tree,
+)
+from nrt_lab.tools import _cli
 
 __all__ = ["add_parsers", "dispatch"]
 
@@ -70,8 +84,9 @@ def _fault_list(as_json: bool) -> int:
     for f in faults:
         rows.append((f.id, f.kind, f.target_label, str(f.after), "-" if f.probability is None else f"{f.probability:g}",
                      "-" if f.seed is None else str(f.seed), str(f.count), str(f.fired), str(f.seen), f.state))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
+    shown = [[_cli.printable(cell) for cell in row] for row in rows]  # fault files are state: escape them
+    widths = [max(len(row[i]) for row in shown) for i in range(len(shown[0]))]
+    for row in shown:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
     return EXIT_OK
 
@@ -88,23 +103,21 @@ def _fault(args: argparse.Namespace) -> int:
             return _fault_list(args.json)
         removed = clear_faults(root, args.id)
     except FaultError as exc:
-        print(f"nrt-lab: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _cli.error("nrt-lab", str(exc), EXIT_USAGE)
     print(f"cleared {', '.join(removed)}" if removed else "no faults to clear")
     return EXIT_OK
 
 
 def _sysfs(path: str, as_json: bool) -> int:
-    tree = read_sysfs(open_machine().root)
+    tree = read_sysfs_tree()
     try:
-        node = lookup(tree, path)
+        node = lookup_sysfs(tree, path)
     except SysfsPathError as exc:
-        print(f"nrt-lab: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _cli.error("nrt-lab", str(exc), EXIT_USAGE)
     if as_json:
         print(json.dumps(node, indent=2))
     elif isinstance(node, dict):
-        for name, value in flatten(node, "/".join(normalize_path(path))):
+        for name, value in flatten_sysfs(node, "/".join(normalize_sysfs_path(path))):
             print(f"{name}: {value}")
     else:
         print(node)

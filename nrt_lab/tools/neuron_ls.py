@@ -10,15 +10,16 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from nrt_lab.driver import StateError, open_machine
-from nrt_lab.tools.neuron_ls_render import render_json, render_table, render_topology
+from nrt_lab.tools import _cli
 
-__all__ = ["main", "build_parser", "neuron_ls_output"]
+__all__ = ["PROG", "main", "build_parser", "neuron_ls_output"]
+
+PROG = "neuron-ls"
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, with the real tool's long and short flags."""
-    parser = argparse.ArgumentParser(prog="neuron-ls", description="List Neuron devices and the processes using them.")
+    parser = argparse.ArgumentParser(prog=PROG, description="List Neuron devices and the processes using them.")
     parser.add_argument("-w", "--wide-view", "--wide", dest="wide", action="store_true",
                         help="show processes with full command lines (up to 80 characters)")
     parser.add_argument("-a", "--show-all-procs", "--all", dest="all_processes", action="store_true",
@@ -31,14 +32,17 @@ def build_parser() -> argparse.ArgumentParser:
 def neuron_ls_output(*, wide: bool = False, all_processes: bool = False, topology: bool = False,
                      as_json: bool = False) -> str:
     """What ``neuron-ls`` prints for these flags, read from the live machine (provisioned on first use)."""
-    machine = open_machine()
-    state = machine.state()
-    owners = machine.owners_in_machine_view(include_device_users=all_processes)
+    # Imported here so that `neuron-ls --help` and bad flags answer without loading the driver (numpy).
+    from nrt_lab.monitor import read_listing
+    from nrt_lab.tools.neuron_ls_render import render_json, render_table, render_topology
+
+    listing = read_listing(include_device_users=all_processes)
+    instance, instance_id, owners = listing.instance, listing.instance_id, listing.owners
     if as_json:
-        return render_json(state.instance, owners, all_processes=all_processes, instance_id=state.instance_id)
+        return render_json(instance, owners, all_processes=all_processes, instance_id=instance_id)
     if topology:
-        return render_topology(state.instance, state.instance_id, owners)
-    return render_table(state.instance, state.instance_id, owners, wide=wide, all_processes=all_processes)
+        return render_topology(instance, instance_id, owners)
+    return render_table(instance, instance_id, owners, wide=wide, all_processes=all_processes)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -47,14 +51,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         text = neuron_ls_output(wide=args.wide, all_processes=args.all_processes, topology=args.topology,
                                 as_json=args.json)
-    except StateError as exc:
-        print(f"neuron-ls: error: {exc}", file=sys.stderr)
-        return 1
-    try:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        return 0
+    except _cli.machine_errors() as exc:
+        return _cli.error(PROG, str(exc))
+    except KeyboardInterrupt:
+        return _cli.error(PROG, "interrupted", 130)
+    _cli.write_output(text)
     return 0
 
 

@@ -32,11 +32,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import Protocol
 
-from nrt_lab.driver.owners import OwnerRecord
 from nrt_lab.hardware import DeviceSpec, InstanceSpec, classify
+from nrt_lab.tools._cli import printable
 
 __all__ = [
+    "OwnerRecord",
     "COMMAND_WIDTH",
     "COMMAND_WIDTH_WIDE",
     "format_memory",
@@ -62,6 +64,26 @@ _UP = "\u25b2"  # ▲
 _LINK = f"{_LEFT}{_DASH}{_DASH}{_RIGHT}"  # ◄––►
 _WRAP_IN = f"*{_DASH}{_DASH}{_RIGHT}"  # *––►
 _WRAP_OUT = f"{_LEFT}{_DASH}{_DASH}*"  # ◄––*
+
+class OwnerRecord(Protocol):
+    """What a listed process must offer (``nrt_lab.monitor.OwnerRecord`` does): the renderers need no more."""
+
+    @property
+    def pid(self) -> int:
+        """Process id."""
+
+    @property
+    def command(self) -> str:
+        """Command line (raw: the renderers escape control characters)."""
+
+    @property
+    def runtime_version(self) -> str:
+        """libnrt version, ``NA`` for a process that only opened the devices."""
+
+    @property
+    def cores(self) -> tuple[int, ...]:
+        """NeuronCores owned, in the machine's logical ids."""
+
 
 # Column headers, already split over the two header lines neuron-ls uses.
 _H_DEVICE = ("NEURON", "DEVICE")
@@ -165,7 +187,7 @@ def _draw_table(
 
 
 def _header_lines(instance: InstanceSpec, instance_id: str) -> list[str]:
-    lines = [f"instance-type: {instance.name}", f"instance-id: {instance_id}"]
+    lines = [f"instance-type: {instance.name}", f"instance-id: {printable(instance_id)}"]
     if instance.family in _LNC_FAMILIES:
         lines.append(f"logical-neuroncore-config: {instance.lnc}")
     return lines
@@ -211,8 +233,8 @@ def _default_table(instance: InstanceSpec, owners: Sequence[OwnerRecord]) -> lis
             cells += ["", ""]
         if with_procs:
             if with_command:
-                cells.append(truncate_command(proc.command) if proc else "NA")
-            cells.append(format_runtime_version(proc.runtime_version) if proc else "NA")
+                cells.append(truncate_command(printable(proc.command)) if proc else "NA")
+            cells.append(printable(format_runtime_version(proc.runtime_version)) if proc else "NA")
         return cells
 
     groups: list[list[list[str]]] = []
@@ -251,8 +273,8 @@ def _compact_table(
         rows = []
         for i, p in enumerate(procs):
             cells = lead if i == 0 else [""] * len(lead)
-            proc_cells = [str(p.pid), truncate_command(p.command, command_width)]
-            rows.append(cells + proc_cells + [format_runtime_version(p.runtime_version)])
+            proc_cells = [str(p.pid), truncate_command(printable(p.command), command_width)]
+            rows.append(cells + proc_cells + [printable(format_runtime_version(p.runtime_version))])
         groups.append(rows)
     return _draw_table(headers, groups, separate_groups=any(len(g) > 1 for g in groups))
 

@@ -51,7 +51,8 @@ Decisions (documented here because the real tool's documentation is silent or wa
 * **neuron_hw_counters** are read through :func:`read_hardware_counters`, the seam to fault injection:
   zeros unless a module ``nrt_lab.driver.faults`` with ``hardware_counters(root)`` exists.
 * **Errors.** A bad configuration prints one message naming the problem and what is accepted, writes
-  nothing on stdout and exits 2. SIGINT, SIGTERM and a closed stdout end the monitor with status 0 after the
+  nothing on stdout and exits 2; ``-c`` must name a regular file of at most :data:`CONFIG_MAX_BYTES` bytes
+  (a FIFO, ``/dev/zero`` or a directory is refused at once instead of hanging). An unusable machine exits 1. SIGINT, SIGTERM and a closed stdout end the monitor with status 0 after the
   report being written (never half a line).
 * **nrt_lab extension:** ``--count N`` stops after N reports (for tests, scripts and notebooks).
 * ``--verbose``: 0 prints nothing on stderr; 1 errors; 2 also warnings and the configuration summary; 3 also
@@ -61,7 +62,6 @@ Decisions (documented here because the real tool's documentation is silent or wa
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import math
 import os
@@ -70,19 +70,32 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 from nrt_lab.driver import Machine, OwnerRecord, StateError, open_machine
-from nrt_lab.driver.locks import open_devices
-from nrt_lab.driver.owners import process_command_line
-from nrt_lab.driver.stats import DEVICE_MEMORY_KINDS, ERROR_KINDS, HOST_MEMORY_KINDS, OUTCOMES
-from nrt_lab.hardware import InstanceSpec
-from nrt_lab.monitor import Monitor, RuntimeSnapshot, SystemSnapshot, get_view
+from nrt_lab.monitor import Monitor, get_view, register_device_user
+from nrt_lab.monitor.report import (
+    EMULATED_PLACEMENT,
+    HW_COUNTER_NAMES,
+    counter_delta,
+    execution_stats,
+    hardware_counter_deltas,
+    machine_info,
+    memory_info,
+    memory_used,
+    neuroncore_counters,
+    read_hardware_counters,
+    runtime_entry,
+    runtime_vcpu_usage,
+    system_vcpu_usage,
+)
+from nrt_lab.tools import _cli
 
 __all__ = [
+    "CONFIG_MAX_BYTES",
     "DEFAULT_PERIOD_S",
     "RUNTIME_METRIC_TYPES",
     "SYSTEM_METRIC_TYPES",
@@ -103,20 +116,9 @@ __all__ = [
 ]
 
 DEFAULT_PERIOD_S = 5.0
+CONFIG_MAX_BYTES = _cli.CONFIG_MAX_BYTES
 RUNTIME_METRIC_TYPES = ("neuroncore_counters", "memory_used", "neuron_runtime_vcpu_usage", "execution_stats")
 SYSTEM_METRIC_TYPES = ("vcpu_usage", "memory_info", "neuron_hw_counters")
-HW_COUNTER_NAMES = ("mem_ecc_corrected", "mem_ecc_uncorrected", "sram_ecc_uncorrected", "sram_ecc_corrected")
-# Fixed placement of the emulated instance (the user guide's example values); instance type and id come from
-# the machine.
-EMULATED_PLACEMENT = {
-    "instance_name": "",
-    "instance_availability_zone": "us-west-2b",
-    "instance_availability_zone_id": "usw2-az2",
-    "instance_region": "us-west-2",
-    "ami_id": "ami-0011223344556677b",
-    "subnet_id": "subnet-112233ee",
-}
-
 _MIN_PERIOD_S = 0.1
 _MAX_PERIOD_S = 86400.0
 _PERIOD_RE = re.compile(r"^([0-9]+)(ms|s|m|h)$")
@@ -131,6 +133,7 @@ _RENAMED = {
     "hw_counters": 'it is now the system metric "neuron_hw_counters"',
 }
 _SLACK_S = 0.02  # groups due within this many seconds are collected together
+PROG = "neuron-monitor"
 _LEVELS = {1: "ERROR", 2: "WARN", 3: "INFO", 4: "DEBUG"}  # label of each --verbose level
 
 
@@ -295,26 +298,31 @@ def parse_config(data: Any, source: str = "configuration") -> MonitorConfig:
 
 
 def load_config(path: str | os.PathLike[str]) -> MonitorConfig:
-    """Read and validate a configuration file; ConfigError says what is wrong and what is accepted."""
+    """Read and validate a configuration file; ConfigError says what is wrong and what is accepted.
+
+    Only a regular file of at most :data:`CONFIG_MAX_BYTES` bytes is read (a FIFO, a device such as
+    ``/dev/zero`` or a directory is refused at once instead of hanging or filling memory).
+    """
+    name = os.fspath(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"configuration file {os.fspath(path)} does not exist; accepted: the path of a "
-                          "readable JSON file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ConfigError(f"configuration file {os.fspath(path)} cannot be read ({reason}); accepted: the path "
-                          "of a readable UTF-8 JSON file") from None
+        raw = _cli.read_small_file(name, "configuration file", CONFIG_MAX_BYTES)
+    except _cli.FileRefused as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"configuration file {name} cannot be read ({exc}); accepted: the path of a readable "
+                          "UTF-8 JSON file") from None
     try:
         data = json.loads(text)
     except ValueError as exc:
-        raise ConfigError(f"configuration file {os.fspath(path)} is not valid JSON ({exc}); accepted: a JSON "
+        raise ConfigError(f"configuration file {name} is not valid JSON ({exc}); accepted: a JSON "
                           "object such as {\"period\": \"1s\", \"neuron_runtimes\": [...], "
                           "\"system_metrics\": [...]}") from None
     except RecursionError:
-        raise ConfigError(f"configuration file {os.fspath(path)} is nested too deeply; accepted: the "
+        raise ConfigError(f"configuration file {name} is nested too deeply; accepted: the "
                           "neuron-monitor configuration format") from None
-    return parse_config(data, os.fspath(path))
+    return parse_config(data, name)
 
 
 def default_config() -> MonitorConfig:
@@ -323,41 +331,6 @@ def default_config() -> MonitorConfig:
         (RuntimeGroupConfig(None, tuple(MetricGroup(t, DEFAULT_PERIOD_S) for t in RUNTIME_METRIC_TYPES)),),
         tuple(MetricGroup(t, DEFAULT_PERIOD_S) for t in SYSTEM_METRIC_TYPES),
     )
-
-
-# ---------------------------------------------------------------------------------------------- hardware counters
-
-
-def read_hardware_counters(root: Path, device_count: int) -> tuple[list[dict[str, int]], str]:
-    """Cumulative ECC counters per device and an error string: zeros, or ``nrt_lab.driver.faults``'s numbers.
-
-    The seam to fault injection: when a module ``nrt_lab.driver.faults`` with a function
-    ``hardware_counters(root)`` exists, its result is used; it may return ``{device_index: {counter: count}}``
-    or an iterable of dicts carrying ``neuron_device_index``; missing devices and counters count 0. Without
-    that module every counter is 0. The monitor reports the increase over each period.
-    """
-    devices = [{"neuron_device_index": i, **dict.fromkeys(HW_COUNTER_NAMES, 0)} for i in range(device_count)]
-    try:
-        faults = importlib.import_module("nrt_lab.driver.faults")
-    except ImportError:
-        return devices, ""
-    source = getattr(faults, "hardware_counters", None)
-    if source is None:
-        return devices, ""
-    try:
-        data = source(root)
-        items: Iterable[tuple[int, Any]]
-        if isinstance(data, Mapping):
-            items = ((int(k), v) for k, v in data.items())
-        else:
-            items = ((int(d["neuron_device_index"]), d) for d in data)
-        for index, counters in items:
-            if 0 <= index < device_count and isinstance(counters, Mapping):
-                for name in HW_COUNTER_NAMES:
-                    devices[index][name] = max(0, int(counters.get(name, 0)))
-    except Exception as exc:  # a fault-injection bug must not stop the monitor: report it in the group
-        return devices, f"failed to read hardware counters: {exc}"
-    return devices, ""
 
 
 # ---------------------------------------------------------------------------------------------- the monitor
@@ -382,16 +355,27 @@ class _Slot:
 def _log_line(label: str, message: str) -> str:
     now = time.time()
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
-    return f"{stamp} neuron-monitor {label}: {message}\n"
+    return f"{stamp} neuron-monitor {label}: {_cli.printable(message)}\n"
+
+
+def _event_wait(stop: threading.Event, seconds: float) -> bool:
+    return stop.wait(seconds)
 
 
 class NeuronMonitor:
-    """Collects due metric groups into reports (the tool without its command line)."""
+    """Collects due metric groups into reports (the tool without its command line).
+
+    ``clock`` (monotonic seconds) schedules the groups and ``wait(stop, seconds)`` waits for the next one
+    (True when ``stop`` was set): tests inject a fake clock whose ``wait`` advances it, so no test sleeps.
+    """
 
     def __init__(self, config: MonitorConfig, root: Path | None = None, verbose: int = 0,
-                 log: TextIO | None = None) -> None:
+                 log: TextIO | None = None, *, clock: Callable[[], float] = time.monotonic,
+                 wait: Callable[[threading.Event, float], bool] = _event_wait) -> None:
         self.config = config
         self.verbose = verbose
+        self.clock = clock
+        self._wait = wait
         self._log_stream = log
         self.machine: Machine = open_machine(root)
         self._patterns = [entry.pattern for entry in config.runtimes]
@@ -419,11 +403,11 @@ class NeuronMonitor:
     # -- scheduling
     def start(self) -> None:
         """Take the first samples (rates need two) and schedule every group one period from now."""
-        now = time.monotonic()
+        now = self.clock()
         for slot in self.slots:
             try:
                 self._sample_slot(slot, prime=True)
-            except StateError as exc:
+            except (OSError, ValueError, StateError) as exc:
                 self.log(1, f"cannot read the machine: {exc}")
             slot.next_due = now + slot.period
         self.started = True
@@ -433,7 +417,7 @@ class NeuronMonitor:
             f"{owner}:{g.type}@{g.period:g}s" for owner, g in self.config.groups()), label="INFO")
 
     def next_due(self) -> float:
-        """Monotonic time at which the next group is due (infinity when nothing is configured)."""
+        """Clock time at which the next group is due (infinity when nothing is configured)."""
         return min((slot.next_due for slot in self.slots), default=math.inf)
 
     # -- collection
@@ -441,7 +425,7 @@ class NeuronMonitor:
         """One report with the groups due now (call :meth:`start` first)."""
         if not self.started:
             self.start()
-        now = time.monotonic()
+        now = self.clock()
         due = [slot for slot in self.slots if slot.next_due <= now + _SLACK_S]
         for slot in due:
             slot.next_due += slot.period
@@ -461,7 +445,7 @@ class NeuronMonitor:
                 pattern = self._patterns[index]
                 for record in owners:
                     if pattern is None or pattern.search(record.tag):
-                        runtimes.setdefault((record.pid, record.start_time), _runtime_entry(record.pid, record.tag))
+                        runtimes.setdefault((record.pid, record.start_time), runtime_entry(record.pid, record.tag))
         for slot in due:
             if slot.owner == -1:
                 system_data.update(self._collect_system(slot))
@@ -488,7 +472,7 @@ class NeuronMonitor:
                 slot.context_switches = system.context_switch_count
                 if "neuron_hw_counters" in slot.types:
                     slot.hw_previous = self._hw_counters()[0]
-                    slot.hw_taken = time.monotonic()
+                    slot.hw_taken = self.clock()
             return system, period
         entry = self.config.runtimes[slot.owner]
         snap = slot.monitor.sample(entry.tag_filter)
@@ -502,7 +486,8 @@ class NeuronMonitor:
         started = time.perf_counter()
         try:
             snap = slot.monitor.sample(tag_filter)
-        except (OSError, StateError) as exc:
+        except (OSError, ValueError, StateError) as exc:
+            # ValueError: a damaged stats page (e.g. a core number the instance does not have).
             self.log(1, f"cannot read the runtimes: {exc}")
             return
         seen: set[tuple[int, float]] = set()
@@ -512,7 +497,7 @@ class NeuronMonitor:
                 continue
             key = (rt.pid, rt.start_time)
             seen.add(key)
-            entry = runtimes.setdefault(key, _runtime_entry(rt.pid, rt.tag))
+            entry = runtimes.setdefault(key, runtime_entry(rt.pid, rt.tag))
             if rt.error:
                 entry["error"] = rt.error
                 self.log(1, f"runtime {rt.pid} (tag {rt.tag}): {rt.error}")
@@ -522,34 +507,22 @@ class NeuronMonitor:
                 if kind in entry["report"]:
                     continue
                 if kind == "neuroncore_counters":
-                    entry["report"][kind] = _neuroncore_counters(rt, view)
+                    entry["report"][kind] = neuroncore_counters(rt, view)
                 elif kind == "execution_stats":
-                    entry["report"][kind] = self._execution_stats(slot, rt)
+                    before = slot.executions.get(key)
+                    slot.executions[key] = (dict(rt.execution_summary), dict(rt.error_summary))
+                    entry["report"][kind] = execution_stats(rt, before)
                 elif kind == "memory_used":
-                    entry["report"][kind] = _memory_used(rt)
+                    entry["report"][kind] = memory_used(rt, view)
                 elif kind == "neuron_runtime_vcpu_usage":
-                    entry["report"][kind] = _vcpu_usage(rt, vcpus)
+                    entry["report"][kind] = runtime_vcpu_usage(rt, vcpus)
+                group_error = entry["report"][kind].get("error")
+                if group_error:
+                    self.log(1, f"runtime {rt.pid} (tag {rt.tag}) {kind}: {group_error}")
         for gone in set(slot.executions) - seen:
             del slot.executions[gone]
         self.log(4, f"runtime groups {','.join(slot.types)} @{slot.period:g}s: {len(snap.runtimes)} runtimes "
                     f"in {1000 * (time.perf_counter() - started):.2f} ms")
-
-    def _execution_stats(self, slot: _Slot, rt: RuntimeSnapshot) -> dict[str, Any]:
-        key = (rt.pid, rt.start_time)
-        outcomes, errors = dict(rt.execution_summary), dict(rt.error_summary)
-        before = slot.executions.get(key)
-        slot.executions[key] = (outcomes, errors)
-        base_outcomes, base_errors = before if before is not None else ({}, {})
-        return {
-            "period": rt.period,
-            "error_summary": {k: _delta(errors.get(k, 0), base_errors.get(k, 0)) for k in ERROR_KINDS},
-            "execution_summary": {k: _delta(outcomes.get(k, 0), base_outcomes.get(k, 0)) for k in OUTCOMES},
-            "latency_stats": {
-                "total_latency": dict(rt.total_latency) if rt.total_latency is not None else None,
-                "device_latency": dict(rt.device_latency) if rt.device_latency is not None else None,
-            },
-            "error": "",
-        }
 
     def _collect_system(self, slot: _Slot) -> dict[str, Any]:
         started = time.perf_counter()
@@ -558,18 +531,11 @@ class NeuronMonitor:
         for kind in slot.types:
             if kind == "vcpu_usage":
                 switches = system.context_switch_count
-                delta = _delta(switches, slot.context_switches or 0)
+                delta = counter_delta(switches, slot.context_switches or 0)
                 slot.context_switches = switches
-                data[kind] = _system_vcpu(system, period, delta)
+                data[kind] = system_vcpu_usage(system, period, delta)
             elif kind == "memory_info":
-                data[kind] = {
-                    "period": period,
-                    "memory_total_bytes": system.memory_total_bytes,
-                    "memory_used_bytes": system.memory_used_bytes,
-                    "swap_total_bytes": system.swap_total_bytes,
-                    "swap_used_bytes": system.swap_used_bytes,
-                    "error": "",
-                }
+                data[kind] = memory_info(system, period)
             elif kind == "neuron_hw_counters":
                 data[kind] = self._hw_group(slot)
         self.log(4, f"system groups {','.join(slot.types)} @{slot.period:g}s in "
@@ -584,14 +550,9 @@ class NeuronMonitor:
         return read_hardware_counters(self.machine.root, count)
 
     def _hw_group(self, slot: _Slot) -> dict[str, Any]:
-        now = time.monotonic()
+        now = self.clock()
         current, error = self._hw_counters()
-        previous = {d["neuron_device_index"]: d for d in slot.hw_previous or []}
-        devices = []
-        for device in current:
-            before = previous.get(device["neuron_device_index"], {})
-            devices.append({"neuron_device_index": device["neuron_device_index"],
-                            **{name: _delta(device[name], before.get(name, 0)) for name in HW_COUNTER_NAMES}})
+        devices = hardware_counter_deltas(current, slot.hw_previous)
         period = now - slot.hw_taken if slot.hw_taken else slot.period
         slot.hw_previous, slot.hw_taken = current, now
         if error:
@@ -603,17 +564,8 @@ class NeuronMonitor:
             state = self.machine.state()
             driver = self.machine.driver()
         except (OSError, StateError) as exc:
-            message = f"cannot read the emulated machine: {exc}"
-            return {
-                "instance_info": {**_instance_info("", ""), "error": message},
-                "neuron_hardware_info": {**_hardware_info(None), "error": message},
-            }
-        hardware = _hardware_info(state.instance if driver is not None else None)
-        if driver is None:
-            hardware["error"] = ("Neuron Driver not found: the aws-neuronx-dkms package is not installed "
-                                 "(install it with: nrt-lab driver install)")
-        return {"instance_info": _instance_info(state.instance.name, state.instance_id),
-                "neuron_hardware_info": hardware}
+            return machine_info(None, None, f"cannot read the emulated machine: {exc}")
+        return machine_info(state, driver)
 
     # -- running
     def run(self, out: TextIO, count: int | None = None, stop: threading.Event | None = None) -> int:
@@ -626,8 +578,8 @@ class NeuronMonitor:
             if math.isinf(self.next_due()):
                 stop.wait()  # nothing to report, ever: wait for a signal
                 break
-            wait = self.next_due() - time.monotonic()
-            if wait > 0 and stop.wait(wait):
+            wait = self.next_due() - self.clock()
+            if wait > 0 and self._wait(stop, wait):
                 break
             line = json.dumps(self.collect(), separators=(",", ":"), allow_nan=False)
             out.write(line + "\n")
@@ -636,136 +588,7 @@ class NeuronMonitor:
         return written
 
 
-def _delta(now: int, before: int) -> int:
-    """Increase of a cumulative counter (a counter that went back, e.g. after a reset, restarts from 0)."""
-    return now - before if now >= before else now
-
-
-def _runtime_entry(pid: int, tag: str) -> dict[str, Any]:
-    return {"pid": pid, "address": "", "neuron_runtime_tag": tag, "error": "", "report": {}}
-
-
-def _neuroncore_counters(rt: RuntimeSnapshot, view: InstanceSpec) -> dict[str, Any]:
-    cores: dict[str, Any] = {}
-    for c in rt.cores:
-        data: dict[str, Any] = {"neuroncore_utilization": c.utilization, "flops": int(c.flops_per_s)}
-        if view.neuroncore_version == "v3d":
-            data["v3d"] = {f"nc_v3.{c.core * rt.lnc + k}": {"neuroncore_utilization": c.utilization}
-                           for k in range(rt.lnc)}
-        cores[str(c.core)] = data
-    return {"period": rt.period, "neuroncores_in_use": cores, "error": ""}
-
-
-def _subgraph_name(name: str) -> str:
-    match = re.fullmatch(r"sg_?(\d+)", name)
-    return f"sg_{int(match[1]):02d}" if match else name
-
-
-def _memory_used(rt: RuntimeSnapshot) -> dict[str, Any]:
-    host = {k: int(rt.host_memory.get(k, 0)) for k in HOST_MEMORY_KINDS}
-    per_core = {str(c.core): {k: int(c.memory.get(k, 0)) for k in DEVICE_MEMORY_KINDS} for c in rt.cores}
-    models = []
-    for m in rt.models:
-        names = m.subgraphs or ("sg00",)
-        device = {k: int(m.memory.get(k, 0)) for k in ("constants", "model_code", "runtime_memory", "tensors")}
-        subgraphs: dict[str, Any] = {}
-        for i, name in enumerate(names):
-            share = {k: v // len(names) + (v % len(names) if i == 0 else 0) for k, v in device.items()}
-            subgraphs[_subgraph_name(name)] = {
-                "memory_used_bytes": {
-                    "host": 0,
-                    "neuron_device": sum(share.values()),
-                    "usage_breakdown": {"host": dict.fromkeys(HOST_MEMORY_KINDS, 0), "neuron_device": share},
-                },
-                "neuroncore_index": m.core,
-                "neuron_device_index": m.device,
-            }
-        models.append({"name": m.name, "uuid": m.uuid, "model_id": m.model_id, "is_running": m.is_running,
-                       "subgraphs": subgraphs})
-    return {
-        "period": rt.period,
-        "neuron_runtime_used_bytes": {
-            "host": sum(host.values()),
-            "neuron_device": sum(sum(v.values()) for v in per_core.values()),
-            "usage_breakdown": {"host": host, "neuroncore_memory_usage": per_core},
-        },
-        "loaded_models": models,
-        "error": "",
-    }
-
-
-def _vcpu_usage(rt: RuntimeSnapshot, vcpus: int) -> dict[str, Any]:
-    user = rt.vcpu_user / vcpus if isinstance(rt.vcpu_user, (int, float)) else 0.0
-    system = rt.vcpu_system / vcpus if isinstance(rt.vcpu_system, (int, float)) else 0.0
-    return {"period": rt.period, "vcpu_usage": {"user": round(user, 2), "system": round(system, 2)}, "error": ""}
-
-
-def _system_vcpu(system: SystemSnapshot, period: float, context_switches: int) -> dict[str, Any]:
-    def rounded(usage: Mapping[str, float]) -> dict[str, float]:
-        return {k: round(float(v), 2) for k, v in usage.items()}
-
-    return {
-        "period": period,
-        "average_usage": rounded(system.average_usage),
-        "usage_data": {cpu: rounded(usage) for cpu, usage in system.per_cpu_usage.items()},
-        "context_switch_count": context_switches,
-        "error": "",
-    }
-
-
-def _instance_info(instance_type: str, instance_id: str) -> dict[str, Any]:
-    return {
-        "instance_name": EMULATED_PLACEMENT["instance_name"],
-        "instance_id": instance_id,
-        "instance_type": instance_type,
-        "instance_availability_zone": EMULATED_PLACEMENT["instance_availability_zone"],
-        "instance_availability_zone_id": EMULATED_PLACEMENT["instance_availability_zone_id"],
-        "instance_region": EMULATED_PLACEMENT["instance_region"],
-        "ami_id": EMULATED_PLACEMENT["ami_id"],
-        "subnet_id": EMULATED_PLACEMENT["subnet_id"],
-        "error": "",
-    }
-
-
-def _hardware_info(instance: InstanceSpec | None) -> dict[str, Any]:
-    if instance is None:
-        return {"neuron_device_type": "", "neuron_device_version": "", "neuroncore_version": "",
-                "neuron_device_count": 0, "neuron_device_memory_size": 0, "neuroncore_per_device_count": 0,
-                "logical_neuroncore_config": 0, "error": ""}
-    first = instance.devices[0] if instance.devices else None
-    return {
-        "neuron_device_type": instance.neuron_device_type,
-        "neuron_device_version": instance.neuron_device_version,
-        "neuroncore_version": instance.neuroncore_version,
-        "neuron_device_count": instance.device_count,
-        "neuron_device_memory_size": first.memory_bytes if first else 0,
-        "neuroncore_per_device_count": first.core_count if first else 0,
-        "logical_neuroncore_config": instance.lnc,
-        "error": "",
-    }
-
-
 # ---------------------------------------------------------------------------------------------- command line
-
-
-def _verbosity(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a verbosity; accepted: 0 to 4") from None
-    if not 0 <= value <= 4:
-        raise argparse.ArgumentTypeError(f"{value} is out of range; accepted: 0 to 4")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a count; accepted: an integer ≥ 1") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is out of range; accepted: an integer ≥ 1")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -776,9 +599,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-c", "--config-file", metavar="CONFIG",
                         help="neuron-monitor JSON configuration file (default: every metric group every 5s)")
-    parser.add_argument("--verbose", type=_verbosity, default=0, metavar="0-4",
+    parser.add_argument("--verbose", type=_cli.bounded_int("a verbosity", 0, 4), default=0, metavar="0-4",
                         help="stderr verbosity: 0 nothing (default), 4 maximum")
-    parser.add_argument("--count", type=_count, default=None, metavar="N",
+    parser.add_argument("--count", type=_cli.bounded_int("a count", 1), default=None, metavar="N",
                         help="nrt_lab extension: stop after N reports")
     return parser
 
@@ -789,39 +612,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config_file) if args.config_file else default_config()
     except ConfigError as exc:
-        print(f"neuron-monitor: error: {exc}", file=sys.stderr)
-        return 2
+        return _cli.error(PROG, str(exc), 2)
     try:
         monitor = NeuronMonitor(config, verbose=args.verbose)
-    except StateError as exc:
-        print(f"neuron-monitor: error: {exc}", file=sys.stderr)
-        return 1
-    stop = threading.Event()
+        device_user = register_device_user(monitor.machine.root)  # shows in `neuron-ls -a`
+    except _cli.machine_errors() as exc:
+        return _cli.error(PROG, str(exc))
 
-    def request_stop(signum: int, _frame: Any) -> None:
+    def stopping(signum: int) -> None:
         monitor.log(3, f"received {signal.Signals(signum).name}, stopping")
-        stop.set()
 
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    device_user = open_devices(open_machine().root, process_command_line())  # shows in `neuron-ls -a`
     try:
-        monitor.run(sys.stdout, args.count, stop)
-    except BrokenPipeError:
-        # The reader went away: silence the interpreter's final flush of stdout and end cleanly.
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            os.close(devnull)
-        except (OSError, ValueError):
-            pass
-        monitor.log(3, "stdout closed, stopping")
-    except StateError as exc:
-        print(f"neuron-monitor: error: {exc}", file=sys.stderr)
-        return 1
+        with _cli.stop_on_signals(stopping) as stop:
+            try:
+                monitor.run(sys.stdout, args.count, stop)
+            except BrokenPipeError:
+                _cli.silence_stdout()  # the reader went away: end cleanly, without the final flush's error
+                monitor.log(3, "stdout closed, stopping")
+    except _cli.machine_errors() as exc:
+        return _cli.error(PROG, str(exc))
     finally:
         device_user.release()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     return 0
 
 

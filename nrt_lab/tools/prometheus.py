@@ -33,8 +33,8 @@ exporter exits with status 0 at the end of its input, on SIGINT and on SIGTERM.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
-import signal
 import sys
 import threading
 import time
@@ -49,9 +49,11 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from nrt_lab.tools import _cli
+
 __all__ = [
+    "PROG",
     "INSTANCE_LABELS",
-    "NEURONCORE_MEMORY_KINDS",
     "ReportError",
     "NeuronMonitorCollector",
     "make_registry",
@@ -61,7 +63,6 @@ __all__ = [
 ]
 
 INSTANCE_LABELS = ("instance_name", "instance_id", "instance_type", "availability_zone", "region", "subnet_id")
-NEURONCORE_MEMORY_KINDS = ("constants", "model_code", "model_shared_scratchpad", "runtime_memory", "tensors")
 _INSTANCE_FIELDS = {  # label -> instance_info field
     "instance_name": "instance_name",
     "instance_id": "instance_id",
@@ -70,8 +71,25 @@ _INSTANCE_FIELDS = {  # label -> instance_info field
     "region": "instance_region",
     "subnet_id": "subnet_id",
 }
-_ECC_EVENTS = ("mem_ecc_corrected", "mem_ecc_uncorrected", "sram_ecc_corrected", "sram_ecc_uncorrected")
 _VCPU_AGGREGATION = {"user": ("user", "nice"), "system": ("system", "io_wait", "irq", "soft_irq")}
+PROG = "neuron-monitor-prometheus"
+
+
+@functools.cache
+def _report_kinds() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(NeuronCore memory categories, ECC counters) of neuron-monitor's report, defined once in the monitor
+    API and imported on first use: it pulls in numpy, which ``--help`` does not need."""
+    from nrt_lab.monitor import DEVICE_MEMORY_KINDS
+    from nrt_lab.monitor.report import HW_COUNTER_NAMES
+
+    return DEVICE_MEMORY_KINDS, HW_COUNTER_NAMES
+
+
+def __getattr__(name: str) -> Any:
+    """``NEURONCORE_MEMORY_KINDS``: the report's NeuronCore memory categories (imported on first use)."""
+    if name == "NEURONCORE_MEMORY_KINDS":
+        return _report_kinds()[0]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class ReportError(ValueError):
@@ -238,7 +256,7 @@ class NeuronMonitorCollector(Collector):
         per_core = _obj(breakdown.get("neuroncore_memory_usage"), "usage_breakdown.neuroncore_memory_usage")
         memory = {
             str(nc): {kind: _num(_obj(d, f"neuroncore_memory_usage.{nc}").get(kind),
-                                 f"neuroncore_memory_usage.{nc}.{kind}") for kind in NEURONCORE_MEMORY_KINDS}
+                                 f"neuroncore_memory_usage.{nc}.{kind}") for kind in _report_kinds()[0]}
             for nc, d in per_core.items()
         }
         state.used_bytes, state.core_memory = totals, memory
@@ -277,7 +295,7 @@ class NeuronMonitorCollector(Collector):
             index = device.get("neuron_device_index")
             if isinstance(index, bool) or not isinstance(index, int):
                 raise ReportError(f"neuron_devices[{i}].neuron_device_index is not an integer")
-            for event in _ECC_EVENTS:
+            for event in _report_kinds()[1]:
                 increments.append(((event, str(index)), _num(device.get(event), f"neuron_devices[{i}].{event}")))
         for key, amount in increments:
             self._system.ecc.setdefault(key, _Counter()).add(amount)
@@ -351,7 +369,7 @@ class NeuronMonitorCollector(Collector):
                 for location, value in rt.used_bytes.items():
                     family.add_metric(values([tag, location]), value)
         if any(rt.core_memory for _, rt in runtimes):
-            for kind in NEURONCORE_MEMORY_KINDS:
+            for kind in _report_kinds()[0]:
                 family = gauge(f"neuroncore_memory_usage_{kind}", f"NeuronCore memory utilization for {kind}",
                                [*rt_names, "memory_location", "neuroncore"])
                 for tag, rt in runtimes:
@@ -428,27 +446,17 @@ def serve(collector: NeuronMonitorCollector, lines: TextIO, errors: TextIO,
             skipped += 1
             problems = [f"skipping line {number}: {exc}"]
         for problem in problems:
-            print(f"neuron-monitor-prometheus: {problem}", file=errors, flush=True)
+            print(f"{PROG}: {_cli.printable(problem)}", file=errors, flush=True)
     return skipped
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port; accepted: 0 to 65535") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{value} is out of range; accepted: 0 to 65535 (0 = any free port)")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser: the real script's ``-p/--port`` plus ``--host``."""
     parser = argparse.ArgumentParser(
-        prog="neuron-monitor-prometheus",
+        prog=PROG,
         description="Serve neuron-monitor's JSON reports (read on stdin) as Prometheus metrics.",
     )
-    parser.add_argument("-p", "--port", type=_port, default=8000,
+    parser.add_argument("-p", "--port", type=_cli.bounded_int("a port", 0, 65535), default=8000,
                         help="HTTP port on which to run the server (default 8000; 0 = any free port)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default 127.0.0.1; the real script binds every interface)")
@@ -462,28 +470,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         server, thread = start_http_server(args.port, addr=args.host, registry=make_registry(collector))
     except OSError as exc:
-        print(f"neuron-monitor-prometheus: error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
-              file=sys.stderr)
-        return 1
+        return _cli.error(PROG, f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
     port = server.server_address[1]
-    print(f"Running HTTP prometheus server at port {port}", flush=True)
-
-    def request_stop(_signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    if not _cli.write_output(f"Running HTTP prometheus server at port {port}\n"):
+        return 0
     try:
-        serve(collector, sys.stdin, sys.stderr)
-    except KeyboardInterrupt:
-        pass
+        with _cli.interrupt_on_signals():
+            serve(collector, sys.stdin, sys.stderr)
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
