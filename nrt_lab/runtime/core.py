@@ -229,7 +229,7 @@ def _config_error_logger(environment: Mapping[str, str], root: Path | str | None
     except ConfigError:
         return NrtLogger(LogSettings(), None)
     syslog = None
-    if "syslog" in (settings.default_location, *settings.locations.values()):
+    if settings.uses_syslog:
         with contextlib.suppress(StateError, OSError):
             syslog = open_machine(root, environment).root / "log" / "syslog"
     return NrtLogger(settings, syslog)

@@ -312,7 +312,7 @@ class DriverStatus(LiveWidget):
             cores = "all (default)"
         timeout = config.exec_timeout_s if config.exec_timeout_s is not None else default_timeout
         return {"cores requested": cores, "process tag": config.process_tag,
-                "log level": f"{config.log.default_level.name} ({config.log.default_location})",
+                "log level": config.log.describe(),
                 "exec timeout": f"{timeout:g} s" if timeout is not None else "?",
                 "lnc": str(config.lnc) if config.lnc is not None else "instance default"}
 
