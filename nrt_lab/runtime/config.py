@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal
 
-from nrt_lab.errors import ConfigError
+from nrt_lab.errors import ConfigError, shown_value
 from nrt_lab.runtime.logging import COMPONENTS, LogSettings, parse_log_settings
 
 __all__ = [
@@ -86,7 +86,7 @@ def parse_visible_cores(raw: str, variable: str = "NEURON_RT_VISIBLE_CORES") -> 
         part = item.strip()
         match = _ITEM_RE.match(part)
         if not match:
-            what = "an empty item" if part == "" else f"{part!r} is not an id or a range of ids"
+            what = "an empty item" if part == "" else f"{shown_value(part)} is not an id or a range of ids"
             raise ConfigError(variable, raw, what, _VISIBLE_ACCEPTED)
         ids = [_small_int(text, MAX_CORE_ID) for text in match.groups() if text is not None]
         if None in ids:
@@ -95,7 +95,7 @@ def parse_visible_cores(raw: str, variable: str = "NEURON_RT_VISIBLE_CORES") -> 
             raise ConfigError(variable, raw, f"id {shown} is out of range (at most {MAX_CORE_ID})", _VISIBLE_ACCEPTED)
         first, last = ids[0] or 0, ids[-1] or 0
         if last < first:
-            raise ConfigError(variable, raw, f"range {part!r} runs backwards", _VISIBLE_ACCEPTED)
+            raise ConfigError(variable, raw, f"range {shown_value(part)} runs backwards", _VISIBLE_ACCEPTED)
         cores.update(range(first, last + 1))
     return VisibleCoresSpec(raw=raw, cores=tuple(sorted(cores)))
 
