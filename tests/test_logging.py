@@ -553,3 +553,14 @@ def test_info_level_shows_info_in_both_places(machine_root: Path, capsys: pytest
 )
 def test_settings_describe_themselves(env: dict[str, str], text: str) -> None:
     assert parse_log_settings(env).describe() == text
+
+
+@pytest.mark.parametrize("location", [{}, {"NEURON_RT_LOG_LOCATION": "syslog"}])
+def test_malformed_value_with_an_unusable_root_still_fails_cleanly(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                   location: Mapping[str, str]) -> None:
+    capsys.readouterr()
+    with pytest.raises(NrtError) as info:  # the syslog cannot be found: the error is on the console only
+        nrt_lab.init(env={"NRT_LAB_ROOT": str(tmp_path / "a\x00b"), "NEURON_RT_NUM_CORES": "x", **location})
+    assert info.value.status == NrtStatus.FAILURE
+    line = assert_single_log_line(capsys.readouterr().err, "ERROR", "NRT", "nrt_init")
+    assert line.message.startswith("NEURON_RT_NUM_CORES='x' is invalid")

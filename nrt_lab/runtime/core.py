@@ -230,7 +230,7 @@ def _config_error_logger(environment: Mapping[str, str], root: Path | str | None
         return NrtLogger(LogSettings(), None)
     syslog = None
     if settings.uses_syslog:
-        with contextlib.suppress(StateError, OSError):
+        with contextlib.suppress(StateError, OSError, ValueError):  # no usable root: console only
             syslog = open_machine(root, environment).root / "log" / "syslog"
     return NrtLogger(settings, syslog)
 
