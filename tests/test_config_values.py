@@ -325,7 +325,7 @@ def test_config_error_keeps_the_whole_value() -> None:
         RuntimeConfig.from_env({"NEURON_RT_NUM_CORES": HUGE})
     assert info.value.value == HUGE and info.value.variable == "NEURON_RT_NUM_CORES"
     assert str(info.value) == (f"NEURON_RT_NUM_CORES={HUGE[:40]!r}… (5000 characters) is invalid: the number is "
-                               "out of range; accepted: a whole number of NeuronCores ≥ 0 (0 means all)")
+                               "out of range; accepted: a whole number of NeuronCores from 0 to 65536 (0 means all)")
 
 
 @pytest.mark.parametrize("value", ["1e3", "2.5", ".5", "+30", "1E2", "600."])

@@ -164,6 +164,7 @@ def _parse_int(variable: str, raw: str, minimum: int, maximum: int, accepted: st
     return value
 
 
+_NUM_CORES_ACCEPTED = f"a whole number of NeuronCores from 0 to {MAX_NUM_CORES} (0 means all)"
 _DECIMAL_RE = re.compile(r"[+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
@@ -214,11 +215,11 @@ class RuntimeConfig:
         if env.get("NEURON_RT_NUM_CORES", "").strip() != "":
             num_cores = _parse_int(
                 "NEURON_RT_NUM_CORES", env["NEURON_RT_NUM_CORES"], 0, MAX_NUM_CORES,
-                "a whole number of NeuronCores ≥ 0 (0 means all)",
+                _NUM_CORES_ACCEPTED,
             )
         elif "NEURON_RT_NUM_CORES" in env:
             raise ConfigError("NEURON_RT_NUM_CORES", env["NEURON_RT_NUM_CORES"], "empty",
-                              "a whole number of NeuronCores ≥ 0 (0 means all)")
+                              _NUM_CORES_ACCEPTED)
 
         ncg = None
         if "NEURONCORE_GROUP_SIZES" in env:
