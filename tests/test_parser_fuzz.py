@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -195,3 +196,22 @@ def test_machine_file_reader(tmp_path_factory: pytest.TempPathFactory, document:
     else:
         assert state is not None and state.instance.total_cores > 0
     assert path.read_bytes() == before  # reading never rewrites
+
+
+def test_largest_core_list_an_environment_can_hold_is_cheap() -> None:
+    # Linux caps one environment string at 128 KiB: 16,000 overlapping full ranges. Expanding each range into
+    # a set took ~60 s of CPU; merging ranges takes milliseconds. CPU time (not wall time) keeps the bound
+    # meaningful on a loaded machine; the margin is over 50x.
+    raw = ",".join(["0-65535"] * 16_000)
+    start = time.process_time()
+    spec = parse_visible_cores(raw)
+    assert time.process_time() - start < 5.0
+    assert spec.cores == tuple(range(65536)) and spec.contiguous
+
+
+@pytest.mark.parametrize(("raw", "cores"), [
+    ("6,5,4", (4, 5, 6)), ("3-5,6", (3, 4, 5, 6)), ("1,1,0-2,2", (0, 1, 2)), ("5-9,0-3,2-6", tuple(range(10))),
+    ("3,5,6", (3, 5, 6)), ("7,0-1", (0, 1, 7)), ("0-0,0", (0,)), ("65535", (65535,)),
+])
+def test_core_list_ranges_merge(raw: str, cores: tuple[int, ...]) -> None:
+    assert parse_visible_cores(raw).cores == cores

@@ -81,23 +81,31 @@ def parse_visible_cores(raw: str, variable: str = "NEURON_RT_VISIBLE_CORES") -> 
     text = raw.strip()
     if text == "":
         return VisibleCoresSpec(raw=raw, cores=())
-    cores: set[int] = set()
+    ranges: list[tuple[int, int]] = []
     for item in text.split(","):
         part = item.strip()
         match = _ITEM_RE.match(part)
         if not match:
             what = "an empty item" if part == "" else f"{shown_value(part)} is not an id or a range of ids"
             raise ConfigError(variable, raw, what, _VISIBLE_ACCEPTED)
-        ids = [_small_int(text, MAX_CORE_ID) for text in match.groups() if text is not None]
-        if None in ids:
-            shown = next(t for t in match.groups() if t is not None and _small_int(t, MAX_CORE_ID) is None)
-            shown = shown if len(shown) <= 12 else f"of {len(shown)} digits"
+        written = [group for group in match.groups() if group is not None]
+        ids = [_small_int(group, MAX_CORE_ID) for group in written]
+        first, last = ids[0], ids[-1]
+        if first is None or last is None:
+            bad = written[0] if first is None else written[-1]
+            shown = bad if len(bad) <= 12 else f"of {len(bad)} digits"
             raise ConfigError(variable, raw, f"id {shown} is out of range (at most {MAX_CORE_ID})", _VISIBLE_ACCEPTED)
-        first, last = ids[0] or 0, ids[-1] or 0
         if last < first:
             raise ConfigError(variable, raw, f"range {shown_value(part)} runs backwards", _VISIBLE_ACCEPTED)
-        cores.update(range(first, last + 1))
-    return VisibleCoresSpec(raw=raw, cores=tuple(sorted(cores)))
+        ranges.append((first, last))
+    # Merged as ranges, not expanded item by item: thousands of "0-65535" items stay cheap.
+    cores: list[int] = []
+    end = -1  # every id ≤ end is already in cores
+    for first, last in sorted(ranges):
+        if last > end:
+            cores.extend(range(max(first, end + 1), last + 1))
+            end = last
+    return VisibleCoresSpec(raw=raw, cores=tuple(cores))
 
 
 @dataclass(frozen=True)
