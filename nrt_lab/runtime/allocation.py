@@ -1,4 +1,4 @@
-"""NeuronCore allocation with libnrt 2.x semantics (SPEC §0 and §2) over the driver's per-core locks.
+"""NeuronCore allocation with libnrt 2.x semantics over the driver's per-core locks (docs/behaviour.md).
 
 * neither variable set: every core, all or nothing;
 * ``NEURON_RT_VISIBLE_CORES``: exactly those (contiguous) cores; it wins over ``NEURON_RT_NUM_CORES``;

@@ -1,7 +1,10 @@
-"""Every NEURON_RT_* variable the emulated runtime reads, parsed once into a frozen dataclass.
+"""Every NEURON_* variable the emulated runtime reads, parsed once into a frozen dataclass, and the one list of
+the variables the runtime documents (:data:`KNOWN_VARIABLES`) with the messages logged about them.
 
 Nothing else in nrt_lab reads ``os.environ`` for runtime settings. A malformed value raises
-:class:`ConfigError` naming the variable, the value and what is accepted (SPEC §0: status NRT_FAILURE).
+:class:`ConfigError` naming the variable, the value (shortened when huge) and what is accepted; init() turns
+it into NRT_FAILURE (docs/behaviour.md). Numbers are ASCII digits only and are bounded before conversion, so
+no value reaches Python's int() digit limit or takes unbounded time.
 Checks that need the instance (core ids against the core count) live in :mod:`nrt_lab.runtime.allocation`.
 """
 
@@ -28,7 +31,10 @@ __all__ = [
     "VariableStatus",
     "KNOWN_VARIABLES",
     "ASYNC_REMOVED_WARNING",
+    "MAX_CORE_ID",
     "MAX_EXEC_TIMEOUT_S",
+    "MAX_NCG_GROUPS",
+    "MAX_NUM_CORES",
     "MAX_PROCESS_TAG",
     "closest_known_variable",
     "ncg_conflict",

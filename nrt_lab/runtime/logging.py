@@ -1,8 +1,9 @@
-"""libnrt's log: SPEC §4 line layout, levels, and console / syslog / file locations per component.
+"""libnrt's log: line layout, levels, and console / syslog / file destinations per component.
 
-Lines look like ``2025-Sep-19 18:57:20.813269  4444:4444  ERROR   NRT:nrt_infodump      …``. SPEC gives the
-layout as ``"%s %5d:%-5d %5s %4s:%-40s%s"`` but its own sample (and libnrt's real lines) put three spaces
-between ``ERROR`` and ``NRT``; we follow the sample, i.e. the module is right-aligned in 5 columns.
+Lines look like ``2025-Sep-19 18:57:20.813269  4444:4444  ERROR   NRT:nrt_infodump      …`` (docs/behaviour.md,
+"log format"). The documentation gives the layout as ``"%s %5d:%-5d %5s %4s:%-40s%s"`` but its own sample
+(and libnrt's real lines) put three spaces between ``ERROR`` and ``NRT``; we follow the sample, i.e. the
+module is right-aligned in 5 columns.
 
 Destinations follow the runtime's documented defaults (docs/behaviour.md, "log destinations"): every line at
 INFO and above goes to the emulated syslog (``<root>/log/syslog``) and lines at ERROR and above to the console
@@ -218,7 +219,7 @@ def format_line(level: LogLevel, module: str, function: str, message: str, *, pi
                 now: _dt.datetime | None = None) -> str:
     """One console/file line in libnrt's layout."""
     stamp = _timestamp(now or _dt.datetime.now())
-    # printf layout kept on purpose: it is libnrt's own format string (SPEC §4).
+    # printf layout kept on purpose: it is libnrt's own format string (docs/behaviour.md, "log format").
     return "%s %5d:%-5d %5s %5s:%-40s%s" % (stamp, pid, tid, level.name, module, function, message)  # noqa: UP031
 
 
