@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["NrtStatus", "NrtError", "ConfigError", "status_description"]
+__all__ = ["NrtStatus", "NrtError", "ConfigError", "status_description", "shown_value", "SHOWN_VALUE_LIMIT",
+           "SHOWN_VALUE_HEAD"]
 
 
 class NrtStatus(enum.IntEnum):
@@ -98,12 +99,26 @@ class NrtError(RuntimeError):
         super().__init__(f"NRT Error {self.status.c_name}({int(self.status)}): {message}")
 
 
+SHOWN_VALUE_LIMIT = 200  # a longer value is shown as its first SHOWN_VALUE_HEAD characters and its length
+SHOWN_VALUE_HEAD = 40
+
+
+def shown_value(value: str) -> str:
+    """``repr(value)``, or ``'<first 40 characters>'… (N characters)`` for a value over 200 characters."""
+    if len(value) <= SHOWN_VALUE_LIMIT:
+        return repr(value)
+    return f"{value[:SHOWN_VALUE_HEAD]!r}… ({len(value)} characters)"
+
+
 class ConfigError(ValueError):
-    """A NEURON_* variable holds a value the runtime does not accept; names the variable, value and choices."""
+    """A NEURON_* variable holds a value the runtime does not accept; names the variable, value and choices.
+
+    ``value`` keeps the whole value; the message shortens a huge one (:func:`shown_value`).
+    """
 
     def __init__(self, variable: str, value: str, reason: str, accepted: str) -> None:
         self.variable = variable
         self.value = value
         self.reason = reason
         self.accepted = accepted
-        super().__init__(f"{variable}={value!r} is invalid: {reason}; accepted: {accepted}")
+        super().__init__(f"{variable}={shown_value(value)} is invalid: {reason}; accepted: {accepted}")

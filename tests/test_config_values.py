@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
 import nrt_lab
+import nrt_lab.runtime.config as config_module
+import nrt_lab.runtime.logging as logging_module
 from conftest import assert_single_log_line, parse_log_lines
 from nrt_lab import NrtError, NrtStatus
 from nrt_lab.driver import Machine
+from nrt_lab.errors import ConfigError
+from nrt_lab.runtime.config import (
+    ASYNC_REMOVED_WARNING,
+    KNOWN_VARIABLES,
+    RuntimeConfig,
+    closest_known_variable,
+    ncg_conflict,
+    ncg_deprecation_warning,
+)
+from nrt_lab.runtime.logging import COMPONENTS
 
 LONG_TAG = "t" * 256
 
@@ -236,3 +249,124 @@ def test_env_argument_does_not_leak_into_os_environ(machine_root: Path) -> None:
     with nrt_lab.init(env={"NRT_LAB_ROOT": str(machine_root), "NEURON_RT_VISIBLE_CORES": "2"}) as runtime:
         assert runtime.cores == (2,)
     assert "NEURON_RT_VISIBLE_CORES" not in os.environ
+
+
+# ------------------------------------------------------------------------------------------------ huge and odd values
+# Python's int() refuses strings of more than 4,300 digits with a ValueError of its own, and accepts Unicode
+# digits ("٣", "２") that libnrt would not: every numeric variable must give one ConfigError naming it instead.
+
+HUGE = "1" * 5000
+HUGE_VALUES: list[tuple[str, str]] = [
+    ("NEURON_RT_NUM_CORES", HUGE),
+    ("NEURON_RT_VISIBLE_CORES", HUGE),
+    ("NEURON_RT_VISIBLE_CORES", "0-" + HUGE),
+    ("NEURON_RT_VISIBLE_CORES", ",".join(["0"] * 3000) + ",x"),
+    ("NEURON_LOGICAL_NC_CONFIG", HUGE),
+    ("NEURON_RT_VIRTUAL_CORE_SIZE", HUGE),
+    ("NEURONCORE_GROUP_SIZES", HUGE),
+    ("NEURONCORE_GROUP_SIZES", HUGE + "x1"),
+    ("NEURONCORE_GROUP_SIZES", "1x" + HUGE),
+    ("NEURONCORE_GROUP_SIZES", ",".join(["1"] * 5000)),
+    ("NEURON_RT_EXEC_TIMEOUT", HUGE),
+    ("NEURON_RT_EXEC_TIMEOUT", "1" * 300),
+    ("NEURON_RT_EXEC_TIMEOUT", "1e999"),
+    ("NEURON_RT_EXEC_TIMEOUT", "1e300"),
+    ("NEURON_PROCESS_TAG", "t" * 100_000),
+]
+
+UNICODE_DIGITS: list[tuple[str, str]] = [
+    ("NEURON_RT_NUM_CORES", "٣"),  # ARABIC-INDIC DIGIT THREE: int() would accept it
+    ("NEURON_RT_NUM_CORES", "２"),  # FULLWIDTH DIGIT TWO
+    ("NEURON_RT_VISIBLE_CORES", "１"),
+    ("NEURON_RT_VISIBLE_CORES", "0-٣"),
+    ("NEURON_LOGICAL_NC_CONFIG", "١"),
+    ("NEURON_RT_VIRTUAL_CORE_SIZE", "۱"),  # EXTENDED ARABIC-INDIC DIGIT ONE
+    ("NEURONCORE_GROUP_SIZES", "٢x١"),
+    ("NEURONCORE_GROUP_SIZES", "2,٢"),
+    ("NEURON_RT_EXEC_TIMEOUT", "٣٠"),  # float() would accept it too
+    ("NEURON_RT_EXEC_TIMEOUT", "1_000"),  # so would it this
+    ("NEURON_RT_EXEC_TIMEOUT", "infinity"),
+    ("NEURON_RT_LOG_LEVEL", "ınfo"),  # DOTLESS I: "ınfo".upper() == "INFO"
+    ("NEURON_RT_LOG_LEVEL", "quıet"),
+]
+
+
+@pytest.mark.parametrize(("variable", "value"), HUGE_VALUES + UNICODE_DIGITS,
+                         ids=[f"{v}={val[:10]!r}…{len(val)}" for v, val in HUGE_VALUES + UNICODE_DIGITS])
+def test_huge_and_non_ascii_values_fail_cleanly(machine_root: Path, machine: Machine,
+                                                capsys: pytest.CaptureFixture[str], variable: str,
+                                                value: str) -> None:
+    capsys.readouterr()
+    with pytest.raises(NrtError) as info:
+        nrt_lab.init(env={"NRT_LAB_ROOT": str(machine_root), variable: value})
+    assert info.value.status == NrtStatus.FAILURE
+    line = assert_single_log_line(capsys.readouterr().err, "ERROR", "NRT", "nrt_init")
+    assert line.message == info.value.message
+    assert line.message.startswith(f"{variable}=") and "accepted: " in line.message
+    if len(value) > 200:  # shown shortened: the first 40 characters and the length
+        assert line.message.startswith(f"{variable}={value[:40]!r}… ({len(value)} characters) is invalid: ")
+        assert len(line.message) < 600
+    else:
+        assert f"{variable}={value!r}" in line.message
+    assert machine.owners() == []
+
+
+def test_leading_zeros_are_not_a_huge_number(machine_root: Path) -> None:
+    env = {"NRT_LAB_ROOT": str(machine_root), "NEURON_RT_NUM_CORES": "0" * 4999 + "2",
+           "NEURON_RT_EXEC_TIMEOUT": "0" * 30 + "45"}
+    with nrt_lab.init(env=env) as runtime:
+        assert runtime.cores == (0, 1) and runtime.exec_timeout_s == 45.0
+    with nrt_lab.init(env={"NRT_LAB_ROOT": str(machine_root), "NEURON_RT_VISIBLE_CORES": "0" * 5000 + "3-04"}) as rt:
+        assert rt.cores == (3, 4)
+
+
+def test_config_error_keeps_the_whole_value() -> None:
+    with pytest.raises(ConfigError) as info:
+        RuntimeConfig.from_env({"NEURON_RT_NUM_CORES": HUGE})
+    assert info.value.value == HUGE and info.value.variable == "NEURON_RT_NUM_CORES"
+    assert str(info.value) == (f"NEURON_RT_NUM_CORES={HUGE[:40]!r}… (5000 characters) is invalid: the number is "
+                               "out of range; accepted: a whole number of NeuronCores from 0 to 65536 (0 means all)")
+
+
+@pytest.mark.parametrize("value", ["1e3", "2.5", ".5", "+30", "1E2", "600."])
+def test_exec_timeout_decimal_forms(value: str) -> None:
+    assert RuntimeConfig.from_env({"NEURON_RT_EXEC_TIMEOUT": value}).exec_timeout_s == float(value)
+
+
+# ------------------------------------------------------------------------------------------------ one source
+
+
+def test_every_variable_the_runtime_reads_is_known() -> None:
+    names: set[str] = set()
+    for module in (config_module, logging_module):
+        source = Path(module.__file__ or "").read_text(encoding="utf-8")
+        names |= set(re.findall(r'"((?:NEURON|AWS_NEURON)[A-Z0-9_]*[A-Z0-9])"', source))
+    names |= {f"NEURON_RT_LOG_{kind}_{c}" for kind in ("LEVEL", "LOCATION") for c in COMPONENTS}
+    assert names and names <= set(KNOWN_VARIABLES), sorted(names - set(KNOWN_VARIABLES))
+    read = {name for name, info in KNOWN_VARIABLES.items() if info.status != "accepted"}
+    assert read <= names | {"NEURON_RT_LOG_LEVEL_NRT"}, sorted(read - names)  # documented ones are really read
+    assert all(info.name == name and name.isupper() for name, info in KNOWN_VARIABLES.items())
+    assert all(info.instead for info in KNOWN_VARIABLES.values() if info.status in ("deprecated", "removed", "legacy"))
+
+
+@pytest.mark.parametrize(("typo", "meant"), [
+    ("NEURON_RT_VISIBLE_CORE", "NEURON_RT_VISIBLE_CORES"),
+    ("NEURON_RT_NUM_CORE", "NEURON_RT_NUM_CORES"),
+    ("NEURON_RT_EXEC_TIMEOUTS", "NEURON_RT_EXEC_TIMEOUT"),
+    ("NEURON_RT_VISIBLE_CORES", None),
+    ("NEURON_RT_SOMETHING_ELSE", None),
+])
+def test_closest_known_variable(typo: str, meant: str | None) -> None:
+    assert closest_known_variable(typo) == meant
+
+
+def test_init_logs_the_shared_messages(machine_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    env = {"NEURONCORE_GROUP_SIZES": "1,1", "NEURON_RT_ASYNC_EXEC_MAX_INFLIGHT_REQUESTS": "3"}
+    with _init_with_warnings(machine_root, env):
+        pass
+    assert [line.message for line in parse_log_lines(capsys.readouterr().err)] == [
+        ncg_deprecation_warning("1,1"), ASYNC_REMOVED_WARNING]
+    config = RuntimeConfig.from_env({"NEURONCORE_GROUP_SIZES": "1", "NEURON_RT_VISIBLE_CORES": "0-3"})
+    assert ncg_conflict(config, mxnet=False) is None
+    assert "with MXNet" in (ncg_conflict(config, mxnet=True) or "")

@@ -15,7 +15,7 @@ import pytest
 import nrt_lab
 from conftest import OwnerFactory, assert_single_log_line, busy_message, parse_log_lines
 from nrt_lab import NrtError, NrtStatus
-from nrt_lab.runtime.logging import LogLevel, format_line, format_syslog_line
+from nrt_lab.runtime.logging import LogLevel, NrtLogger, format_line, format_syslog_line, parse_log_settings
 
 SAMPLE_TIME = dt.datetime(2025, 9, 19, 18, 57, 20, 813269)
 NOT_CONTIGUOUS = {"NEURON_RT_VISIBLE_CORES": "3,5,6"}
@@ -191,7 +191,9 @@ def syslog_lines(root: Path) -> list[re.Match[str]]:
 def test_syslog_location_writes_the_machine_syslog(machine_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     capsys.readouterr()
     init_failing(machine_root, {"NEURON_RT_LOG_LOCATION": "syslog", **NOT_CONTIGUOUS})
-    assert capsys.readouterr() == ("", "")
+    # ERROR lines still reach the console with LOCATION=syslog (docs/behaviour.md, log destinations).
+    assert_single_log_line(capsys.readouterr().err, "ERROR", "NRT", "nrt_allocate_neuron_cores",
+                           "Neuron cores are not contiguous")
     (line,) = syslog_lines(machine_root)
     assert (line["host"], int(line["pid"]), int(line["tid"])) == (
         socket.gethostname(), os.getpid(), threading.get_native_id())
@@ -205,20 +207,24 @@ def test_syslog_location_writes_the_machine_syslog(machine_root: Path, capsys: p
     assert lines[1]["message"] == started_line()
 
 
-def test_syslog_location_for_a_malformed_value(machine_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("location", [{}, {"NEURON_RT_LOG_LOCATION": "syslog"}])
+def test_malformed_value_reaches_console_and_syslog(machine_root: Path, capsys: pytest.CaptureFixture[str],
+                                                    location: Mapping[str, str]) -> None:
     capsys.readouterr()
-    init_failing(machine_root, {"NEURON_RT_LOG_LOCATION": "syslog", "NEURON_RT_EXEC_TIMEOUT": "abc"})
-    assert capsys.readouterr() == ("", "")
+    init_failing(machine_root, {**location, "NEURON_RT_EXEC_TIMEOUT": "abc"})
+    console = assert_single_log_line(capsys.readouterr().err, "ERROR", "NRT", "nrt_init")
     (line,) = syslog_lines(machine_root)
     assert line["level"] == "ERROR" and "NEURON_RT_EXEC_TIMEOUT='abc'" in line["message"]
+    assert line["message"] == console.message
 
 
 def test_syslog_busy_line_from_a_real_owner(owner_process: OwnerFactory, machine_root: Path) -> None:
     assert owner_process({"NEURON_RT_VISIBLE_CORES": "4-7"}).cores == (4, 5, 6, 7)
     loser = owner_process({"NEURON_RT_VISIBLE_CORES": "6-9", "NEURON_RT_LOG_LOCATION": "syslog"})
     assert not loser.ok
-    assert loser.stderr() == ""
-    (line,) = syslog_lines(machine_root)
+    assert_single_log_line(loser.stderr(), "ERROR", "NRT", "nrt_allocate_neuron_cores", busy_message("nc6-nc9", 24),
+                           pid=loser.pid)
+    (line,) = [m for m in syslog_lines(machine_root) if m["level"] == "ERROR"]  # the holder logged its start
     assert int(line["pid"]) == loser.pid
     assert (line["function"], line["message"]) == ("nrt_allocate_neuron_cores", busy_message("nc6-nc9", 24))
 
@@ -250,7 +256,7 @@ def test_component_location_file(machine_root: Path, tmp_path: Path, capsys: pyt
     extra = {"NEURON_RT_LOG_LOCATION_NRT": str(log_file), "NEURON_RT_LOG_LEVEL": "INFO"}
     init_and_close(machine_root, extra)
     init_failing(machine_root, {**extra, **NOT_CONTIGUOUS})
-    assert capsys.readouterr() == ("", "")
+    assert_single_log_line(capsys.readouterr().err, "ERROR", "NRT", "nrt_allocate_neuron_cores")  # errors only
     lines = parse_log_lines(log_file.read_text(encoding="utf-8"))
     assert [(line.level, line.function) for line in lines] == [
         ("INFO", "nrt_init"), ("INFO", "nrt_close"), ("ERROR", "nrt_allocate_neuron_cores")]
@@ -263,20 +269,22 @@ def test_component_location_tdrv_file_keeps_nrt_on_console(machine_root: Path, t
     (machine_root / "machine.json").write_text("[]", encoding="utf-8")
     capsys.readouterr()
     init_failing(machine_root, {"NEURON_RT_LOG_LOCATION_TDRV": str(tdrv_log)})
-    assert capsys.readouterr().err == ""
+    console = assert_single_log_line(capsys.readouterr().err, "ERROR", "TDRV", "tdrv_init")  # errors still shown
     line = assert_single_log_line(tdrv_log.read_text(encoding="utf-8"), "ERROR", "TDRV", "tdrv_init")
-    assert "expected a JSON object" in line.message
-    # NRT lines still go to the console.
+    assert "expected a JSON object" in line.message and line.message == console.message
+    # NRT lines go to the console and the syslog, not to TDRV's file.
     (machine_root / "machine.json").unlink()
     init_failing(machine_root, {"NEURON_RT_LOG_LOCATION_TDRV": str(tdrv_log), **NOT_CONTIGUOUS})
     assert_single_log_line(capsys.readouterr().err, "ERROR", "NRT", "nrt_allocate_neuron_cores")
+    assert [m["module"] for m in syslog_lines(machine_root)] == ["NRT"]
     assert len(parse_log_lines(tdrv_log.read_text(encoding="utf-8"))) == 1
 
 
 def test_component_location_syslog(machine_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     capsys.readouterr()
-    init_failing(machine_root, {"NEURON_RT_LOG_LOCATION_NRT": "syslog", **NOT_CONTIGUOUS})
-    assert capsys.readouterr().err == ""
+    init_failing(machine_root, {"NEURON_RT_LOG_LOCATION": "console", "NEURON_RT_LOG_LOCATION_NRT": "syslog",
+                                **NOT_CONTIGUOUS})
+    assert_single_log_line(capsys.readouterr().err, "ERROR", "NRT", "nrt_allocate_neuron_cores")
     (line,) = syslog_lines(machine_root)
     assert line["message"] == "Neuron cores are not contiguous"
 
@@ -306,3 +314,253 @@ def test_syslog_of_an_unusable_state_root_falls_back_to_console(machine_root: Pa
     finally:
         machine_root.chmod(0o700)
     assert not (machine_root / "log" / "syslog").exists()
+
+
+# ------------------------------------------------------------------------------------------------ destinations
+# The rule (docs/behaviour.md, "log destinations"): by default INFO and above go to the syslog and ERROR and
+# above to the console; a level L sets both to L; LOCATION=console: console only; =syslog (or, per component, a
+# file): there only, at L, but ERROR lines still reach the console; QUIET silences everything. The expectations
+# below are written out by hand from that rule, not computed by the code under test.
+
+LEVEL_LETTERS = {"T": LogLevel.TRACE, "D": LogLevel.DEBUG, "I": LogLevel.INFO, "W": LogLevel.WARN,
+                 "E": LogLevel.ERROR}
+MODULES = ("NRT", "NMGR", "TDRV", "HAL")  # HAL has no variables of its own: it follows the defaults
+
+# level → (console, syslog) levels that get through, per location: unset, console, syslog; then
+# (console, file) for a per-component file location.
+DESTINATIONS: dict[str | None, tuple[tuple[str, str], tuple[str, str], tuple[str, str], tuple[str, str]]] = {
+    None: (("E", "IWE"), ("E", ""), ("E", "IWE"), ("E", "IWE")),
+    "ERROR": (("E", "E"), ("E", ""), ("E", "E"), ("E", "E")),
+    "WARNING": (("WE", "WE"), ("WE", ""), ("E", "WE"), ("E", "WE")),
+    "WARN": (("WE", "WE"), ("WE", ""), ("E", "WE"), ("E", "WE")),
+    "INFO": (("IWE", "IWE"), ("IWE", ""), ("E", "IWE"), ("E", "IWE")),
+    "DEBUG": (("DIWE", "DIWE"), ("DIWE", ""), ("E", "DIWE"), ("E", "DIWE")),
+    "TRACE": (("TDIWE", "TDIWE"), ("TDIWE", ""), ("E", "TDIWE"), ("E", "TDIWE")),
+    "QUIET": (("", ""), ("", ""), ("", ""), ("", "")),
+}
+LOCATIONS = (None, "console", "syslog")
+
+
+def emit_everything(env: Mapping[str, str], syslog: Path | None) -> None:
+    """One line per module and level through a logger configured from ``env``; message ``<module>.<letter>``."""
+    logger = NrtLogger(parse_log_settings(env), syslog)
+    for module in MODULES:
+        for letter, level in LEVEL_LETTERS.items():
+            logger.log(level, module, "nrt_test", f"{module}.{letter}")
+
+
+def received(console: str, syslog: Path, file: Path | None = None) -> dict[str, dict[str, str]]:
+    """Per destination and module, the level letters that arrived (in emission order), layouts checked."""
+    got: dict[str, dict[str, str]] = {"console": {}, "syslog": {}, "file": {}}
+
+    def note(where: str, level: str, module: str, message: str) -> None:
+        assert message.startswith(f"{module}.") and LEVEL_LETTERS[message[-1]].name == level, (where, message)
+        got[where][module] = got[where].get(module, "") + message[-1]
+
+    for line in parse_log_lines(console):
+        note("console", line.level, line.module, line.message)
+    if syslog.exists():
+        for match in syslog_lines(syslog.parent.parent):
+            note("syslog", match["level"], match["module"], match["message"])
+    if file is not None and file.exists():
+        for line in parse_log_lines(file.read_text(encoding="utf-8")):
+            note("file", line.level, line.module, line.message)
+    return got
+
+
+def only(letters: str, modules: tuple[str, ...] = MODULES) -> dict[str, str]:
+    return {module: letters for module in modules if letters}
+
+
+@pytest.mark.parametrize("location_index", range(len(LOCATIONS)), ids=[str(x) for x in LOCATIONS])
+@pytest.mark.parametrize("level", list(DESTINATIONS), ids=[str(x) for x in DESTINATIONS])
+def test_level_and_location_matrix(tmp_path: Path, capsys: pytest.CaptureFixture[str], level: str | None,
+                                   location_index: int) -> None:
+    syslog = tmp_path / "log" / "syslog"
+    syslog.parent.mkdir()
+    location = LOCATIONS[location_index]
+    env = {**({} if level is None else {"NEURON_RT_LOG_LEVEL": level}),
+           **({} if location is None else {"NEURON_RT_LOG_LOCATION": location})}
+    capsys.readouterr()
+    emit_everything(env, syslog)
+    console, to_syslog = DESTINATIONS[level][location_index]
+    assert received(capsys.readouterr().err, syslog) == {
+        "console": only(console), "syslog": only(to_syslog), "file": {}}
+
+
+@pytest.mark.parametrize("component", ["NRT", "NMGR", "TDRV"])
+@pytest.mark.parametrize("level", list(DESTINATIONS), ids=[str(x) for x in DESTINATIONS])
+def test_level_with_a_component_file_location(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                              level: str | None, component: str) -> None:
+    syslog = tmp_path / "log" / "syslog"
+    syslog.parent.mkdir()
+    file = tmp_path / f"{component.lower()}.log"
+    env = {**({} if level is None else {"NEURON_RT_LOG_LEVEL": level}),
+           f"NEURON_RT_LOG_LOCATION_{component}": str(file)}
+    capsys.readouterr()
+    emit_everything(env, syslog)
+    others = tuple(m for m in MODULES if m != component)
+    default_console, default_syslog = DESTINATIONS[level][0]
+    file_console, to_file = DESTINATIONS[level][3]
+    assert received(capsys.readouterr().err, syslog, file) == {
+        "console": {**only(default_console, others), **only(file_console, (component,))},
+        "syslog": only(default_syslog, others),
+        "file": only(to_file, (component,)),
+    }
+
+
+# env → per destination, per module: the letters that arrive.
+OVERRIDES: list[tuple[dict[str, str], dict[str, dict[str, str]]]] = [
+    ({"NEURON_RT_LOG_LEVEL_NRT": "INFO"},
+     {"console": {"NRT": "IWE", "NMGR": "E", "TDRV": "E", "HAL": "E"}, "syslog": only("IWE")}),
+    ({"NEURON_RT_LOG_LEVEL": "INFO", "NEURON_RT_LOG_LEVEL_TDRV": "ERROR"},
+     {"console": {"NRT": "IWE", "NMGR": "IWE", "TDRV": "E", "HAL": "IWE"},
+      "syslog": {"NRT": "IWE", "NMGR": "IWE", "TDRV": "E", "HAL": "IWE"}}),
+    ({"NEURON_RT_LOG_LEVEL_NMGR": "debug", "NEURON_RT_LOG_LEVEL_TDRV": "Trace"},
+     {"console": {"NRT": "E", "NMGR": "DIWE", "TDRV": "TDIWE", "HAL": "E"},
+      "syslog": {"NRT": "IWE", "NMGR": "DIWE", "TDRV": "TDIWE", "HAL": "IWE"}}),
+    ({"NEURON_RT_LOG_LOCATION_NMGR": "console"},
+     {"console": only("E"), "syslog": {"NRT": "IWE", "TDRV": "IWE", "HAL": "IWE"}}),
+    ({"NEURON_RT_LOG_LOCATION": "console", "NEURON_RT_LOG_LOCATION_TDRV": "syslog"},
+     {"console": only("E"), "syslog": {"TDRV": "IWE"}}),
+    ({"NEURON_RT_LOG_LOCATION": "syslog", "NEURON_RT_LOG_LOCATION_NRT": "console", "NEURON_RT_LOG_LEVEL": "WARN"},
+     {"console": {"NRT": "WE", "NMGR": "E", "TDRV": "E", "HAL": "E"},
+      "syslog": {"NMGR": "WE", "TDRV": "WE", "HAL": "WE"}}),
+    ({"NEURON_RT_LOG_LEVEL_NRT": "QUIET"},
+     {"console": {"NMGR": "E", "TDRV": "E", "HAL": "E"}, "syslog": {"NMGR": "IWE", "TDRV": "IWE", "HAL": "IWE"}}),
+    ({"NEURON_RT_LOG_LEVEL": "QUIET", "NEURON_RT_LOG_LEVEL_NMGR": "DEBUG"},
+     {"console": {"NMGR": "DIWE"}, "syslog": {"NMGR": "DIWE"}}),
+    ({"NEURON_RT_LOG_LEVEL_TDRV": "TRACE", "NEURON_RT_LOG_LOCATION_TDRV": "console"},
+     {"console": {"NRT": "E", "NMGR": "E", "TDRV": "TDIWE", "HAL": "E"}, "syslog": {"NRT": "IWE", "NMGR": "IWE",
+                                                                                    "HAL": "IWE"}}),
+    ({"NEURON_RT_LOG_LEVEL_NRT": "WARNING", "NEURON_RT_LOG_LOCATION_NRT": "syslog",
+      "NEURON_RT_LOG_LOCATION": "console"},
+     {"console": only("E"), "syslog": {"NRT": "WE"}}),
+]
+
+
+@pytest.mark.parametrize(("env", "expected"), OVERRIDES, ids=[" ".join(f"{k[12:]}={v}" for k, v in e.items())
+                                                             for e, _ in OVERRIDES])
+def test_per_component_overrides(tmp_path: Path, capsys: pytest.CaptureFixture[str], env: dict[str, str],
+                                 expected: dict[str, dict[str, str]]) -> None:
+    syslog = tmp_path / "log" / "syslog"
+    syslog.parent.mkdir()
+    capsys.readouterr()
+    emit_everything(env, syslog)
+    assert received(capsys.readouterr().err, syslog) == {"file": {}, **expected}
+
+
+def test_per_component_file_with_level_and_other_components(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    syslog = tmp_path / "log" / "syslog"
+    syslog.parent.mkdir()
+    file = tmp_path / "tdrv.log"
+    capsys.readouterr()
+    emit_everything({"NEURON_RT_LOG_LOCATION": "syslog", "NEURON_RT_LOG_LEVEL_NRT": "WARN",
+                     "NEURON_RT_LOG_LOCATION_TDRV": str(file), "NEURON_RT_LOG_LEVEL_TDRV": "DEBUG"}, syslog)
+    assert received(capsys.readouterr().err, syslog, file) == {
+        "console": only("E"),
+        "syslog": {"NRT": "WE", "NMGR": "IWE", "HAL": "IWE"},
+        "file": {"TDRV": "DIWE"},
+    }
+
+
+def test_without_a_syslog_default_lines_are_dropped_but_a_named_syslog_falls_back(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    no_syslog = tmp_path / "log" / "syslog"  # never created: the logger is given no syslog path
+    capsys.readouterr()
+    emit_everything({}, None)  # no machine, hence no syslog: the console still shows the errors
+    assert received(capsys.readouterr().err, no_syslog) == {"console": only("E"), "syslog": {}, "file": {}}
+    emit_everything({"NEURON_RT_LOG_LOCATION": "syslog"}, None)  # named explicitly: nothing is lost
+    assert received(capsys.readouterr().err, no_syslog) == {"console": only("IWE"), "syslog": {}, "file": {}}
+
+
+def test_enabled_matches_the_destinations() -> None:
+    quiet = NrtLogger(parse_log_settings({"NEURON_RT_LOG_LEVEL": "QUIET", "NEURON_RT_LOG_LEVEL_TDRV": "DEBUG"}), None)
+    assert not any(quiet.enabled(level, "NRT") for level in LEVEL_LETTERS.values())
+    assert [quiet.enabled(level, "TDRV") for level in LEVEL_LETTERS.values()] == [False, True, True, True, True]
+    default = NrtLogger(parse_log_settings({}), None)
+    assert [default.enabled(level, "NMGR") for level in LEVEL_LETTERS.values()] == [False, False, True, True, True]
+
+
+def test_control_characters_in_a_message_cannot_forge_lines(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    syslog = tmp_path / "log" / "syslog"
+    syslog.parent.mkdir()
+    capsys.readouterr()
+    NrtLogger(parse_log_settings({}), syslog).error("NRT", "nrt_init", "bad\n2025-Sep-19 fake\x1b[2J\udcff end")
+    (line,) = parse_log_lines(capsys.readouterr().err)
+    assert line.message == "bad\\n2025-Sep-19 fake\\x1b[2J\\udcff end"
+    (entry,) = syslog_lines(tmp_path)
+    assert entry["message"] == line.message
+
+
+# ------------------------------------------------------------------------------------------------ end to end
+
+
+def test_default_destinations_of_a_real_init(machine_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    init_and_close(machine_root, {"NEURONCORE_GROUP_SIZES": "1,1"})
+    assert capsys.readouterr() == ("", "")  # success and the NCG warning: nothing on the console…
+    lines = syslog_lines(machine_root)  # …but all of it in the syslog ("verbose")
+    assert [(m["level"], m["module"], m["function"]) for m in lines] == [
+        ("WARN", "NRT", "nrt_init"), ("INFO", "NRT", "nrt_init"), ("INFO", "NRT", "nrt_close")]
+    assert "NEURONCORE_GROUP_SIZES=1,1 is deprecated" in lines[0]["message"]
+    assert lines[1]["message"] == started_line()
+    init_failing(machine_root, NOT_CONTIGUOUS)  # an error: in both places
+    console = assert_single_log_line(capsys.readouterr().err, "ERROR", "NRT", "nrt_allocate_neuron_cores")
+    assert syslog_lines(machine_root)[-1]["message"] == console.message == "Neuron cores are not contiguous"
+
+
+def test_driver_gate_error_reaches_console_and_syslog(machine_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    nrt_lab.open_machine(machine_root).uninstall_driver()
+    capsys.readouterr()
+    error = init_failing(machine_root, {})
+    console = assert_single_log_line(capsys.readouterr().err, "ERROR", "NRT", "nrt_init")
+    (line,) = syslog_lines(machine_root)
+    assert (line["level"], line["function"], line["message"]) == ("ERROR", "nrt_init", console.message)
+    assert console.message == error.message
+
+
+def test_busy_line_reaches_console_and_syslog(owner_process: OwnerFactory, machine_root: Path) -> None:
+    assert owner_process({"NEURON_RT_VISIBLE_CORES": "0"}).cores == (0,)
+    loser = owner_process({})
+    assert not loser.ok
+    assert_single_log_line(loser.stderr(), "ERROR", "NRT", "nrt_allocate_neuron_cores", busy_message("nc0-nc31", 31))
+    errors = [m for m in syslog_lines(machine_root) if m["level"] == "ERROR"]
+    assert [(int(m["pid"]), m["message"]) for m in errors] == [(loser.pid, busy_message("nc0-nc31", 31))]
+
+
+def test_info_level_shows_info_in_both_places(machine_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    init_and_close(machine_root, {"NEURON_RT_LOG_LEVEL": "INFO"})
+    console = [line.message for line in parse_log_lines(capsys.readouterr().err)]
+    assert console == [m["message"] for m in syslog_lines(machine_root)] == [
+        started_line(), "NeuronCores nc0-nc31 released"]
+
+
+@pytest.mark.parametrize(
+    ("env", "text"),
+    [
+        ({}, "syslog from INFO, console from ERROR"),
+        ({"NEURON_RT_LOG_LEVEL": "info"}, "syslog from INFO, console from INFO"),
+        ({"NEURON_RT_LOG_LOCATION": "console"}, "console from ERROR"),
+        ({"NEURON_RT_LOG_LEVEL": "QUIET"}, "QUIET"),
+        ({"NEURON_RT_LOG_LOCATION": "syslog", "NEURON_RT_LOG_LOCATION_TDRV": "/tmp/tdrv.log",
+          "NEURON_RT_LOG_LEVEL_TDRV": "DEBUG"},
+         "syslog from INFO, console from ERROR; TDRV: /tmp/tdrv.log from DEBUG, console from ERROR"),
+    ],
+)
+def test_settings_describe_themselves(env: dict[str, str], text: str) -> None:
+    assert parse_log_settings(env).describe() == text
+
+
+@pytest.mark.parametrize("location", [{}, {"NEURON_RT_LOG_LOCATION": "syslog"}])
+def test_malformed_value_with_an_unusable_root_still_fails_cleanly(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                   location: Mapping[str, str]) -> None:
+    capsys.readouterr()
+    with pytest.raises(NrtError) as info:  # the syslog cannot be found: the error is on the console only
+        nrt_lab.init(env={"NRT_LAB_ROOT": str(tmp_path / "a\x00b"), "NEURON_RT_NUM_CORES": "x", **location})
+    assert info.value.status == NrtStatus.FAILURE
+    line = assert_single_log_line(capsys.readouterr().err, "ERROR", "NRT", "nrt_init")
+    assert line.message.startswith("NEURON_RT_NUM_CORES='x' is invalid")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 
 from nrt_lab.driver import StateError, parse_driver_version
 from nrt_lab.driver.state import read_machine
-from nrt_lab.errors import ConfigError
+from nrt_lab.errors import ConfigError, shown_value
 from nrt_lab.runtime.config import RuntimeConfig, parse_ncg, parse_visible_cores
 from nrt_lab.tools.neuron_monitor import ConfigError as MonitorConfigError
 from nrt_lab.tools.neuron_monitor import parse_config, parse_period
@@ -74,6 +75,58 @@ def test_runtime_config_from_any_environment(env: dict[str, str]) -> None:
         return
     assert config.process_tag  # defaults to the pid
     assert config.lnc in (None, 1, 2)
+
+
+# Values that defeat naive number parsing: more digits than int() converts (4,300), Unicode decimal digits that
+# int()/float() accept, digit strings mixed into ranges and lists, and exponents that overflow a float.
+unicode_digits = st.text(alphabet=st.characters(categories=["Nd"]), min_size=1, max_size=6)
+huge_digits = st.integers(4290, 12_000).map(lambda n: "9" * n) | st.integers(4290, 12_000).map(lambda n: "0" * n + "1")
+numberish = st.one_of(
+    huge_digits,
+    unicode_digits,
+    st.tuples(huge_digits | unicode_digits | st.sampled_from(["0", "1", "31"]),
+              st.sampled_from(["-", ",", "x", ".", "e", "-0,", "x1,"]),
+              huge_digits | unicode_digits | st.sampled_from(["0", "2", "400"])).map("".join),
+    st.integers(0, 400).map(lambda n: f"1e{n}"),
+    st.from_regex(r"[+-]?[0-9\u0660-\u0669\uff10-\uff19_]{1,8}(\.[0-9]{0,3})?", fullmatch=True),
+)
+NUMERIC_VARIABLES = ["NEURON_RT_VISIBLE_CORES", "NEURON_RT_NUM_CORES", "NEURON_LOGICAL_NC_CONFIG",
+                     "NEURON_RT_VIRTUAL_CORE_SIZE", "NEURONCORE_GROUP_SIZES", "NEURON_RT_EXEC_TIMEOUT"]
+
+
+@FUZZ
+@given(st.sampled_from(NUMERIC_VARIABLES), numberish)
+def test_numeric_variables_never_leak_a_raw_error(variable: str, raw: str) -> None:
+    try:
+        config = RuntimeConfig.from_env({variable: raw}, pid=4242)
+    except ConfigError as exc:
+        message = str(exc)
+        assert exc.variable == variable and exc.value == raw and "accepted:" in message
+        assert message.startswith(f"{variable}={shown_value(raw)} is invalid: ")
+        assert len(message) < 800  # a huge value is shown shortened
+        return
+    assert raw.strip().isascii()  # Unicode digits are never taken for numbers
+    if variable == "NEURON_RT_NUM_CORES":
+        assert config.num_cores is not None and 0 <= config.num_cores <= 65536
+    elif variable == "NEURON_RT_EXEC_TIMEOUT":
+        assert config.exec_timeout_s is not None and 0 < config.exec_timeout_s <= 1e9
+    elif variable == "NEURON_RT_VISIBLE_CORES":
+        assert config.visible_cores is not None and all(0 <= c <= 65535 for c in config.visible_cores.cores)
+    elif variable == "NEURONCORE_GROUP_SIZES":
+        assert config.ncg is not None and 0 < len(config.ncg.sizes) <= 4096
+
+
+@FUZZ
+@given(st.text(alphabet=st.characters(categories=["Nd", "No", "Zs", "Pd"]) | st.sampled_from("0123456789,-"),
+               max_size=16))
+def test_core_list_with_unicode_digits_and_dashes(raw: str) -> None:
+    try:
+        parse_visible_cores(raw)
+    except ConfigError as exc:
+        assert exc.variable == "NEURON_RT_VISIBLE_CORES" and "accepted:" in str(exc)
+        return
+    digits = [ch for ch in raw if ch.isdigit()]
+    assert all(ch in "0123456789" for ch in digits)
 
 
 @FUZZ
@@ -143,3 +196,22 @@ def test_machine_file_reader(tmp_path_factory: pytest.TempPathFactory, document:
     else:
         assert state is not None and state.instance.total_cores > 0
     assert path.read_bytes() == before  # reading never rewrites
+
+
+def test_largest_core_list_an_environment_can_hold_is_cheap() -> None:
+    # Linux caps one environment string at 128 KiB: 16,000 overlapping full ranges. Expanding each range into
+    # a set took ~60 s of CPU; merging ranges takes milliseconds. CPU time (not wall time) keeps the bound
+    # meaningful on a loaded machine; the margin is over 50x.
+    raw = ",".join(["0-65535"] * 16_000)
+    start = time.process_time()
+    spec = parse_visible_cores(raw)
+    assert time.process_time() - start < 5.0
+    assert spec.cores == tuple(range(65536)) and spec.contiguous
+
+
+@pytest.mark.parametrize(("raw", "cores"), [
+    ("6,5,4", (4, 5, 6)), ("3-5,6", (3, 4, 5, 6)), ("1,1,0-2,2", (0, 1, 2)), ("5-9,0-3,2-6", tuple(range(10))),
+    ("3,5,6", (3, 5, 6)), ("7,0-1", (0, 1, 7)), ("0-0,0", (0,)), ("65535", (65535,)),
+])
+def test_core_list_ranges_merge(raw: str, cores: tuple[int, ...]) -> None:
+    assert parse_visible_cores(raw).cores == cores

@@ -47,19 +47,6 @@ Severity = Literal["error", "warning", "info"]
 SEVERITIES: tuple[Severity, ...] = ("error", "warning", "info")
 UPGRADE_DRIVER_VERSION = "2.24.7.0"  # the driver version remedies suggest (the newest that still supports Inf1)
 
-# Prefixes of per-component and feature variables the runtime reads (anything else NEURON_RT_* is probably a typo).
-_KNOWN_PREFIXES = ("NEURON_RT_LOG_LEVEL_", "NEURON_RT_LOG_LOCATION_", "NEURON_RT_PROFILE_BUF_",
-                   "NEURON_RT_INSPECT_", "NEURON_RT_ULTRASERVER_")
-# Variables the runtime documents but nrt_lab does not parse (they change nothing here, yet are not typos).
-_DOCUMENTED = frozenset({
-    "NEURON_RT_STOCHASTIC_ROUNDING_EN", "NEURON_RT_STOCHASTIC_ROUNDING_SEED", "NEURON_RT_ENABLE_DGE_NOTIFICATIONS",
-    "NEURON_RT_DBG_DUMP_INPUTS_ON_ERR", "NEURON_RT_DEBUG_MEMLOG_MAX_SIZE", "NEURON_RT_CONTIGUOUS_SCRATCHPAD",
-    "NEURON_RT_ENABLE_DEVICE_MEMORY_OOM_LOG", "NEURON_RT_ROOT_COMM_ID", "NEURON_RT_ONE_THREAD_PER_CORE",
-    "NEURON_RT_RANKS_PER_NETWORK_PROXY", "NEURON_RT_LOW_LATENCY_TASKS_CPU_AFFINITY",
-    "NEURON_RT_LOCAL_CORE_DUMP_DIRECTORY", "NEURON_RT_S3_CORE_DUMP_PREFIX", "NEURON_RT_DEBUG_STREAM_BUFFER_SIZE",
-    "NEURON_RT_MULTI_INSTANCE_SHARED_WEIGHTS", "NEURON_SCRATCHPAD_PAGE_SIZE",
-})
-
 
 @dataclass(frozen=True)
 class Finding:
@@ -121,53 +108,39 @@ def parse_environment(env: Mapping[str, str], pid: int | None = None) -> tuple[R
     return None, errors
 
 
-def _is_known(name: str, config_names: frozenset[str]) -> bool:
-    return name in config_names or name in _DOCUMENTED or name.startswith(_KNOWN_PREFIXES)
-
-
-# The variables RuntimeConfig.from_env reads, named once here from its own fields' sources.
-_PARSED = frozenset({
-    "NEURON_RT_VISIBLE_CORES", "NEURON_RT_NUM_CORES", "NEURONCORE_GROUP_SIZES", "NEURON_LOGICAL_NC_CONFIG",
-    "NEURON_RT_VIRTUAL_CORE_SIZE", "NEURON_PROCESS_TAG", "NEURON_RT_EXEC_TIMEOUT", "NEURON_RT_VALIDATE_HASH",
-    "NEURON_FAIL_ON_NAN", "NEURON_RT_NUMERICAL_ERRORS_VERBOSITY", "NEURON_RT_ASYNC_EXEC_MAX_INFLIGHT_REQUESTS",
-    "NEURON_RT_RESET_CORES", "NEURON_RT_LOG_LEVEL", "NEURON_RT_LOG_LOCATION", "NEURON_RT_ALLOW_LEGACY_NEFF",
-})
-
-
-def _known_variables() -> frozenset[str]:
-    """The variables the runtime reads: runtime.config's list when it exports one, else the parsed set."""
-    from nrt_lab.runtime import config as config_module
-
-    exported = getattr(config_module, "KNOWN_VARIABLES", None)
-    if exported:
-        return frozenset(str(name) for name in exported) | _PARSED
-    return _PARSED
-
-
 def environment_rows(env: Mapping[str, str], snapshot: MachineSnapshot | None = None) -> list[ConfigRow]:
     """One row per ``NEURON*`` / ``AWS_NEURON*`` variable of ``env``: ok, error (the parser's message), deprecated…"""
     _config, errors = parse_environment(env)
     placement = _placement_error(_config, snapshot) if snapshot is not None else None
-    known = _known_variables()
+    from nrt_lab.runtime.config import (
+        ASYNC_REMOVED_WARNING,
+        KNOWN_VARIABLES,
+        closest_known_variable,
+        ncg_deprecation_warning,
+    )
+
     rows: list[ConfigRow] = []
     for name in sorted(k for k in env if k.startswith(("NEURON", "AWS_NEURON"))):
         value = env[name]
         status, note = "ok", ""
+        info = KNOWN_VARIABLES.get(name)
         if name in errors:
             status, note = "error", str(errors[name])
         elif name == "NEURON_RT_VISIBLE_CORES" and placement is not None:
             status, note = "error", placement[1]
         elif name == "NEURONCORE_GROUP_SIZES":
-            status, note = "deprecated", ("NeuronCore groups have no effect since Neuron 1.20 and are ignored; use "
-                                          "NEURON_RT_VISIBLE_CORES or NEURON_RT_NUM_CORES")
+            status, note = "deprecated", ncg_deprecation_warning(printable(value))
         elif name == "NEURON_RT_ASYNC_EXEC_MAX_INFLIGHT_REQUESTS" and value.strip() not in ("", "0"):
-            status, note = "deprecated", "removed in Neuron SDK 2.32: setting it only logs a WARNING"
-        elif name == "NEURON_RT_VIRTUAL_CORE_SIZE":
-            status, note = "deprecated", "legacy name of NEURON_LOGICAL_NC_CONFIG"
+            status, note = "deprecated", ASYNC_REMOVED_WARNING
+        elif info is not None and info.status in ("legacy", "deprecated", "removed"):
+            status = "deprecated"
+            note = f"{info.meaning} ({info.status}" + (f"; use {info.instead})" if info.instead else ")")
         elif name == "NEURON_RT_ENABLE_DGE_NOTIFICATIONS" and value.strip() not in ("", "0"):
             status, note = "warning", "risks NRT_EXEC_SW_NQ_OVERFLOW; 0 is the default"
-        elif name.startswith("NEURON_RT_") and not _is_known(name, known):
-            status, note = "info", "not a variable this runtime reads (typo?)"
+        elif name.startswith("NEURON_RT_") and info is None:
+            guess = closest_known_variable(name)
+            status = "info"
+            note = "not a variable this runtime reads" + (f" (did you mean {guess}?)" if guess else " (typo?)")
         rows.append(ConfigRow(name, printable(value), status, note))
     return rows
 
@@ -298,8 +271,11 @@ def _environment_findings(env: Mapping[str, str], snapshot: MachineSnapshot) -> 
     if config is not None and config.ncg is not None:
         findings.append(_ncg_finding(config))
     if config is not None and config.async_inflight_set:
+        from nrt_lab.runtime.config import ASYNC_REMOVED_WARNING
+
         findings.append(Finding(
-            "config:async", "warning", "NEURON_RT_ASYNC_EXEC_MAX_INFLIGHT_REQUESTS was removed (SDK 2.32)", "",
+            "config:async", "warning", "NEURON_RT_ASYNC_EXEC_MAX_INFLIGHT_REQUESTS was removed (SDK 2.32)",
+            ASYNC_REMOVED_WARNING,
             "unset it; use nrt_lab's asynchronous execution API", "docs/behaviour.md §0"))
     instance = snapshot.instance
     if config is not None and config.lnc is not None and config.lnc != 1 and not instance.family.startswith("trn2"):
@@ -319,30 +295,24 @@ def _environment_findings(env: Mapping[str, str], snapshot: MachineSnapshot) -> 
 
 
 def _ncg_finding(config: RuntimeConfig) -> Finding:
+    """NEURONCORE_GROUP_SIZES set: the runtime's deprecation WARNING, or its conflict error when init() fails."""
+    from nrt_lab.runtime.config import ncg_conflict, ncg_deprecation_warning
+
     assert config.ncg is not None
-    conflict = ""
-    if config.num_cores:
-        conflict = (f"NEURONCORE_GROUP_SIZES={config.ncg.raw} cannot be combined with NEURON_RT_NUM_CORES="
-                    f"{config.num_cores}; unset NEURONCORE_GROUP_SIZES")
-    elif config.visible_cores is not None and config.ncg.total > len(config.visible_cores.cores):
-        conflict = (f"NEURONCORE_GROUP_SIZES={config.ncg.raw} needs {config.ncg.total} NeuronCores but "
-                    f"NEURON_RT_VISIBLE_CORES={config.visible_cores.raw} makes {len(config.visible_cores.cores)} "
-                    "visible; unset NEURONCORE_GROUP_SIZES or make its total ≤ the visible cores")
+    conflict = ncg_conflict(config, mxnet=False)
     return Finding(
         "config:ncg", "error" if conflict else "warning",
         "NEURONCORE_GROUP_SIZES (NCG) is set: deprecated since Neuron 1.20, ignored by runtime 2.x"
         + (" — and it conflicts with the allocation variables, so init() fails" if conflict else ""),
-        conflict or (f"NEURONCORE_GROUP_SIZES={config.ncg.raw} is deprecated (no effect since Neuron 1.20) and is "
-                     "ignored; use NEURON_RT_VISIBLE_CORES or NEURON_RT_NUM_CORES to choose NeuronCores instead"),
+        conflict or ncg_deprecation_warning(printable(config.ncg.raw)),
         "unset NEURONCORE_GROUP_SIZES; choose cores with NEURON_RT_VISIBLE_CORES or NEURON_RT_NUM_CORES "
         "(one process per group of cores)", "docs/behaviour.md §0 (NCG)")
 
 
 def _log_findings(config: RuntimeConfig) -> list[Finding]:
     """Log settings that hide what a user will look for (errors on the console, the syslog)."""
-    level = config.log.default_level
     findings: list[Finding] = []
-    if level.name == "QUIET":
+    if config.log.default_level is not None and config.log.default_level.name == "QUIET":
         findings.append(Finding(
             "log:quiet", "warning", "NEURON_RT_LOG_LEVEL=QUIET: the runtime prints nothing, errors included",
             "failures (busy cores, a missing driver, a bad NEFF) only show as status codes",

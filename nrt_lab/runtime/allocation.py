@@ -1,4 +1,4 @@
-"""NeuronCore allocation with libnrt 2.x semantics (SPEC §0 and §2) over the driver's per-core locks.
+"""NeuronCore allocation with libnrt 2.x semantics over the driver's per-core locks (docs/behaviour.md).
 
 * neither variable set: every core, all or nothing;
 * ``NEURON_RT_VISIBLE_CORES``: exactly those (contiguous) cores; it wins over ``NEURON_RT_NUM_CORES``;
@@ -37,9 +37,19 @@ __all__ = [
     "largest_free_run",
     "logical_free_map",
     "NOT_CONTIGUOUS_MESSAGE",
+    "NO_CORES_VISIBLE_MESSAGE",
+    "BUSY_MESSAGE_PREFIX",
+    "busy_message",
 ]
 
 NOT_CONTIGUOUS_MESSAGE = "Neuron cores are not contiguous"
+NO_CORES_VISIBLE_MESSAGE = "NEURON_RT_VISIBLE_CORES is empty: no NeuronCore is visible to this process"
+BUSY_MESSAGE_PREFIX = "NeuronCore(s) not available - Requested:"
+
+
+def busy_message(requested: str, available: int) -> str:
+    """libnrt's exact busy line: ``NeuronCore(s) not available - Requested:nc1-nc1 Available:0``."""
+    return f"{BUSY_MESSAGE_PREFIX}{requested} Available:{available}"
 
 
 class CoresBusyError(Exception):
@@ -48,7 +58,7 @@ class CoresBusyError(Exception):
     def __init__(self, requested: str, available: int) -> None:
         self.requested = requested
         self.available = available
-        super().__init__(f"NeuronCore(s) not available - Requested:{requested} Available:{available}")
+        super().__init__(busy_message(requested, available))
 
 
 class NotContiguousError(Exception):
@@ -63,7 +73,7 @@ class NoCoresVisibleError(Exception):
     """NEURON_RT_VISIBLE_CORES is set to the empty string."""
 
     def __init__(self) -> None:
-        super().__init__("NEURON_RT_VISIBLE_CORES is empty: no NeuronCore is visible to this process")
+        super().__init__(NO_CORES_VISIBLE_MESSAGE)
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ from nrt_lab.runtime.allocation import (
     allocate,
     plan_request,
 )
-from nrt_lab.runtime.config import RuntimeConfig
+from nrt_lab.runtime.config import ASYNC_REMOVED_WARNING, RuntimeConfig, ncg_conflict, ncg_deprecation_warning
 from nrt_lab.runtime.faults import FaultHook
 from nrt_lab.runtime.logging import LogSettings, NrtLogger, parse_log_settings
 from nrt_lab.runtime.memory import MICROCODE_BYTES_PER_PHYSICAL_NC, DeviceMemory
@@ -227,8 +227,8 @@ def _config_error_logger(environment: Mapping[str, str], root: Path | str | None
     except ConfigError:
         return NrtLogger(LogSettings(), None)
     syslog = None
-    if "syslog" in (settings.default_location, *settings.locations.values()):
-        with contextlib.suppress(StateError, OSError):
+    if settings.uses_syslog:
+        with contextlib.suppress(StateError, OSError, ValueError):  # no usable root: console only
             syslog = open_machine(root, environment).root / "log" / "syslog"
     return NrtLogger(settings, syslog)
 
@@ -263,22 +263,8 @@ def _check_ncg(config: RuntimeConfig, framework: Framework, logger: NrtLogger) -
     ncg = config.ncg
     if ncg is None:
         return
-    logger.warn(
-        "NRT", "nrt_init",
-        f"NEURONCORE_GROUP_SIZES={ncg.raw} is deprecated (no effect since Neuron 1.20) and is ignored; "
-        "use NEURON_RT_VISIBLE_CORES or NEURON_RT_NUM_CORES to choose NeuronCores instead",
-    )
-    problem = ""
-    if config.num_cores:
-        problem = (f"NEURONCORE_GROUP_SIZES={ncg.raw} cannot be combined with NEURON_RT_NUM_CORES="
-                   f"{config.num_cores}; unset NEURONCORE_GROUP_SIZES")
-    elif config.visible_cores is not None and framework == Framework.MXNET:
-        problem = (f"NEURONCORE_GROUP_SIZES={ncg.raw} cannot be combined with NEURON_RT_VISIBLE_CORES with MXNet; "
-                   "unset NEURONCORE_GROUP_SIZES")
-    elif config.visible_cores is not None and ncg.total > len(config.visible_cores.cores):
-        problem = (f"NEURONCORE_GROUP_SIZES={ncg.raw} needs {ncg.total} NeuronCores but NEURON_RT_VISIBLE_CORES="
-                   f"{config.visible_cores.raw} makes {len(config.visible_cores.cores)} visible; unset "
-                   "NEURONCORE_GROUP_SIZES or make its total ≤ the visible cores")
+    logger.warn("NRT", "nrt_init", ncg_deprecation_warning(ncg.raw))
+    problem = ncg_conflict(config, mxnet=framework == Framework.MXNET)
     if problem:
         raise _fail(logger, NrtStatus.FAILURE, "NRT", "nrt_init", problem)
 
@@ -341,11 +327,7 @@ def init(
         instance, instance_id = _view(machine, config, logger)
         _check_ncg(config, fw, logger)
         if config.async_inflight_set:
-            logger.warn(
-                "NRT", "nrt_init",
-                "NEURON_RT_ASYNC_EXEC_MAX_INFLIGHT_REQUESTS was removed in Neuron SDK 2.32 and is ignored; "
-                "use nrt_lab's asynchronous execution API instead",
-            )
+            logger.warn("NRT", "nrt_init", ASYNC_REMOVED_WARNING)
         try:
             request = plan_request(config, instance)
         except ConfigError as exc:

@@ -1,8 +1,14 @@
-"""libnrt's log: SPEC §4 line layout, levels, and console / syslog / file locations per component.
+"""libnrt's log: line layout, levels, and console / syslog / file destinations per component.
 
-Lines look like ``2025-Sep-19 18:57:20.813269  4444:4444  ERROR   NRT:nrt_infodump      …``. SPEC gives the
-layout as ``"%s %5d:%-5d %5s %4s:%-40s%s"`` but its own sample (and libnrt's real lines) put three spaces
-between ``ERROR`` and ``NRT``; we follow the sample, i.e. the module is right-aligned in 5 columns.
+Lines look like ``2025-Sep-19 18:57:20.813269  4444:4444  ERROR   NRT:nrt_infodump      …`` (docs/behaviour.md,
+"log format"). The documentation gives the layout as ``"%s %5d:%-5d %5s %4s:%-40s%s"`` but its own sample
+(and libnrt's real lines) put three spaces between ``ERROR`` and ``NRT``; we follow the sample, i.e. the
+module is right-aligned in 5 columns.
+
+Destinations follow the runtime's documented defaults (docs/behaviour.md, "log destinations"): every line at
+INFO and above goes to the emulated syslog (``<root>/log/syslog``) and lines at ERROR and above to the console
+(stderr); :func:`route` holds the whole rule, including the level/location variables and their per-component
+overrides.
 """
 
 from __future__ import annotations
@@ -24,7 +30,13 @@ __all__ = [
     "LogLevel",
     "LogSettings",
     "NrtLogger",
+    "Route",
+    "route",
     "COMPONENTS",
+    "CONSOLE",
+    "SYSLOG",
+    "DEFAULT_CONSOLE_LEVEL",
+    "DEFAULT_SYSLOG_LEVEL",
     "format_line",
     "format_syslog_line",
     "parse_log_settings",
@@ -56,34 +68,122 @@ _LEVEL_NAMES = {
 _ACCEPTED_LEVELS = "ERROR, WARNING (or WARN), INFO, DEBUG, TRACE, QUIET (case-insensitive)"
 
 
+#: The two fixed location names; any other location (per component only) is a file path.
+CONSOLE = "console"
+SYSLOG = "syslog"
+#: Thresholds of the two default destinations when no level is set: syslog "verbose", console "error-only".
+DEFAULT_SYSLOG_LEVEL = LogLevel.INFO
+DEFAULT_CONSOLE_LEVEL = LogLevel.ERROR
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where one component's lines go: the console from ``console_level`` and ``target`` from ``target_level``.
+
+    ``target`` is ``"syslog"``, a file path, or None (console only). ``fallback``: the user named ``target``
+    explicitly, so a line that cannot be written there goes to the console instead of being lost.
+    """
+
+    console_level: LogLevel
+    target: str | None
+    target_level: LogLevel
+    fallback: bool
+
+    def to_console(self, level: LogLevel) -> bool:
+        """Whether a line of ``level`` is printed on the console (stderr)."""
+        return level < LogLevel.QUIET and level >= self.console_level
+
+    def to_target(self, level: LogLevel) -> bool:
+        """Whether a line of ``level`` is written to ``target``."""
+        return self.target is not None and LogLevel.QUIET > level >= self.target_level
+
+    def describe(self) -> str:
+        """For people: e.g. ``syslog from INFO, console from ERROR`` (``QUIET`` when nothing is written)."""
+        parts = [] if self.target is None else [f"{self.target} from {self.target_level.name}"]
+        if self.console_level < LogLevel.QUIET:
+            parts.append(f"{CONSOLE} from {self.console_level.name}")
+        return ", ".join(parts) or LogLevel.QUIET.name
+
+    @property
+    def threshold(self) -> LogLevel:
+        """The lowest level written anywhere (QUIET: nothing is)."""
+        return min(self.console_level, self.target_level if self.target is not None else LogLevel.QUIET)
+
+
+def route(level: LogLevel | None, location: str | None) -> Route:
+    """The destinations for a level and a location as set by the user (None: not set); docs/behaviour.md.
+
+    * nothing set: syslog from INFO and console from ERROR ("verbose" syslog, "error-only" console);
+    * a level L alone: both destinations from L (``INFO`` shows INFO on the console too);
+    * ``console``: the console only, from L (default ERROR);
+    * ``syslog`` or a file path: that destination only, from L (default INFO), but ERROR lines still reach
+      the console;
+    * ``QUIET``: nothing anywhere, errors included.
+    """
+    if level == LogLevel.QUIET:
+        return Route(LogLevel.QUIET, None, LogLevel.QUIET, False)
+    # "is None", not "or": TRACE is 0
+    console = DEFAULT_CONSOLE_LEVEL if level is None else level
+    verbose = DEFAULT_SYSLOG_LEVEL if level is None else level
+    if location is None:
+        return Route(console, SYSLOG, verbose, False)
+    if location == CONSOLE:
+        return Route(console, None, LogLevel.QUIET, False)
+    return Route(LogLevel.ERROR, location, verbose, True)
+
+
 @dataclass(frozen=True)
 class LogSettings:
-    """Resolved level and location for each component; other modules (HAL, ENC) use the defaults."""
+    """The log variables as set (None: unset): the default level/location and the per-component overrides.
 
-    default_level: LogLevel = LogLevel.ERROR
-    default_location: str = "console"
+    Modules without overrides of their own (HAL, ENC) follow the defaults.
+    """
+
+    default_level: LogLevel | None = None
+    default_location: str | None = None
     levels: Mapping[str, LogLevel] = field(default_factory=dict)
     locations: Mapping[str, str] = field(default_factory=dict)
 
-    def level_of(self, module: str) -> LogLevel:
-        """Effective level of ``module``."""
+    def level_of(self, module: str) -> LogLevel | None:
+        """Level set for ``module`` (its own variable first, then NEURON_RT_LOG_LEVEL); None when unset."""
         return self.levels.get(module, self.default_level)
 
-    def location_of(self, module: str) -> str:
-        """Effective location of ``module``: ``console``, ``syslog`` or a file path."""
+    def location_of(self, module: str) -> str | None:
+        """Location set for ``module``: ``console``, ``syslog``, a file path, or None when unset."""
         return self.locations.get(module, self.default_location)
+
+    def route_of(self, module: str) -> Route:
+        """Where ``module``'s lines go."""
+        return route(self.level_of(module), self.location_of(module))
+
+    def describe(self) -> str:
+        """For people: the default destinations, then each component that differs (``; TDRV: …``)."""
+        default = self.route_of("")
+        text = default.describe()
+        for component in COMPONENTS:
+            own = self.route_of(component)
+            if own != default:
+                text += f"; {component}: {own.describe()}"
+        return text
+
+    @property
+    def uses_syslog(self) -> bool:
+        """Whether some module's lines may go to the emulated syslog (so the logger needs its path)."""
+        modules = (*COMPONENTS, "")  # "": any other module, which follows the defaults
+        return any(self.route_of(module).target == SYSLOG for module in modules)
 
 
 def _parse_level(variable: str, value: str) -> LogLevel:
-    try:
-        return _LEVEL_NAMES[value.strip().upper()]
-    except KeyError:
-        raise ConfigError(variable, value, "unknown log level", _ACCEPTED_LEVELS) from None
+    text = value.strip()
+    level = _LEVEL_NAMES.get(text.upper()) if text.isascii() else None  # "ınfo".upper() is "INFO"
+    if level is None:
+        raise ConfigError(variable, value, "unknown log level", _ACCEPTED_LEVELS)
+    return level
 
 
 def _parse_location(variable: str, value: str, allow_path: bool) -> str:
     text = value.strip()
-    if text.lower() in ("console", "syslog"):
+    if text.isascii() and text.lower() in (CONSOLE, SYSLOG):
         return text.lower()
     if allow_path and text and "\x00" not in text:
         return text
@@ -93,8 +193,8 @@ def _parse_location(variable: str, value: str, allow_path: bool) -> str:
 
 def parse_log_settings(env: Mapping[str, str]) -> LogSettings:
     """Read NEURON_RT_LOG_LEVEL/LOCATION and their _NRT/_NMGR/_TDRV overrides; malformed → ConfigError."""
-    default_level = LogLevel.ERROR
-    default_location = "console"
+    default_level = None
+    default_location = None
     if "NEURON_RT_LOG_LEVEL" in env:
         default_level = _parse_level("NEURON_RT_LOG_LEVEL", env["NEURON_RT_LOG_LEVEL"])
     if "NEURON_RT_LOG_LOCATION" in env:
@@ -119,7 +219,7 @@ def format_line(level: LogLevel, module: str, function: str, message: str, *, pi
                 now: _dt.datetime | None = None) -> str:
     """One console/file line in libnrt's layout."""
     stamp = _timestamp(now or _dt.datetime.now())
-    # printf layout kept on purpose: it is libnrt's own format string (SPEC §4).
+    # printf layout kept on purpose: it is libnrt's own format string (docs/behaviour.md, "log format").
     return "%s %5d:%-5d %5s %5s:%-40s%s" % (stamp, pid, tid, level.name, module, function, message)  # noqa: UP031
 
 
@@ -131,47 +231,78 @@ def format_syslog_line(level: LogLevel, module: str, function: str, message: str
     return f"{stamp} {socket.gethostname()} nrt[{pid}]: {body}"
 
 
+def _printable(message: str) -> str:
+    """``message`` with control characters escaped, so that a value quoted in a line cannot forge other lines."""
+    if message.isprintable():
+        return message
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in message)
+
+
+def _append_line(path: str | Path, line: str) -> None:
+    """Append one line to the log file or syslog at ``path`` (the one place that opens log files)."""
+    with open(path, "a", encoding="utf-8", errors="backslashreplace") as fh:
+        fh.write(line + "\n")
+
+
 class NrtLogger:
     """Writes libnrt log lines where the settings say; thread-safe, cheap when a level is filtered out."""
 
     def __init__(self, settings: LogSettings, syslog_path: Path | None) -> None:
         self.settings = settings
-        self.syslog_path = syslog_path
+        self.syslog_path = syslog_path  # None: no machine to hold a syslog (its lines are dropped)
         self._guard = threading.Lock()
+        self._routes = {module: settings.route_of(module) for module in COMPONENTS}
+        self._default_route = settings.route_of("")
+
+    def route_of(self, module: str) -> Route:
+        """Where ``module``'s lines go."""
+        return self._routes.get(module, self._default_route)
 
     def enabled(self, level: LogLevel, module: str) -> bool:
         """Whether a line of ``level`` from ``module`` would be written anywhere."""
-        threshold = self.settings.level_of(module)
-        return threshold != LogLevel.QUIET and level >= threshold
+        return LogLevel.QUIET > level >= self.route_of(module).threshold
 
     def log(self, level: LogLevel, module: str, function: str, message: str) -> None:
-        """Write one line (or nothing when filtered)."""
-        if not self.enabled(level, module):
+        """Write one line to each destination that takes it (or nothing when filtered)."""
+        where = self.route_of(module)
+        to_console = where.to_console(level)
+        to_target = where.to_target(level)
+        if not (to_console or to_target):
             return
+        message = _printable(message)
         pid, tid = os.getpid(), threading.get_native_id()
         now = _dt.datetime.now()
-        location = self.settings.location_of(module)
         console_line = format_line(level, module, function, message, pid=pid, tid=tid, now=now)
         with self._guard:
-            # Logging never raises: a location that cannot be written falls back to the console, so that a
-            # failure (or success) of the runtime is never turned into an OSError by its own log line.
-            try:
-                if location == "syslog" and self.syslog_path is not None:
-                    line = format_syslog_line(level, module, function, message, pid=pid, tid=tid, now=now)
-                    with open(self.syslog_path, "a", encoding="utf-8") as fh:
-                        fh.write(line + "\n")
-                    return
-                if location not in ("console", "syslog"):
-                    with open(location, "a", encoding="utf-8") as fh:
-                        fh.write(console_line + "\n")
-                    return
-            except OSError:
-                pass
-            stream = sys.stderr
-            if stream is not None:
-                with contextlib.suppress(OSError, ValueError):
-                    stream.write(console_line + "\n")
-                    stream.flush()
+            if to_target and not self._write_target(where.target, level, module, function, message, console_line,
+                                                    pid=pid, tid=tid, now=now):
+                # Logging never raises: a location the user named that cannot be written falls back to the
+                # console, so that a failure (or success) of the runtime is never lost or turned into an OSError.
+                to_console = to_console or where.fallback
+            if to_console:
+                stream = sys.stderr
+                if stream is not None:
+                    with contextlib.suppress(OSError, ValueError):
+                        stream.write(console_line + "\n")
+                        stream.flush()
+
+    def _write_target(self, target: str | None, level: LogLevel, module: str, function: str, message: str,
+                      console_line: str, *, pid: int, tid: int, now: _dt.datetime) -> bool:
+        """Write to the syslog or the file ``target``; False when it cannot be written."""
+        if target == SYSLOG:
+            if self.syslog_path is None:
+                return False
+            path: str | Path = self.syslog_path
+            line = format_syslog_line(level, module, function, message, pid=pid, tid=tid, now=now)
+        elif target is not None:
+            path, line = target, console_line
+        else:
+            return False
+        try:
+            _append_line(path, line)
+        except (OSError, ValueError):
+            return False
+        return True
 
     def error(self, module: str, function: str, message: str) -> None:
         """Log at ERROR."""

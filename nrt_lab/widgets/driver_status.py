@@ -115,7 +115,7 @@ class DriverStatus(LiveWidget):
         default_timeout = snap.instance.exec_timeout_default_s if snap is not None else None
         timeout = config.exec_timeout_s if config.exec_timeout_s is not None else default_timeout
         return {"cores requested": printable(cores), "process tag": printable(config.process_tag),
-                "log level": f"{config.log.default_level.name} ({config.log.default_location})",
+                "log level": config.log.describe(),
                 "exec timeout": f"{timeout:g} s" if timeout is not None else "?",
                 "lnc": str(config.lnc) if config.lnc is not None else "instance default"}
 
