@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["NrtStatus", "NrtError", "ConfigError", "status_description", "shown_value", "SHOWN_VALUE_LIMIT",
+__all__ = ["NrtStatus", "NrtError", "ConfigError", "status_description", "printable", "shown_value", "SHOWN_VALUE_LIMIT",
            "SHOWN_VALUE_HEAD"]
 
 
@@ -97,6 +97,27 @@ class NrtError(RuntimeError):
         self.status = NrtStatus(status)
         self.message = message
         super().__init__(f"NRT Error {self.status.c_name}({int(self.status)}): {message}")
+
+
+_NAMED_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    return _NAMED_ESCAPES.get(ch) or (f"\\x{code:02x}" if code < 0x100 else
+                                      f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+
+
+def printable(text: str) -> str:
+    """``text`` with every non-printable character escaped (``\\n``, ``\\x1b``, ``\\u202e``), other Unicode kept.
+
+    Owner records, tags, commands and environment values come from other processes and files: shown raw they
+    could move a terminal's cursor, clear its screen or reorder text (bidi overrides). Every face and every log
+    line shows such text through this one function.
+    """
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else _escape(ch) for ch in text)
 
 
 SHOWN_VALUE_LIMIT = 200  # a longer value is shown as its first SHOWN_VALUE_HEAD characters and its length

@@ -30,6 +30,7 @@ import psutil
 from nrt_lab.driver import DriverState, Machine, OwnerRecord, StateError, open_machine
 from nrt_lab.driver.locks import list_owner_files
 from nrt_lab.driver.stats import DEVICE_MEMORY_KINDS, ERROR_KINDS, HOST_MEMORY_KINDS, OUTCOMES, read_stats
+from nrt_lab.errors import printable
 from nrt_lab.hardware import InstanceSpec
 
 __all__ = [
@@ -89,17 +90,6 @@ class SystemClock:
 
 
 SYSTEM_CLOCK = SystemClock()
-
-
-def printable(text: str) -> str:
-    """``text`` with control characters written as escapes (``\\x1b``), safe to show in a terminal or page.
-
-    Owner records and stats come from other processes' files: a tag or command line could carry terminal
-    escape sequences, so every face shows record fields through this.
-    """
-    if text.isprintable():
-        return text
-    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
 def machine_view_cores(instance: InstanceSpec, lnc: int, cores: Sequence[int]) -> tuple[int, ...]:

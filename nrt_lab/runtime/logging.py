@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nrt_lab.errors import ConfigError
+from nrt_lab.errors import ConfigError, printable
 
 __all__ = [
     "LogLevel",
@@ -231,13 +231,6 @@ def format_syslog_line(level: LogLevel, module: str, function: str, message: str
     return f"{stamp} {socket.gethostname()} nrt[{pid}]: {body}"
 
 
-def _printable(message: str) -> str:
-    """``message`` with control characters escaped, so that a value quoted in a line cannot forge other lines."""
-    if message.isprintable():
-        return message
-    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in message)
-
-
 def _append_line(path: str | Path, line: str) -> None:
     """Append one line to the log file or syslog at ``path`` (the one place that opens log files)."""
     with open(path, "a", encoding="utf-8", errors="backslashreplace") as fh:
@@ -269,7 +262,7 @@ class NrtLogger:
         to_target = where.to_target(level)
         if not (to_console or to_target):
             return
-        message = _printable(message)
+        message = printable(message)
         pid, tid = os.getpid(), threading.get_native_id()
         now = _dt.datetime.now()
         console_line = format_line(level, module, function, message, pid=pid, tid=tid, now=now)

@@ -2,9 +2,9 @@
 ``neuron-monitor``, ``neuron-monitor-prometheus``), so that each rule lives in one place.
 
 * argument checkers for argparse (``type=``): periods in seconds, regular expressions, bounded integers;
-* :func:`printable`: the one escaping of control characters for text written to a terminal (owner records
-  carry a process's command line and tag, which anybody can set: raw ESC or BEL bytes would drive the
-  reader's terminal);
+* :func:`printable` (re-exported from :mod:`nrt_lab.errors`, where the one escaping lives): text written to a
+  terminal (owner records carry a process's command line and tag, which anybody can set: raw ESC or BEL bytes
+  would drive the reader's terminal);
 * :func:`write_output`: stdout writes that end quietly when the reader goes away (``neuron-ls -j | head -1``);
 * :func:`error`: the one ``<prog>: error: <message>`` line on stderr;
 * :func:`stop_on_signals`: SIGINT/SIGTERM set an event (a clean exit, no traceback);
@@ -26,6 +26,8 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
+from nrt_lab.errors import printable
+
 __all__ = [
     "CONFIG_MAX_BYTES",
     "FileRefused",
@@ -44,18 +46,6 @@ __all__ = [
 
 CONFIG_MAX_BYTES = 1 << 20  # configuration files are a few hundred bytes; 1 MiB is generous
 
-# C0 controls, DEL and C1 controls: the characters a terminal interprets instead of printing.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
-_NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
-
-
-def printable(text: str) -> str:
-    """``text`` with every control character escaped (``\\n``, ``\\t``, ``\\r``, else ``\\xNN``), so that
-    a value read from a state file cannot move the cursor, clear the screen or ring the bell; other Unicode
-    is kept as is."""
-    if _CONTROL.search(text) is None:
-        return text
-    return _CONTROL.sub(lambda m: _NAMED.get(m[0], f"\\x{ord(m[0]):02x}"), text)
 
 
 # ---------------------------------------------------------------------------------------------- argument types
