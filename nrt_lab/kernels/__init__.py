@@ -10,7 +10,7 @@ and are cast back; see each kernel's ``accepted_dtypes`` and the module docs for
 
 from __future__ import annotations
 
-from nrt_lab.kernels._common import ALL_DTYPES, FLOAT_DTYPES, INT_DTYPES
+from nrt_lab.kernels._common import ALL_DTYPES, FLOAT_DTYPES, INT_DTYPES, TensorSpec
 from nrt_lab.kernels.backend import (
     ACCEPTED_BACKENDS,
     BACKEND_ENV,
@@ -25,9 +25,11 @@ from nrt_lab.kernels.errors import KernelError
 from nrt_lab.kernels.fast import fast_kernel
 from nrt_lab.kernels.registry import (
     FlopsFn,
+    InferFn,
     Kernel,
     KernelFn,
     get_kernel,
+    infer_output,
     kernel_flops,
     kernel_names,
     run_kernel,
@@ -42,12 +44,15 @@ __all__ = [
     "FLOAT_DTYPES",
     "FlopsFn",
     "INT_DTYPES",
+    "InferFn",
     "Kernel",
     "KernelError",
     "KernelFn",
+    "TensorSpec",
     "fast_kernel",
     "get_backend",
     "get_kernel",
+    "infer_output",
     "kernel_flops",
     "kernel_names",
     "namespace_of",
