@@ -41,7 +41,7 @@ def _graph() -> GraphBuilder:
     w = g.constant("w", np.arange(12, dtype=np.float32).reshape(3, 4))
     b = g.constant("b", np.ones(4, dtype=ml_dtypes.bfloat16))
     y = g.op("matmul", [x, w])
-    y = g.op("add", [y, g.op("cast", [b], {"dtype": "float32"})], executor="CPU")
+    y = g.op("add", [y, g.op("cast", [b], {"dtype": "float32"}, shape=(4,), dtype="float32")], executor="CPU")
     g.output("y", g.op("relu", [y]))
     return g
 
