@@ -28,7 +28,7 @@ from nrt_lab.kernels import Kernel, KernelError, TensorSpec, fast_kernel, get_ba
 from nrt_lab.neff import NeffModel, numpy_dtype, parse_neff, read_neff_bytes
 from nrt_lab.runtime.core import Runtime, require_runtime
 from nrt_lab.runtime.memory import format_size
-from nrt_lab.runtime.tensor import Tensor, TensorPlacement, store_typed, typed_view
+from nrt_lab.runtime.tensor import Tensor, TensorPlacement, runtime_backend, store_typed, typed_view
 
 __all__ = ["Model", "TensorInfo", "BenchmarkResult", "RUNTIME_MEMORY_PER_MODEL", "HOST_MEMORY_FRACTION",
            "host_memory_budget"]
@@ -143,6 +143,11 @@ class Model:
         """``nrt_load``: parse, check and place a NEFF on process-relative ``core`` (None or -1: least loaded)."""
         runtime = require_runtime()
         logger = runtime.logger
+        try:
+            runtime_backend()  # a bad NRT_LAB_BACKEND is reported here, before anything is read
+        except NrtError as exc:
+            logger.error("NRT", "nrt_load", exc.message)
+            raise
         data, path = _read_source(source)
         try:
             neff = parse_neff(data, validate_hash=runtime.config.validate_hash)
