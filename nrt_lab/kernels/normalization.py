@@ -50,6 +50,8 @@ _LN_NAMES = ("x", "gamma", "beta")
 
 def stable_softmax(xp: Any, x: Any, axis: int) -> Any:
     """Numerically stable softmax of a float32 array along ``axis`` (max subtracted before exp)."""
+    if x.shape[axis] == 0:  # nothing to normalize (and a max over nothing has no value)
+        return x
     m = xp.max(x, axis=axis, keepdims=True)
     m = xp.where(xp.isfinite(m), m, 0.0)  # a row of -inf stays -inf - 0 (-> NaN after 0/0, as in PyTorch)
     e = xp.exp(x - m)
