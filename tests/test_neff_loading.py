@@ -366,3 +366,43 @@ def test_bad_backend_is_an_nrt_error_naming_the_variable(rt: nrt_lab.Runtime, mo
         assert info.value.status == NrtStatus.FAILURE
         assert message.startswith(f"{BACKEND_ENV}={value[:40]!r}"[:-1]) and "'numpy', 'cupy'" in message
         assert len(message) < 300
+
+
+# ---------------------------------------------------------------------------------------------- execution deadline
+
+
+class _FakeClock:
+    """Advances ``step`` seconds each time it is read: time as the runtime sees it, independent of the machine."""
+
+    def __init__(self, step: float) -> None:
+        self.now = 0.0
+        self.step = step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def test_exec_timeout_is_checked_between_ops(rt: nrt_lab.Runtime, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """NEURON_RT_EXEC_TIMEOUT=1 with each op "taking" 0.4 s: the run stops after the third of six ops."""
+    monkeypatch.setenv("NEURON_RT_EXEC_TIMEOUT", "1")
+    nrt_lab.close()
+    runtime = nrt_lab.init()
+    original = registry.get_kernel("add")
+    counter = _Counter(original.fn)
+    monkeypatch.setitem(registry._KERNELS, "add", Kernel("add", counter, original.flops, original.infer,
+                                                        original.accepted_dtypes, original.doc))
+    g = GraphBuilder(name="chain")
+    y = x = g.input("x", "int8", (4,))  # int8: the checked kernel, so the counter sees every op
+    for _ in range(6):
+        y = g.op("add", [y, x])
+    g.output("y", y)
+    model = Model.load(g.build(uuid=b"d" * 16))
+    monkeypatch.setattr(model_module, "_deadline_clock", _FakeClock(0.4))
+    capsys.readouterr()
+    with pytest.raises(NrtError) as info:
+        model.execute({"x": np.ones(4, np.int8)})
+    assert info.value.status == NrtStatus.TIMEOUT
+    assert counter.calls == 3  # deadline 0.4 + 1 = 1.4; the checks after ops 1, 2, 3 read 0.8, 1.2, 1.6
+    assert stats_of(runtime, model.core).outcomes["timed_out"] == 1

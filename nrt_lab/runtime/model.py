@@ -5,7 +5,13 @@ Execution follows libnrt (SPEC §3.3 "Execution", DESIGN "Runtime"): a core runs
 NEFF's names and sizes, ``NEURON_RT_EXEC_TIMEOUT`` bounds an execution (checked between ops, so a run that
 overruns is reported as NRT_TIMEOUT), NaN outputs are NRT_EXEC_COMPLETED_WITH_NUM_ERR when numerical errors
 are on (``NEURON_FAIL_ON_NAN=1`` or ``NEURON_RT_NUMERICAL_ERRORS_VERBOSITY=critical``: libnrt ≥ 2.27 turned
-them off by default). Every load and execution feeds the process's stats page.
+them off by default); any other failure of a kernel is NRT_EXEC_COMPLETED_WITH_ERR, never a raw exception.
+Every load and execution feeds the process's stats page.
+
+Loading is bounded (docs/architecture.md): the file comes through the one NEFF reader (regular files only, size
+checked first); each op is checked with its kernel's declared shape inference, nothing is executed, so load
+time does not grow with the cost of the ops; the sizes the NEFF declares are checked against the HBM of the
+core and a host-memory budget before anything is reserved or allocated (NRT_RESOURCE otherwise).
 """
 
 from __future__ import annotations
@@ -94,6 +100,9 @@ class _Step:
 
 
 _model_ids_lock = threading.Lock()
+
+_deadline_clock: Callable[[], float] = time.perf_counter
+"""Seconds against which NEURON_RT_EXEC_TIMEOUT is checked between ops; tests substitute a fake clock."""
 
 
 def _read_source(source: str | os.PathLike[str] | bytes | bytearray | memoryview) -> tuple[bytes, str]:
@@ -352,7 +361,7 @@ class Model:
         for step in self._steps:
             run = step.kernel.fn if checked else step.run
             values[step.output] = run(xp, [values[i] for i in step.inputs], step.attrs)
-            if time.perf_counter() > deadline:
+            if _deadline_clock() > deadline:
                 raise TimeoutError
         return values
 
@@ -415,7 +424,7 @@ class Model:
             device_start = time.perf_counter_ns()
             if stats is not None:
                 stats.set_running(core, time.monotonic_ns())
-            deadline = time.perf_counter() + self._timeout_s
+            deadline = _deadline_clock() + self._timeout_s
             try:
                 if backend.is_gpu:
                     with backend.use_device(core):
