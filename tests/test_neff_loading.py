@@ -406,3 +406,10 @@ def test_exec_timeout_is_checked_between_ops(rt: nrt_lab.Runtime, monkeypatch: p
     assert info.value.status == NrtStatus.TIMEOUT
     assert counter.calls == 3  # deadline 0.4 + 1 = 1.4; the checks after ops 1, 2, 3 read 0.8, 1.2, 1.6
     assert stats_of(runtime, model.core).outcomes["timed_out"] == 1
+
+
+@pytest.mark.parametrize("path", ["bad\x00name.neff", 42, None])
+def test_unusable_paths_are_nrt_errors(path: Any) -> None:
+    with pytest.raises(NrtError) as info:
+        read_neff_bytes(path)
+    assert info.value.status == NrtStatus.INVALID and "NEFF path" in info.value.message

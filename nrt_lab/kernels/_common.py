@@ -17,7 +17,6 @@ import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
-import ml_dtypes
 import numpy as np
 
 from nrt_lab.kernels.errors import KernelError
@@ -48,7 +47,6 @@ INT_DTYPES: tuple[str, ...] = ("int8", "int32")
 ALL_DTYPES: tuple[str, ...] = FLOAT_DTYPES + INT_DTYPES
 
 _LOW_PRECISION = {"float16", "bfloat16"}
-_BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
 
 
 _NAME_CACHE: dict[Any, str] = {}

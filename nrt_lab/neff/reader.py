@@ -219,10 +219,14 @@ def read_neff_bytes(path: str | os.PathLike[str], *, max_size: int = DEFAULT_MAX
     file swapped after a caller's own checks is judged by what was really opened. Exactly ``st_size`` bytes
     are read. A file that cannot be opened is NRT_FAILURE "Failed to load model", as nrtpy documents.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise invalid(f"NEFF path {path!r} is a {type(path).__name__}; accepted: a path (str or os.PathLike)")
     shown = os.fspath(path)
     flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
     try:
         fd = os.open(path, flags)
+    except (ValueError, TypeError) as exc:  # a NUL byte in the path, a PathLike returning bytes
+        raise invalid(f"NEFF path {shown!r} is invalid: {exc}; accepted: a path without NUL bytes") from None
     except OSError as exc:
         raise NrtError(
             NrtStatus.FAILURE, f"Failed to load model: cannot read NEFF {shown}: {exc.strerror or exc}"

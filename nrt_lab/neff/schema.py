@@ -13,10 +13,9 @@ import dataclasses
 import json
 import math
 import types
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 
-import ml_dtypes
 import numpy as np
 
 from nrt_lab.errors import NrtError, NrtStatus
@@ -62,30 +61,49 @@ MAX_TENSOR_BYTES = 1 << 48
 _MAX_ATTR_DEPTH = 8
 
 
+_PLAIN_DTYPES = ("uint64", "int8", "uint8", "int16", "uint16", "float16", "int32", "uint32", "float32", "int64")
+_ML_DTYPES = ("bfloat16", "float8_e3m4", "float8_e4m3", "float8_e4m3fn", "float8_e5m2")
+
+
 def _mk_dtypes() -> dict[str, tuple[np.dtype[Any], np.dtype[Any]]]:
     """name -> (logical numpy dtype, dtype stored in .npy)."""
+    import ml_dtypes  # about half a second to import: only when a dtype is really looked up
+
     table: dict[str, tuple[np.dtype[Any], np.dtype[Any]]] = {}
-    for name in (
-        "uint64",
-        "int8",
-        "uint8",
-        "int16",
-        "uint16",
-        "float16",
-        "int32",
-        "uint32",
-        "float32",
-        "int64",
-    ):
+    for name in _PLAIN_DTYPES:
         dt = np.dtype(name).newbyteorder("<")
         table[name] = (dt, dt)
     table["bfloat16"] = (np.dtype(ml_dtypes.bfloat16), np.dtype("<u2"))
-    for name in ("float8_e3m4", "float8_e4m3", "float8_e4m3fn", "float8_e5m2"):
+    for name in _ML_DTYPES[1:]:
         table[name] = (np.dtype(getattr(ml_dtypes, name)), np.dtype("u1"))
     return table
 
 
-DTYPES: Mapping[str, tuple[np.dtype[Any], np.dtype[Any]]] = types.MappingProxyType(_mk_dtypes())
+class _DtypeTable(Mapping[str, tuple[np.dtype[Any], np.dtype[Any]]]):
+    """A read-only table whose names are known at import and whose dtypes are built on first lookup."""
+
+    def __init__(self) -> None:
+        self._names = _PLAIN_DTYPES + _ML_DTYPES
+        self._known = frozenset(self._names)
+        self._table: dict[str, tuple[np.dtype[Any], np.dtype[Any]]] | None = None
+
+    def __getitem__(self, name: str) -> tuple[np.dtype[Any], np.dtype[Any]]:
+        table = self._table
+        if table is None:
+            table = self._table = _mk_dtypes()
+        return table[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._known
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
+DTYPES: Mapping[str, tuple[np.dtype[Any], np.dtype[Any]]] = _DtypeTable()
 """Supported dtype names (the ``nrt_dtype_t`` types of SPEC §3.2) -> (numpy dtype, ``.npy`` storage dtype)."""
 
 

@@ -14,6 +14,7 @@ import weakref
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+import ml_dtypes  # noqa: F401 - registers bfloat16/float8 with NumPy, so users' dtype strings work at runtime
 import numpy as np
 
 from nrt_lab.errors import NrtError, NrtStatus
@@ -386,10 +387,6 @@ class Tensor:
 def _dtype_or_none(dtype: Any) -> np.dtype[Any] | None:
     if dtype is None:
         return None
-    if isinstance(dtype, str) and dtype == "bfloat16":
-        import ml_dtypes
-
-        return np.dtype(ml_dtypes.bfloat16)  # type: ignore[no-any-return]
     return np.dtype(dtype)  # type: ignore[no-any-return]
 
 
