@@ -1,8 +1,9 @@
 """Array math for the emulated NeuronCores, on NumPy or CuPy, with declared FLOP counts.
 
 This is the bottom layer beside ``hardware``: it imports nothing else from ``nrt_lab``. Pick the array
-module with :func:`get_backend`, look ops up with :func:`get_kernel` / :func:`run_kernel`, and read
-:attr:`Kernel.doc` for each op's inputs and attributes.
+module with :func:`get_backend`, look ops up with :func:`get_kernel` / :func:`run_kernel`, ask an op's output
+shape and dtype without computing it with :func:`infer_output` (``Kernel.infer``), and read :attr:`Kernel.doc`
+for each op's inputs and attributes.
 
 Dtypes: float32, float16, bfloat16 (``ml_dtypes.bfloat16``), int8, int32. float16/bfloat16 compute in float32
 and are cast back; see each kernel's ``accepted_dtypes`` and the module docs for integer rules.

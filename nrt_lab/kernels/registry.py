@@ -6,6 +6,11 @@ inputs' shapes and dtypes alone (the one rule the graph builder and the runtime'
 ``flops(input_shapes, attrs) -> int``, the declared FLOP count that utilization in % and TFLOPS is computed
 from. All three validate their arguments alike and raise :class:`~nrt_lab.kernels.errors.KernelError` naming
 the kernel, the input or attribute, its value and what is accepted.
+
+Adding a kernel: write ``fn``, ``flops`` and ``infer`` in the module of its family, sharing one ``_plan``-style
+helper for the shape and attribute checks so the three cannot disagree, and add a :class:`Kernel` to
+``_table`` below. ``GraphBuilder`` then infers its output, ``Model.load`` checks NEFFs that use it, and
+tests/test_kernel_inference.py checks on random inputs that ``infer`` matches what ``fn`` computes.
 """
 
 from __future__ import annotations
