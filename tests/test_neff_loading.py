@@ -413,3 +413,19 @@ def test_unusable_paths_are_nrt_errors(path: Any) -> None:
     with pytest.raises(NrtError) as info:
         read_neff_bytes(path)
     assert info.value.status == NrtStatus.INVALID and "NEFF path" in info.value.message
+
+
+@pytest.mark.parametrize("size", [10**30, 2**62])
+def test_huge_virtual_tensor_is_an_nrt_error(rt: nrt_lab.Runtime, size: int) -> None:
+    from nrt_lab import TensorPlacement
+
+    with pytest.raises(NrtError) as info:
+        Tensor.allocate(size, TensorPlacement.VIRTUAL)
+    assert info.value.status == NrtStatus.FAIL_HOST_MEM_ALLOC and str(size) in info.value.message
+
+
+@pytest.mark.parametrize("core", ["0", 1.0, True])
+def test_core_index_must_be_an_integer(rt: nrt_lab.Runtime, core: Any) -> None:
+    with pytest.raises(NrtError) as info:
+        Model.load(relu_neff((4,)), core)
+    assert info.value.status == NrtStatus.INVALID and "is not an integer" in info.value.message

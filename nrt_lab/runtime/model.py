@@ -174,6 +174,11 @@ class Model:
             raise NrtError(NrtStatus.INVALID, message)
         needed = max(1, neff.requested_cores)
         visible = len(runtime.cores)
+        if core is not None:
+            if not isinstance(core, (int, np.integer)) or isinstance(core, bool):
+                raise NrtError(NrtStatus.INVALID, f"NeuronCore index {core!r} is not an integer; accepted: 0 to "
+                                                  f"{visible - 1} (or -1 or None for any)")
+            core = int(core)
         if core is None or core == -1:
             counts = {c: 0 for c in range(visible)}
             for model in runtime.models.values():

@@ -46,9 +46,9 @@ def _zeros(xp: Any, size: int, what: str) -> Any:
     """``size`` zeroed bytes, or NRT_FAIL_HOST_MEM_ALLOC (never a raw MemoryError) when memory runs out."""
     try:
         return xp.zeros(size, dtype=xp.uint8)
-    except MemoryError:
+    except (MemoryError, ValueError) as exc:  # ValueError: more than an array may hold on this platform
         raise NrtError(NrtStatus.FAIL_HOST_MEM_ALLOC, f"cannot allocate {size} bytes for a {what} tensor: "
-                                                      "out of memory") from None
+                                                      f"{exc}") from None
 
 
 class TensorPlacement(enum.IntEnum):
