@@ -163,8 +163,7 @@ def build_mlp() -> DemoModel:
     g = GraphBuilder(name="mlp")
     x = g.input("x", "float32", (MLP_BATCH, MLP_SIZES[0]))
     (w1, b1), (w2, b2), (w3, b3) = _mlp_params()
-    h = g.op("gemm", [x, g.constant("fc1.weight", w1), g.constant("fc1.bias", b1)],
-             shape=(MLP_BATCH, MLP_SIZES[1]), dtype="float32", name="fc1")
+    h = g.op("gemm", [x, g.constant("fc1.weight", w1), g.constant("fc1.bias", b1)], name="fc1")
     h = g.op("relu", [h], name="relu1")
     h = g.op("matmul", [h, g.constant("fc2.weight", w2), g.constant("fc2.bias", b2)], name="fc2")
     h = g.op("relu", [h], name="relu2")
@@ -213,20 +212,19 @@ def build_cnn() -> DemoModel:
     """
     g = GraphBuilder(name="cnn")
     p = _cnn_params()
-    n, (c, h, w), (c1, c2) = CNN_BATCH, CNN_IMAGE, CNN_CHANNELS
+    n, (c, h, w), c2 = CNN_BATCH, CNN_IMAGE, CNN_CHANNELS[1]
     x = g.input("image", "float32", (n, c, h, w))
     y = g.op("conv2d", [x, g.constant("conv1.weight", p["conv1.weight"]), g.constant("conv1.bias", p["conv1.bias"])],
-             {"padding": 1}, shape=(n, c1, h, w), dtype="float32", name="conv1")
+             {"padding": 1}, name="conv1")
     y = g.op("relu", [y], name="relu1")
-    y = g.op("max_pool2d", [y], {"kernel": 2}, shape=(n, c1, h // 2, w // 2), dtype="float32", name="pool1")
+    y = g.op("max_pool2d", [y], {"kernel": 2}, name="pool1")
     y = g.op("conv2d", [y, g.constant("conv2.weight", p["conv2.weight"]), g.constant("conv2.bias", p["conv2.bias"])],
-             {"padding": 1}, shape=(n, c2, h // 2, w // 2), dtype="float32", name="conv2")
+             {"padding": 1}, name="conv2")
     y = g.op("relu", [y], name="relu2")
-    y = g.op("max_pool2d", [y], {"kernel": 2}, shape=(n, c2, h // 4, w // 4), dtype="float32", name="pool2")
+    y = g.op("max_pool2d", [y], {"kernel": 2}, name="pool2")
     flat = c2 * (h // 4) * (w // 4)
     y = g.op("reshape", [y], {"shape": [n, flat]}, name="flatten")
-    logits = g.op("gemm", [y, g.constant("fc.weight", p["fc.weight"]), g.constant("fc.bias", p["fc.bias"])],
-                  shape=(n, CNN_CLASSES), dtype="float32", name="fc")
+    logits = g.op("gemm", [y, g.constant("fc.weight", p["fc.weight"]), g.constant("fc.bias", p["fc.bias"])], name="fc")
     g.output("logits", logits)
     return DemoModel(g.build(uuid=_uuid("cnn")), _cnn_reference)
 
@@ -285,7 +283,7 @@ def build_transformer() -> DemoModel:
     dh = d // nh
     c = {name: g.constant(name, value) for name, value in p.items()}
     x = g.input("x", "float32", (b, s, d))
-    h = g.op("layernorm", [x, c["ln1.gamma"], c["ln1.beta"]], shape=(b, s, d), dtype="float32", name="ln1")
+    h = g.op("layernorm", [x, c["ln1.gamma"], c["ln1.beta"]], name="ln1")
     proj = {}
     for n in ("q", "k", "v"):
         t = g.op("matmul", [h, c[f"attn.{n}.weight"], c[f"attn.{n}.bias"]], name=f"attn_{n}")
@@ -301,7 +299,7 @@ def build_transformer() -> DemoModel:
     ctx = g.op("reshape", [ctx], {"shape": [b, s, d]}, name="attn_concat")
     attn = g.op("matmul", [ctx, c["attn.o.weight"], c["attn.o.bias"]], name="attn_out")
     h1 = g.op("add", [x, attn], name="residual1")
-    h2 = g.op("layernorm", [h1, c["ln2.gamma"], c["ln2.beta"]], shape=(b, s, d), dtype="float32", name="ln2")
+    h2 = g.op("layernorm", [h1, c["ln2.gamma"], c["ln2.beta"]], name="ln2")
     ff = g.op("matmul", [h2, c["ff1.weight"], c["ff1.bias"]], name="ff1")
     ff = g.op("gelu", [ff], name="ff_gelu")
     ff = g.op("matmul", [ff, c["ff2.weight"], c["ff2.bias"]], name="ff2")

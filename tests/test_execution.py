@@ -21,6 +21,7 @@ from nrt_lab.driver.stats import read_stats
 from nrt_lab.kernels import Kernel, registry
 from nrt_lab.models import build_add, build_mlp, example_inputs
 from nrt_lab.neff import GraphBuilder, write_neff
+from nrt_lab.runtime import model as model_module
 
 pytestmark = pytest.mark.instance("trn1.2xlarge")
 
@@ -393,10 +394,12 @@ def _slow_neff(n: int = 512, steps: int = 2) -> bytes:
     return g.build(uuid=b"s" * 16)
 
 
-def test_execution_timeout(start: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_execution_timeout(start: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     runtime = start(NEURON_RT_EXEC_TIMEOUT="0.001")
     model = Model.load(_slow_neff())
     capsys.readouterr()
+    ticks = iter(range(1000))  # the deadline clock advances 10 ms per reading, whatever the machine's speed
+    monkeypatch.setattr(model_module, "_deadline_clock", lambda: next(ticks) * 0.01)
     with pytest.raises(NrtError) as info:
         model.execute({"x": np.ones((512, 512), np.float32)})
     assert info.value.status == NrtStatus.TIMEOUT
@@ -408,7 +411,8 @@ def test_execution_timeout(start: Any, capsys: pytest.CaptureFixture[str]) -> No
     counters = stats_of(runtime, model.core)
     assert counters.outcomes["timed_out"] == 1 and counters.status["timeout"] == 1
     assert counters.outcomes["completed"] == 0
-    # the core is usable again afterwards
+    # the core is usable again afterwards (time stands still now: a 1 ms budget is never exceeded)
+    monkeypatch.setattr(model_module, "_deadline_clock", lambda: 0.0)
     fast = Model.load(build_add().neff)
     fast.execute(add_inputs())
 
@@ -547,7 +551,7 @@ class _Probe:
         self.missed = 0
 
     def __call__(self, xp: Any, inputs: Sequence[Any], attrs: Mapping[str, Any]) -> Any:
-        if not self.armed:  # the dry run at load time
+        if not self.armed:  # executions before the test arms the probe pass straight through
             return inputs[0]
         with self.lock:
             self.active += 1
@@ -570,7 +574,8 @@ class _Probe:
 def probe(monkeypatch: pytest.MonkeyPatch) -> _Probe:
     """Registers the ``test_probe`` kernel for the duration of one test."""
     fn = _Probe()
-    kernel = Kernel("test_probe", fn, lambda shapes, attrs: 1, ("float32",), "test_probe(x): returns x")
+    kernel = Kernel("test_probe", fn, lambda shapes, attrs: 1, lambda specs, attrs: specs[0], ("float32",),
+                    "test_probe(x): returns x")
     monkeypatch.setitem(registry._KERNELS, "test_probe", kernel)
     return fn
 

@@ -61,8 +61,8 @@ def const_graph() -> GraphBuilder:
     g.constant("w_i32", np.array([[2**31 - 1, -(2**31)]], dtype=np.int32))
     g.constant("w_fp8", np.array([0.5, -1.0, 448.0], dtype=ml_dtypes.float8_e4m3fn))
     g.constant("scalar", np.float32(3.0))
-    h = g.op("mul", [x, g.op("cast", [w16], {"dtype": "float32"})])
-    h = g.op("add", [h, g.op("cast", [wbf], {"dtype": "float32"})], executor="CPU")
+    h = g.op("mul", [x, g.op("cast", [w16], {"dtype": "float32"}, shape=(2, 3), dtype="float32")])
+    h = g.op("add", [h, g.op("cast", [wbf], {"dtype": "float32"}, shape=(2, 3), dtype="float32")], executor="CPU")
     y = g.op("matmul", [h, w32])
     lo, hi = g.multi_op("split", [y], [((2, 2), "float32"), ((2, 2), "float32")], {"axis": 1})
     g.output("lo", lo)
@@ -200,7 +200,7 @@ def test_lnc2_two_subgraphs_and_state_buffer() -> None:
     cache = g.state_buffer("cache", "bfloat16", (4, 8))
     y = g.op("concat", [cache, x], {"axis": 0})
     g.op("copy", [y], shape=(4, 8), out=cache, name="update")
-    g.output("y", g.op("reduce_sum", [y], {"axis": 1, "keepdims": True}))
+    g.output("y", g.op("reduce_sum", [y], {"axes": 1, "keepdims": True}))
     model = parse_neff(g.build(lnc=2, requested_cores=2, subgraphs=2, uuid=UUID))
     assert [sg.name for sg in model.subgraphs] == ["sg00", "sg01"]
     assert model.lnc == 2 and model.requested_cores == 2 and model.num_tpb == 2
@@ -227,14 +227,14 @@ def test_shape_inference() -> None:
     assert g.op("transpose", [a], {"perm": [0, 2, 1]}).shape == (5, 3, 1)
     assert g.op("reshape", [a], {"shape": [-1, 5]}).shape == (3, 5)
     assert g.op("reduce_mean", [a]).shape == ()
-    assert g.op("cast", [a], {"dtype": "int8"}).dtype == "int8"
+    assert g.op("cast", [a], {"dtype": "int8"}, shape=(5, 1, 3), dtype="int8").dtype == "int8"
     assert g.op("softmax", [b]).shape == (4, 3)
     assert g.op("custom", [b], shape=(2,), dtype="int32").shape == (2,)
     with pytest.raises(NrtError, match="cannot infer the output shape/dtype of op 'custom'"):
         g.op("custom", [b])
     with pytest.raises(NrtError, match="do not broadcast"):
         g.op("add", [a, g.input("z", "float32", (2,))])
-    with pytest.raises(NrtError, match="different dtypes"):
+    with pytest.raises(NrtError, match="must share one dtype"):
         g.op("add", [b, g.input("h", "float16", (4, 3))])
 
 

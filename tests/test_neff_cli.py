@@ -4,6 +4,7 @@ exit status 1 with the NRT status name for malformed, too new or missing files."
 from __future__ import annotations
 
 import hashlib
+import os
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -153,6 +154,18 @@ def test_directory_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     rc, out, err = cli(capsys, "neff", "inspect", str(tmp_path))
     assert (rc, out) == (1, "")
     assert err == f"nrt-lab: error: {tmp_path}: not a readable file\n"
+
+
+@pytest.mark.timeout(20)
+def test_fifo_and_devices_are_refused_without_hanging(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fifo = tmp_path / "pipe.neff"
+    os.mkfifo(fifo)
+    link = tmp_path / "zero.neff"
+    link.symlink_to("/dev/zero")
+    for path in (fifo, link, Path("/dev/zero")):
+        rc, out, err = cli(capsys, "neff", "inspect", str(path))
+        assert (rc, out) == (1, "")
+        assert err.startswith(f"nrt-lab: error: {path}: ")
 
 
 @pytest.mark.parametrize(

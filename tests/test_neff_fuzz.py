@@ -1,4 +1,5 @@
-"""Hypothesis fuzzing of :func:`nrt_lab.neff.parse_neff`: random bytes and mutations of valid NEFFs.
+"""Hypothesis fuzzing of :func:`nrt_lab.neff.parse_neff` and the file reader :func:`nrt_lab.neff.read_neff`:
+random bytes and mutations of valid NEFFs.
 
 Whatever the input, parsing either succeeds or raises ``NrtError`` with NRT_INVALID or
 NRT_UNSUPPORTED_NEFF_VERSION, and each parse stays bounded in time. ``NRT_LAB_FUZZ_EXAMPLES`` sets the number
@@ -13,7 +14,9 @@ import json
 import os
 import struct
 import tarfile
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import ml_dtypes
@@ -22,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nrt_lab.errors import NrtError, NrtStatus
-from nrt_lab.neff import HEADER_SIZE, GraphBuilder, build_payload, parse_neff
+from nrt_lab.neff import HEADER_SIZE, GraphBuilder, build_payload, parse_neff, read_neff
 
 EXAMPLES = int(os.environ.get("NRT_LAB_FUZZ_EXAMPLES", "200"))
 MAX_SECONDS = 5.0
@@ -41,7 +44,7 @@ def _graph() -> GraphBuilder:
     w = g.constant("w", np.arange(12, dtype=np.float32).reshape(3, 4))
     b = g.constant("b", np.ones(4, dtype=ml_dtypes.bfloat16))
     y = g.op("matmul", [x, w])
-    y = g.op("add", [y, g.op("cast", [b], {"dtype": "float32"})], executor="CPU")
+    y = g.op("add", [y, g.op("cast", [b], {"dtype": "float32"}, shape=(4,), dtype="float32")], executor="CPU")
     g.output("y", g.op("relu", [y]))
     return g
 
@@ -245,3 +248,32 @@ def test_tar_header_fields_with_fixed_checksum(header_at: int, edits: list[tuple
     block[148:156] = f"{sum(block):06o}".encode() + b"\0 "
     payload[header_at : header_at + 512] = block
     check(wrap(bytes(payload)))
+
+
+# ------------------------------------------------------------------------------------------------ the file reader
+
+
+@FUZZ
+@given(
+    st.sampled_from(BASES),
+    st.lists(st.tuples(st.integers(0, 2**31), st.integers(0, 255)), max_size=6),
+    st.integers(0, 2**31),
+    st.booleans(),
+)
+def test_read_neff_on_mutated_files(base: bytes, edits: list[tuple[int, int]], max_size: int, link: bool) -> None:
+    """The path entry point (what Model.load, nrtpy and neff inspect use): success or an allowed NrtError."""
+    data = bytearray(base)
+    for position, value in edits:
+        data[position % len(data)] = value
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "model.neff"
+        path.write_bytes(bytes(data))
+        if link:  # users load models through symbolic links: followed to the regular file
+            (Path(directory) / "link.neff").symlink_to(path)
+            path = Path(directory) / "link.neff"
+        start = time.perf_counter()
+        try:
+            read_neff(path, max_size=max_size)
+        except NrtError as exc:
+            assert exc.status in ALLOWED, exc
+        assert time.perf_counter() - start < MAX_SECONDS

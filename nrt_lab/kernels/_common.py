@@ -15,9 +15,8 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
-import ml_dtypes
 import numpy as np
 
 from nrt_lab.kernels.errors import KernelError
@@ -27,10 +26,13 @@ __all__ = [
     "INT_DTYPES",
     "ALL_DTYPES",
     "Attrs",
+    "TensorSpec",
     "dtype_name",
     "check_inputs",
     "check_dtypes",
+    "check_dtype_names",
     "check_shapes",
+    "check_specs",
     "shape_of",
     "broadcast",
     "num_elements",
@@ -45,7 +47,6 @@ INT_DTYPES: tuple[str, ...] = ("int8", "int32")
 ALL_DTYPES: tuple[str, ...] = FLOAT_DTYPES + INT_DTYPES
 
 _LOW_PRECISION = {"float16", "bfloat16"}
-_BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
 
 
 _NAME_CACHE: dict[Any, str] = {}
@@ -105,13 +106,26 @@ def _input_name(names: Sequence[str], i: int) -> str:
     return names[i] if i < len(names) else names[-1]
 
 
+class TensorSpec(NamedTuple):
+    """Shape and dtype name of a tensor: what shape inference reads and returns, without any data."""
+
+    shape: tuple[int, ...]
+    dtype: str
+
+
 def check_dtypes(
     kernel: str, arrays: Sequence[Any], accepted: Sequence[str], names: Sequence[str], *, same: bool = True
 ) -> str:
     """Check every array's dtype is accepted (and, by default, that they all match); returns the dtype name."""
-    first = dtype_name(arrays[0].dtype)
-    for i, a in enumerate(arrays):
-        dn = dtype_name(a.dtype)
+    return check_dtype_names(kernel, [dtype_name(a.dtype) for a in arrays], accepted, names, same=same)
+
+
+def check_dtype_names(
+    kernel: str, dtypes: Sequence[str], accepted: Sequence[str], names: Sequence[str], *, same: bool = True
+) -> str:
+    """The dtype rule of :func:`check_dtypes` on dtype names (shape inference has no arrays); returns the first."""
+    first = dtypes[0]
+    for i, dn in enumerate(dtypes):
         if dn not in accepted:
             raise KernelError(
                 f"kernel '{kernel}' does not accept dtype {dn} (input {i}, {_input_name(names, i)}); "
@@ -154,6 +168,22 @@ def check_shapes(kernel: str, shapes: Any, min_n: int, max_n: int, names: Sequen
             dims.append(int(d))
         out.append(tuple(dims))
     return out
+
+
+def check_specs(
+    kernel: str, specs: Any, min_n: int, max_n: int, names: Sequence[str]
+) -> tuple[list[tuple[int, ...]], list[str]]:
+    """Validate the input specs given to shape inference: (shapes, dtype names), like :func:`check_shapes`."""
+    if isinstance(specs, (str, bytes)) or not isinstance(specs, Sequence):
+        raise KernelError(f"kernel '{kernel}': input specs must be a sequence of (shape, dtype), got {specs!r}")
+    dtypes: list[str] = []
+    shapes: list[Any] = []
+    for i, spec in enumerate(specs):
+        if not isinstance(spec, tuple) or len(spec) != 2 or not isinstance(spec[1], str):
+            raise KernelError(f"kernel '{kernel}': spec of input {i} must be a (shape, dtype name) pair, got {spec!r}")
+        shapes.append(spec[0])
+        dtypes.append(spec[1])
+    return check_shapes(kernel, shapes, min_n, max_n, names), dtypes
 
 
 def broadcast(kernel: str, *shapes: tuple[int, ...]) -> tuple[int, ...]:

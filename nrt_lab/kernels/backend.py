@@ -30,6 +30,7 @@ __all__ = [
     "BACKEND_ENV",
     "ACCEPTED_BACKENDS",
     "Backend",
+    "BackendConfigError",
     "BackendUnavailableError",
     "get_backend",
     "reset_backend_cache",
@@ -42,6 +43,20 @@ BACKEND_ENV = "NRT_LAB_BACKEND"
 ACCEPTED_BACKENDS: tuple[str, ...] = ("numpy", "cupy")
 
 _ACCEPTED_TEXT = "'numpy', 'cupy' (case-insensitive), or empty/unset to pick CuPy when a GPU works and NumPy otherwise"
+
+
+class BackendConfigError(ValueError):
+    """``NRT_LAB_BACKEND`` holds a value that names no backend; the message names the variable, value and choices.
+
+    The kernels import nothing of nrt_lab's, so this is their own type; the runtime turns it into an NrtError.
+    """
+
+    def __init__(self, value: str) -> None:
+        self.variable = BACKEND_ENV
+        self.value = value
+        self.accepted = _ACCEPTED_TEXT
+        shown = value if len(value) <= 40 else value[:40] + "…"
+        super().__init__(f"{BACKEND_ENV}={shown!r} is invalid: not a known backend; accepted: {_ACCEPTED_TEXT}")
 
 
 class BackendUnavailableError(RuntimeError):
@@ -172,7 +187,7 @@ def select_backend(value: str | None) -> Backend:
     raw = "" if value is None else value
     choice = raw.strip().lower()
     if choice not in ("",) + ACCEPTED_BACKENDS:
-        raise ValueError(f"{BACKEND_ENV}={raw!r} is not a known backend; accepted values: {_ACCEPTED_TEXT}")
+        raise BackendConfigError(raw)
     if choice == "numpy":
         return Backend("numpy", np, 0, f"{BACKEND_ENV}={raw} forces NumPy")
     cupy, count, why = _probe_cupy()

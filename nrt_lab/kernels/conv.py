@@ -26,9 +26,12 @@ from nrt_lab.kernels._common import (
     ALL_DTYPES,
     FLOAT_DTYPES,
     Attrs,
+    TensorSpec,
+    check_dtype_names,
     check_dtypes,
     check_inputs,
     check_shapes,
+    check_specs,
     finish,
     is_int,
     shape_of,
@@ -46,6 +49,9 @@ __all__ = [
     "CONV2D_DTYPES",
     "MAX_POOL2D_DTYPES",
     "AVG_POOL2D_DTYPES",
+    "conv2d_infer",
+    "max_pool2d_infer",
+    "avg_pool2d_infer",
 ]
 
 CONV2D_DTYPES = FLOAT_DTYPES
@@ -218,3 +224,31 @@ def max_pool2d_flops(input_shapes: Sequence[tuple[int, ...]], attrs: Mapping[str
 def avg_pool2d_flops(input_shapes: Sequence[tuple[int, ...]], attrs: Mapping[str, Any]) -> int:
     """N*C*Hout*Wout*kh*kw (one add per tap; the divide is folded in)."""
     return _pool_flops("avg_pool2d", _AVGPOOL_ATTRS, input_shapes, attrs)
+
+
+def conv2d_infer(specs: Sequence[TensorSpec], attrs: Mapping[str, Any]) -> TensorSpec:
+    """(N, Cout, Hout, Wout) in x's dtype."""
+    a = Attrs("conv2d", attrs, _CONV_ATTRS)
+    shapes, dtypes = check_specs("conv2d", specs, 2, 3, _CONV_NAMES)
+    dt = check_dtype_names("conv2d", dtypes, CONV2D_DTYPES, _CONV_NAMES)
+    win, _ = _conv_plan(a, shapes)
+    return TensorSpec((shapes[0][0], shapes[1][0], win.ho, win.wo), dt)
+
+
+def _pool_infer(kernel: str, allowed: tuple[str, ...], accepted: tuple[str, ...], specs: Sequence[TensorSpec],
+                attrs: Mapping[str, Any]) -> TensorSpec:
+    a = Attrs(kernel, attrs, allowed)
+    (x,), dtypes = check_specs(kernel, specs, 1, 1, ("x",))
+    dt = check_dtype_names(kernel, dtypes, accepted, ("x",))
+    win = _pool_plan(kernel, a, x)
+    return TensorSpec((x[0], x[1], win.ho, win.wo), dt)
+
+
+def max_pool2d_infer(specs: Sequence[TensorSpec], attrs: Mapping[str, Any]) -> TensorSpec:
+    """(N, C, Hout, Wout) in x's dtype."""
+    return _pool_infer("max_pool2d", _MAXPOOL_ATTRS, MAX_POOL2D_DTYPES, specs, attrs)
+
+
+def avg_pool2d_infer(specs: Sequence[TensorSpec], attrs: Mapping[str, Any]) -> TensorSpec:
+    """(N, C, Hout, Wout) in x's dtype."""
+    return _pool_infer("avg_pool2d", _AVGPOOL_ATTRS, AVG_POOL2D_DTYPES, specs, attrs)

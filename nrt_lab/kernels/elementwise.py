@@ -20,10 +20,13 @@ from nrt_lab.kernels._common import (
     ALL_DTYPES,
     FLOAT_DTYPES,
     Attrs,
+    TensorSpec,
     broadcast,
+    check_dtype_names,
     check_dtypes,
     check_inputs,
     check_shapes,
+    check_specs,
     finish,
     is_int,
     num_elements,
@@ -46,6 +49,8 @@ __all__ = [
     "OPS_PER_ELEMENT",
     "binary_flops",
     "unary_flops",
+    "binary_infer",
+    "unary_infer",
 ]
 
 BINARY_DTYPES: dict[str, tuple[str, ...]] = {
@@ -163,3 +168,28 @@ def unary_flops(kernel: str) -> Callable[[Sequence[tuple[int, ...]], Mapping[str
         return num_elements(x) * OPS_PER_ELEMENT[kernel]
 
     return flops
+
+
+def binary_infer(kernel: str) -> Callable[[Sequence[TensorSpec], Mapping[str, Any]], TensorSpec]:
+    """Shape inference of a binary elementwise kernel: the broadcast shape, in the inputs' (common) dtype."""
+
+    def infer(specs: Sequence[TensorSpec], attrs: Mapping[str, Any]) -> TensorSpec:
+        """Broadcast shape, input dtype."""
+        Attrs(kernel, attrs, ())
+        (a, b), dtypes = check_specs(kernel, specs, 2, 2, ("a", "b"))
+        dt = check_dtype_names(kernel, dtypes, BINARY_DTYPES[kernel], ("a", "b"))
+        return TensorSpec(broadcast(kernel, a, b), dt)
+
+    return infer
+
+
+def unary_infer(kernel: str) -> Callable[[Sequence[TensorSpec], Mapping[str, Any]], TensorSpec]:
+    """Shape inference of a unary elementwise kernel: the input's shape and dtype."""
+
+    def infer(specs: Sequence[TensorSpec], attrs: Mapping[str, Any]) -> TensorSpec:
+        """Input shape and dtype."""
+        Attrs(kernel, attrs, ())
+        (x,), dtypes = check_specs(kernel, specs, 1, 1, ("x",))
+        return TensorSpec(x, check_dtype_names(kernel, dtypes, UNARY_DTYPES[kernel], ("x",)))
+
+    return infer

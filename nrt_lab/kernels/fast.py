@@ -1,6 +1,6 @@
 """Unchecked fast paths for the commonest kernels, for plans whose inputs were validated at load.
 
-A loaded model's op graph is validated once (dtypes, shapes, attrs: a dry run through the checked kernels);
+A loaded model's op graph is validated once (dtypes, shapes, attrs: each kernel's ``infer`` at load);
 executing it again should cost what the math costs. These functions skip validation and are only returned
 for float32/int32 inputs of one dtype, where no up-casting is needed, so they compute exactly what the checked
 kernel computes.

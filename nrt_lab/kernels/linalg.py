@@ -22,10 +22,13 @@ from nrt_lab.kernels._common import (
     FLOAT_DTYPES,
     INT_DTYPES,
     Attrs,
+    TensorSpec,
     broadcast,
+    check_dtype_names,
     check_dtypes,
     check_inputs,
     check_shapes,
+    check_specs,
     dtype_name,
     finish,
     is_int,
@@ -43,6 +46,9 @@ __all__ = [
     "matmul_flops",
     "gemm_flops",
     "attention_flops",
+    "matmul_infer",
+    "gemm_infer",
+    "attention_infer",
     "MATMUL_DTYPES",
     "GEMM_DTYPES",
     "ATTENTION_DTYPES",
@@ -89,19 +95,23 @@ def _matmul_plan(shapes: Sequence[tuple[int, ...]]) -> tuple[tuple[int, ...], in
     return out, num_elements(batch), m, n, k
 
 
+def _check_bias_dtype(dt: str, bdt: str) -> None:
+    """matmul's bias must have the dtype of a and b, or any integer dtype when they are integers."""
+    bias_dtypes = INT_DTYPES if is_int(dt) else (dt,)
+    if bdt not in bias_dtypes:
+        raise KernelError(
+            f"kernel 'matmul' does not accept dtype {bdt} for input 2 (bias) with {dt} a and b; "
+            f"accepted bias dtypes: {', '.join(bias_dtypes)}"
+        )
+
+
 def matmul(xp: Any, inputs: Sequence[Any], attrs: Mapping[str, Any]) -> Any:
     """a @ b (+ bias) with NumPy matmul semantics; int8 accumulates in int32 and returns int32."""
     Attrs("matmul", attrs, ())
     arrays = check_inputs("matmul", inputs, 2, 3, _MM_NAMES)
     dt = check_dtypes("matmul", arrays[:2], MATMUL_DTYPES, _MM_NAMES)
     if len(arrays) > 2:
-        bias_dtypes = INT_DTYPES if is_int(dt) else (dt,)
-        bdt = dtype_name(arrays[2].dtype)
-        if bdt not in bias_dtypes:
-            raise KernelError(
-                f"kernel 'matmul' does not accept dtype {bdt} for input 2 (bias) with {dt} a and b; "
-                f"accepted bias dtypes: {', '.join(bias_dtypes)}"
-            )
+        _check_bias_dtype(dt, dtype_name(arrays[2].dtype))
     _matmul_plan([shape_of(t) for t in arrays])
     if is_int(dt):
         ops = [t.astype(xp.int32) for t in arrays]
@@ -196,6 +206,16 @@ def _attention_plan(a: Attrs, shapes: Sequence[tuple[int, ...]]) -> tuple[int, i
     return num_elements(batch), lq, lk, d, dv, scale
 
 
+def _check_mask_dtype(mdt: str) -> str:
+    """attention's mask is bool (True = attend) or a float added to the scores; returns ``mdt``."""
+    if mdt != "bool" and mdt not in FLOAT_DTYPES:
+        raise KernelError(
+            f"kernel 'attention' does not accept dtype {mdt} for input 3 (mask); "
+            f"accepted: bool (True = attend) or {', '.join(FLOAT_DTYPES)} (added to the scores)"
+        )
+    return mdt
+
+
 def attention(xp: Any, inputs: Sequence[Any], attrs: Mapping[str, Any]) -> Any:
     """softmax(q @ k^T * scale + mask) @ v; mask is bool (True = attend) or additive float, optional."""
     a = Attrs("attention", attrs, _ATT_ATTRS)
@@ -206,16 +226,10 @@ def attention(xp: Any, inputs: Sequence[Any], attrs: Mapping[str, Any]) -> Any:
     scores = xp.matmul(q, xp.swapaxes(k, -1, -2)) * scale
     if len(arrays) > 3:
         mask = arrays[3]
-        mdt = dtype_name(mask.dtype)
-        if mdt == "bool":
+        if _check_mask_dtype(dtype_name(mask.dtype)) == "bool":
             scores = xp.where(mask, scores, -math.inf)
-        elif mdt in FLOAT_DTYPES:
-            scores = scores + upcast(xp, mask)
         else:
-            raise KernelError(
-                f"kernel 'attention' does not accept dtype {mdt} for input 3 (mask); "
-                f"accepted: bool (True = attend) or {', '.join(FLOAT_DTYPES)} (added to the scores)"
-            )
+            scores = scores + upcast(xp, mask)
     if a.get_bool("causal", False):
         keep = xp.arange(lq)[:, None] >= xp.arange(lk)[None, :]
         scores = xp.where(keep, scores, -math.inf)
@@ -229,3 +243,35 @@ def attention_flops(input_shapes: Sequence[tuple[int, ...]], attrs: Mapping[str,
     shapes = check_shapes("attention", input_shapes, 3, 4, _ATT_NAMES)
     batch, lq, lk, d, dv, _ = _attention_plan(a, shapes)
     return batch * (2 * lq * lk * d + 2 * lq * lk * dv + 5 * lq * lk)
+
+
+def matmul_infer(specs: Sequence[TensorSpec], attrs: Mapping[str, Any]) -> TensorSpec:
+    """NumPy matmul's output shape; int8/int32 inputs give int32, floats keep their dtype."""
+    Attrs("matmul", attrs, ())
+    shapes, dtypes = check_specs("matmul", specs, 2, 3, _MM_NAMES)
+    dt = check_dtype_names("matmul", dtypes[:2], MATMUL_DTYPES, _MM_NAMES)
+    if len(dtypes) > 2:
+        _check_bias_dtype(dt, dtypes[2])
+    out, *_ = _matmul_plan(shapes)
+    return TensorSpec(out, "int32" if is_int(dt) else dt)
+
+
+def gemm_infer(specs: Sequence[TensorSpec], attrs: Mapping[str, Any]) -> TensorSpec:
+    """(M, N) after the transposition flags, in A's dtype."""
+    a = Attrs("gemm", attrs, _GEMM_ATTRS)
+    shapes, dtypes = check_specs("gemm", specs, 2, 3, _GEMM_NAMES)
+    dt = check_dtype_names("gemm", dtypes, GEMM_DTYPES, _GEMM_NAMES)
+    m, n, _ = _gemm_plan(a, shapes)
+    return TensorSpec((m, n), dt)
+
+
+def attention_infer(specs: Sequence[TensorSpec], attrs: Mapping[str, Any]) -> TensorSpec:
+    """(..., Lq, Dv) with the broadcast batch of q, k, v, in q's dtype."""
+    a = Attrs("attention", attrs, _ATT_ATTRS)
+    shapes, dtypes = check_specs("attention", specs, 3, 4, _ATT_NAMES)
+    dt = check_dtype_names("attention", dtypes[:3], ATTENTION_DTYPES, _ATT_NAMES)
+    if len(dtypes) > 3:
+        _check_mask_dtype(dtypes[3])
+    _attention_plan(a, shapes)
+    q, k, v = shapes[0], shapes[1], shapes[2]
+    return TensorSpec(broadcast("attention", q[:-2], k[:-2], v[:-2]) + (q[-2], v[-1]), dt)

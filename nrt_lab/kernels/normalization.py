@@ -15,9 +15,12 @@ from typing import Any
 from nrt_lab.kernels._common import (
     FLOAT_DTYPES,
     Attrs,
+    TensorSpec,
+    check_dtype_names,
     check_dtypes,
     check_inputs,
     check_shapes,
+    check_specs,
     finish,
     normalize_axis,
     num_elements,
@@ -32,6 +35,8 @@ __all__ = [
     "softmax_flops",
     "layernorm_flops",
     "stable_softmax",
+    "softmax_infer",
+    "layernorm_infer",
     "SOFTMAX_DTYPES",
     "LAYERNORM_DTYPES",
 ]
@@ -45,6 +50,8 @@ _LN_NAMES = ("x", "gamma", "beta")
 
 def stable_softmax(xp: Any, x: Any, axis: int) -> Any:
     """Numerically stable softmax of a float32 array along ``axis`` (max subtracted before exp)."""
+    if x.shape[axis] == 0:  # nothing to normalize (and a max over nothing has no value)
+        return x
     m = xp.max(x, axis=axis, keepdims=True)
     m = xp.where(xp.isfinite(m), m, 0.0)  # a row of -inf stays -inf - 0 (-> NaN after 0/0, as in PyTorch)
     e = xp.exp(x - m)
@@ -117,3 +124,21 @@ def layernorm_flops(input_shapes: Sequence[tuple[int, ...]], attrs: Mapping[str,
     shapes = check_shapes("layernorm", input_shapes, 1, 3, _LN_NAMES)
     _layernorm_axis(a, shapes)
     return 8 * num_elements(shapes[0])
+
+
+def softmax_infer(specs: Sequence[TensorSpec], attrs: Mapping[str, Any]) -> TensorSpec:
+    """The input's shape and dtype."""
+    a = Attrs("softmax", attrs, _SOFTMAX_ATTRS)
+    (x,), dtypes = check_specs("softmax", specs, 1, 1, ("x",))
+    dt = check_dtype_names("softmax", dtypes, SOFTMAX_DTYPES, ("x",))
+    _softmax_axis(a, x)
+    return TensorSpec(x, dt)
+
+
+def layernorm_infer(specs: Sequence[TensorSpec], attrs: Mapping[str, Any]) -> TensorSpec:
+    """x's shape and dtype."""
+    a = Attrs("layernorm", attrs, _LAYERNORM_ATTRS)
+    shapes, dtypes = check_specs("layernorm", specs, 1, 3, _LN_NAMES)
+    dt = check_dtype_names("layernorm", dtypes, LAYERNORM_DTYPES, _LN_NAMES)
+    _layernorm_axis(a, shapes)
+    return TensorSpec(shapes[0], dt)

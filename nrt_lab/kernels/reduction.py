@@ -5,20 +5,25 @@ nothing, as in NumPy). ``keepdims`` defaults to False (NumPy's default; ONNX imp
 Floats: float16/bfloat16 accumulate in float32 and are cast back. Integers: reduce_sum accumulates in int32
 and returns int32 (so int8 sums do not wrap at 127); reduce_mean returns float32; reduce_max/min keep the dtype.
 
+Shape inference (:func:`reduce_infer`) gives the output shape and dtype from the same plan and dtype rule.
+
 FLOPs: one per input element (sum, max, min); reduce_mean adds one divide per output element.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from nrt_lab.kernels._common import (
     ALL_DTYPES,
     Attrs,
+    TensorSpec,
+    check_dtype_names,
     check_dtypes,
     check_inputs,
     check_shapes,
+    check_specs,
     finish,
     is_int,
     normalize_axis,
@@ -38,6 +43,7 @@ __all__ = [
     "reduce_max_flops",
     "reduce_min_flops",
     "REDUCE_DTYPES",
+    "reduce_infer",
 ]
 
 REDUCE_DTYPES = ALL_DTYPES
@@ -125,3 +131,26 @@ def reduce_max_flops(input_shapes: Sequence[tuple[int, ...]], attrs: Mapping[str
 def reduce_min_flops(input_shapes: Sequence[tuple[int, ...]], attrs: Mapping[str, Any]) -> int:
     """One comparison per input element."""
     return _flops("reduce_min", input_shapes, attrs)
+
+
+def _out_dtype(kernel: str, dt: str) -> str:
+    """The result dtype: int sums are int32, int means float32, everything else keeps the input dtype."""
+    if is_int(dt) and kernel == "reduce_sum":
+        return "int32"
+    if is_int(dt) and kernel == "reduce_mean":
+        return "float32"
+    return dt
+
+
+def reduce_infer(kernel: str) -> Callable[[Sequence[TensorSpec], Mapping[str, Any]], TensorSpec]:
+    """Shape inference of ``kernel`` (one of the four reductions): output shape from ``axes``/``keepdims``."""
+
+    def infer(specs: Sequence[TensorSpec], attrs: Mapping[str, Any]) -> TensorSpec:
+        """Reduced shape; dtype by the module's integer rules."""
+        a = Attrs(kernel, attrs, _ATTRS)
+        (x,), dtypes = check_specs(kernel, specs, 1, 1, ("x",))
+        dt = check_dtype_names(kernel, dtypes, REDUCE_DTYPES, ("x",))
+        _, _, out = _plan(kernel, a, x)
+        return TensorSpec(out, _out_dtype(kernel, dt))
+
+    return infer

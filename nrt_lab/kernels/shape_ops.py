@@ -14,9 +14,12 @@ from typing import Any
 from nrt_lab.kernels._common import (
     ALL_DTYPES,
     Attrs,
+    TensorSpec,
+    check_dtype_names,
     check_dtypes,
     check_inputs,
     check_shapes,
+    check_specs,
     normalize_axis,
     num_elements,
     shape_of,
@@ -33,6 +36,10 @@ __all__ = [
     "concat_flops",
     "slice_flops",
     "SHAPE_DTYPES",
+    "reshape_infer",
+    "transpose_infer",
+    "concat_infer",
+    "slice_infer",
 ]
 
 SHAPE_DTYPES = ALL_DTYPES
@@ -171,3 +178,40 @@ def slice_flops(input_shapes: Sequence[tuple[int, ...]], attrs: Mapping[str, Any
     (x,) = check_shapes("slice", input_shapes, 1, 1, ("x",))
     _slice_plan(a, x)
     return 0
+
+
+def _one_input(kernel: str, specs: Sequence[TensorSpec]) -> tuple[tuple[int, ...], str]:
+    (x,), dtypes = check_specs(kernel, specs, 1, 1, ("x",))
+    return x, check_dtype_names(kernel, dtypes, SHAPE_DTYPES, ("x",))
+
+
+def reshape_infer(specs: Sequence[TensorSpec], attrs: Mapping[str, Any]) -> TensorSpec:
+    """The target ``shape`` (its -1 resolved), in x's dtype."""
+    a = Attrs("reshape", attrs, ("shape",))
+    x, dt = _one_input("reshape", specs)
+    return TensorSpec(_reshape_plan(a, x), dt)
+
+
+def transpose_infer(specs: Sequence[TensorSpec], attrs: Mapping[str, Any]) -> TensorSpec:
+    """x's dimensions in ``perm`` order, in x's dtype."""
+    a = Attrs("transpose", attrs, ("perm",))
+    x, dt = _one_input("transpose", specs)
+    return TensorSpec(tuple(x[i] for i in _perm(a, x)), dt)
+
+
+def concat_infer(specs: Sequence[TensorSpec], attrs: Mapping[str, Any]) -> TensorSpec:
+    """Input 0's shape with the ``axis`` dimensions summed, in the inputs' (common) dtype."""
+    a = Attrs("concat", attrs, ("axis",))
+    shapes, dtypes = check_specs("concat", specs, 1, _MANY, ("x0", "x1", "..."))
+    dt = check_dtype_names("concat", dtypes, SHAPE_DTYPES, [f"x{i}" for i in range(len(dtypes))])
+    axis = _concat_axis(a, shapes)
+    out = list(shapes[0])
+    out[axis] = sum(s[axis] for s in shapes)
+    return TensorSpec(tuple(out), dt)
+
+
+def slice_infer(specs: Sequence[TensorSpec], attrs: Mapping[str, Any]) -> TensorSpec:
+    """The sliced shape (NumPy clamping), in x's dtype."""
+    a = Attrs("slice", attrs, _SLICE_ATTRS)
+    x, dt = _one_input("slice", specs)
+    return TensorSpec(_slice_plan(a, x)[1], dt)

@@ -1,48 +1,45 @@
 """NEFF files of nrt_lab: the SPEC §8 header, a tar payload of JSON op graphs and ``.npy`` constants.
 
-* :mod:`nrt_lab.neff.format`: layout, data model and the strict reader :func:`parse_neff`;
+* :mod:`nrt_lab.neff.header`: the 1024-byte header (pack, parse, versions, hash);
+* :mod:`nrt_lab.neff.tar`: the bounded ustar reader of the payload and its deterministic writer;
+* :mod:`nrt_lab.neff.schema`: ``def.json`` validation, NEFF dtypes and the parsed-NEFF data model;
+* :mod:`nrt_lab.neff.reader`: the one bounded file reader and the strict parser :func:`parse_neff`;
 * :mod:`nrt_lab.neff.builder`: :class:`GraphBuilder` and :func:`write_neff` to make NEFFs;
 * :mod:`nrt_lab.neff.inspect`: the ``NEFF Nodes:`` listing and a header summary.
 """
 
 from __future__ import annotations
 
-from nrt_lab.neff.builder import (
-    DEFAULT_BUILD_VERSION,
-    GraphBuilder,
-    Var,
-    build_payload,
-    dtype_name,
-    write_neff,
-)
-from nrt_lab.neff.format import (
-    DEF_JSON_SCHEMA,
-    DEF_SCHEMA_ID,
-    DEFAULT_MAX_MEMBERS,
-    DEFAULT_MAX_NEFF_BYTES,
-    DTYPES,
-    EXECUTORS,
+from nrt_lab.neff.builder import DEFAULT_BUILD_VERSION, GraphBuilder, Var, dtype_name, write_neff
+from nrt_lab.neff.header import (
     HEADER_FORMAT,
     HEADER_SIZE,
     MAX_SUBGRAPHS,
     PKG_VERSION,
     SUPPORTED_NEFF_VERSION,
-    VAR_TYPES,
     NeffHeader,
+    check_neff_version,
+    parse_neff_header,
+)
+from nrt_lab.neff.inspect import describe_neff, format_neff_nodes
+from nrt_lab.neff.reader import DEFAULT_MAX_NEFF_BYTES, parse_neff, read_neff, read_neff_bytes
+from nrt_lab.neff.schema import (
+    DEF_JSON_SCHEMA,
+    DEF_SCHEMA_ID,
+    DTYPES,
+    EXECUTORS,
+    MAX_TENSOR_BYTES,
+    VAR_TYPES,
     NeffModel,
     NeffNode,
     NeffSubgraph,
     NeffVar,
     TensorInfo,
-    check_neff_version,
     dtype_itemsize,
     numpy_dtype,
-    parse_neff,
-    parse_neff_header,
-    read_neff,
     storage_dtype,
 )
-from nrt_lab.neff.inspect import describe_neff, format_neff_nodes
+from nrt_lab.neff.tar import DEFAULT_MAX_MEMBERS, build_payload
 
 __all__ = [
     "DEFAULT_BUILD_VERSION",
@@ -55,6 +52,7 @@ __all__ = [
     "HEADER_FORMAT",
     "HEADER_SIZE",
     "MAX_SUBGRAPHS",
+    "MAX_TENSOR_BYTES",
     "PKG_VERSION",
     "SUPPORTED_NEFF_VERSION",
     "VAR_TYPES",
@@ -76,6 +74,7 @@ __all__ = [
     "parse_neff",
     "parse_neff_header",
     "read_neff",
+    "read_neff_bytes",
     "storage_dtype",
     "write_neff",
 ]

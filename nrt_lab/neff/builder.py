@@ -1,4 +1,4 @@
-"""A small graph builder that writes nrt_lab NEFFs (the format of :mod:`nrt_lab.neff.format`).
+"""A small graph builder that writes nrt_lab NEFFs (the format of :mod:`nrt_lab.neff.reader`).
 
 Usage::
 
@@ -12,18 +12,11 @@ Usage::
 Every op output starts as a ``virtual`` var named ``<node>:<i>`` (node names are ``<op>_<n>``);
 :meth:`GraphBuilder.output` turns one into an ``output`` var under the given name.
 
-Output shape/dtype inference (anything else needs ``shape=`` and ``dtype=``; explicit values always win;
-a missing dtype defaults to the first input's):
-
-* elementwise, numpy broadcasting, all inputs of one dtype: ``add sub mul div pow maximum minimum where``
-  (``where``: first input is the condition, dtype from the second);
-* same shape and dtype as the first input: ``identity copy neg abs exp log sqrt rsqrt relu gelu silu
-  sigmoid tanh erf softmax log_softmax layer_norm rms_norm``;
-* ``matmul``: numpy ``matmul`` shape rules (1-D operands promoted, batch dims broadcast; optional bias);
-* ``cast``: ``attrs["dtype"]``; ``transpose``: ``attrs["perm"]`` (default: reversed axes);
-  ``reshape``: ``attrs["shape"]`` (one ``-1`` allowed); ``concat``: ``attrs["axis"]`` (default 0);
-  ``reduce_sum reduce_mean reduce_max reduce_min``: ``attrs["axis"]`` (int, list or absent = all) and
-  ``attrs["keepdims"]`` (default false).
+Output shape/dtype: for an op that is a kernel of :mod:`nrt_lab.kernels`, the kernel's own shape inference
+(``Kernel.infer``, the rule the runtime checks at load too), so the inputs, dtypes and attrs are validated
+here, at build time, exactly as the kernel will; an explicit ``shape=``/``dtype=`` must then agree with it.
+Any other op name (which the runtime will refuse to run, but which tools may still inspect) needs ``shape=``;
+its dtype defaults to the first input's.
 
 ``build(subgraphs=N)`` writes the same op graph into ``sg00`` … ``sg{N-1}`` (one per physical core of the
 logical core: LNC=2 is sg00+sg01). Builds are deterministic: tar entries carry mtime 0 and owner 0, so only
@@ -32,13 +25,11 @@ the uuid (random unless given) differs between two builds of one graph.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import math
 import os
 import re
-import tarfile
 import uuid as uuid_module
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -47,34 +38,24 @@ import numpy as np
 import numpy.typing as npt
 
 from nrt_lab.errors import NrtError, NrtStatus
-from nrt_lab.neff.format import (
-    DEF_SCHEMA_ID,
-    DTYPES,
-    EXECUTORS,
+from nrt_lab.kernels import KernelError, TensorSpec, get_kernel
+from nrt_lab.neff.header import (
     HEADER_SIZE,
     MAX_SUBGRAPHS,
     PKG_VERSION,
     SUPPORTED_NEFF_VERSION,
     NeffHeader,
-    _parse_def,
-    storage_dtype,
+    payload_digest,
 )
+from nrt_lab.neff.schema import DEF_SCHEMA_ID, DTYPES, EXECUTORS, parse_def, storage_dtype
+from nrt_lab.neff.tar import build_payload
 
-__all__ = ["DEFAULT_BUILD_VERSION", "GraphBuilder", "Var", "build_payload", "dtype_name", "write_neff"]
+__all__ = ["DEFAULT_BUILD_VERSION", "GraphBuilder", "Var", "dtype_name", "write_neff"]
 
 DEFAULT_BUILD_VERSION = "nrt_lab-0.1.0"
 """``neff_build_version`` written when the caller gives none."""
 
 _VIRTUAL_ALIGN = 64
-
-_BINARY = frozenset({"add", "sub", "mul", "div", "pow", "maximum", "minimum"})
-_SAME_AS_FIRST = frozenset(
-    {
-        "identity", "copy", "neg", "abs", "exp", "log", "sqrt", "rsqrt", "relu", "gelu", "silu", "sigmoid",
-        "tanh", "erf", "softmax", "log_softmax", "layer_norm", "layernorm", "rms_norm",
-    }
-)  # fmt: skip
-_REDUCE = frozenset({"reduce_sum", "reduce_mean", "reduce_max", "reduce_min"})
 
 
 def _invalid(message: str) -> NrtError:
@@ -163,112 +144,27 @@ class Var:
         return f"Var({self.name!r}, {self.kind}, {self.dtype}, {list(self.shape)})"
 
 
-def _broadcast(shapes: Sequence[tuple[int, ...]], what: str) -> tuple[int, ...]:
+def _infer(op: str, ins: Sequence[_VarRec], attrs: Mapping[str, Any], what: str) -> TensorSpec | None:
+    """The output (shape, dtype) the kernel ``op`` declares for these inputs; None if ``op`` is not a kernel."""
     try:
-        return tuple(int(d) for d in np.broadcast_shapes(*shapes))
-    except ValueError:
-        raise _invalid(f"{what}: shapes {[list(s) for s in shapes]} do not broadcast") from None
+        kernel = get_kernel(op)
+    except KernelError:
+        return None
+    try:
+        return kernel.infer([TensorSpec(v.shape, v.dtype) for v in ins], attrs)
+    except KernelError as exc:
+        raise _invalid(f"{what}: {exc}") from None
 
 
-def _axes(attr: Any, rank: int, what: str) -> list[int]:
-    raw = list(range(rank)) if attr is None else [attr] if isinstance(attr, int) else list(attr)
-    out = []
-    for a in raw:
-        if not isinstance(a, int) or not -rank <= a < max(rank, 1):
-            raise _invalid(f"{what}: axis {a!r} is out of range for rank {rank}")
-        out.append(a % rank if rank else 0)
-    return out
-
-
-def _matmul_shape(a: tuple[int, ...], b: tuple[int, ...], what: str) -> tuple[int, ...]:
-    if not a or not b:
-        raise _invalid(f"{what}: matmul operands must have at least one dimension")
-    a2 = (1, *a) if len(a) == 1 else a
-    b2 = (*b, 1) if len(b) == 1 else b
-    if a2[-1] != b2[-2]:
-        raise _invalid(f"{what}: matmul inner dimensions differ: {list(a)} @ {list(b)}")
-    batch = _broadcast([a2[:-2], b2[:-2]], what)
-    out = (*batch, a2[-2], b2[-1])
-    if len(a) == 1:
-        out = out[:-2] + out[-1:]
-    if len(b) == 1:
-        out = out[:-1]
-    return out
-
-
-def _infer(
-    op: str, ins: Sequence[_VarRec], attrs: Mapping[str, Any], what: str
-) -> tuple[tuple[int, ...] | None, str | None]:
-    """(shape, dtype) of the single output of ``op`` where a rule exists, else (None, None)."""
-    shapes = [v.shape for v in ins]
-    if op in _BINARY or op == "where":
-        if len(ins) < 2:
-            raise _invalid(f"{what}: {op} needs at least two inputs")
-        typed = ins[1:] if op == "where" else ins
-        if len({v.dtype for v in typed}) != 1:
-            raise _invalid(
-                f"{what}: {op} inputs have different dtypes {[v.dtype for v in typed]}; pass dtype="
-            )
-        return _broadcast(shapes, what), typed[0].dtype
-    if not ins:
-        return None, None
-    first = ins[0]
-    if op in _SAME_AS_FIRST:
-        return first.shape, first.dtype
-    if op == "matmul":
-        if len(ins) not in (2, 3):  # a, b and the kernel's optional bias
-            raise _invalid(f"{what}: matmul needs two inputs (a, b) and an optional bias")
-        return _matmul_shape(shapes[0], shapes[1], what), first.dtype
-    if op == "cast":
-        if "dtype" not in attrs:
-            raise _invalid(f"{what}: cast needs attrs['dtype']")
-        return first.shape, dtype_name(attrs["dtype"])
-    if op == "transpose":
-        perm = attrs.get("perm")
-        rank = len(first.shape)
-        order = list(reversed(range(rank))) if perm is None else list(perm)
-        if sorted(order) != list(range(rank)):
-            raise _invalid(f"{what}: perm {perm!r} is not a permutation of {rank} axes")
-        return tuple(first.shape[i] for i in order), first.dtype
-    if op == "reshape":
-        if "shape" not in attrs:
-            raise _invalid(f"{what}: reshape needs attrs['shape']")
-        target = [int(d) for d in attrs["shape"]]
-        total = math.prod(first.shape)
-        if target.count(-1) > 1 or any(d < -1 for d in target):
-            raise _invalid(f"{what}: reshape target {target} is invalid")
-        if -1 in target:
-            known = math.prod(d for d in target if d != -1)
-            if known == 0 or total % known:
-                raise _invalid(f"{what}: cannot reshape {list(first.shape)} to {target}")
-            target[target.index(-1)] = total // known
-        if math.prod(target) != total:
-            raise _invalid(f"{what}: cannot reshape {list(first.shape)} to {target}")
-        return tuple(target), first.dtype
-    if op == "concat":
-        rank = len(first.shape)
-        axis = _axes(attrs.get("axis", 0), rank, what)[0]
-        if any(
-            len(s) != rank or s[:axis] + s[axis + 1 :] != first.shape[:axis] + first.shape[axis + 1 :]
-            for s in shapes
-        ):
-            raise _invalid(f"{what}: concat shapes {[list(s) for s in shapes]} differ outside axis {axis}")
-        if len({v.dtype for v in ins}) != 1:
-            raise _invalid(f"{what}: concat inputs have different dtypes")
-        out = list(first.shape)
-        out[axis] = sum(s[axis] for s in shapes)
-        return tuple(out), first.dtype
-    if op in _REDUCE:
-        rank = len(first.shape)
-        axes = set(_axes(attrs.get("axis"), rank, what))
-        keep = bool(attrs.get("keepdims", False))
-        out = (
-            [1 if i in axes else d for i, d in enumerate(first.shape)]
-            if keep
-            else [d for i, d in enumerate(first.shape) if i not in axes]
+def _check_declared(
+    what: str, inferred: TensorSpec, shape: tuple[int, ...] | None, dtype: str | None
+) -> None:
+    """An explicit shape=/dtype= for a kernel must agree with what the kernel produces."""
+    if (shape is not None and shape != inferred.shape) or (dtype is not None and dtype != inferred.dtype):
+        raise _invalid(
+            f"{what}: the kernel produces {inferred.dtype} {list(inferred.shape)} but shape={shape} "
+            f"dtype={dtype} was given; accepted: no shape=/dtype= or the inferred ones"
         )
-        return tuple(out), first.dtype
-    return None, None
 
 
 class _Node:
@@ -384,20 +280,27 @@ class GraphBuilder:
             target = self._own(out, what)
             if target.kind != "state-buffer" or target.produced:
                 raise _invalid(f"{what}: out= must be a state buffer that no other op writes")
+            written = _infer(op, recs, clean, what)
+            if written is not None:
+                _check_declared(what, written, target.shape, target.dtype)
             target.produced = True
             self._append(_Node(node_name, op, recs, [target], clean, executor))
             return out
-        out_shape, out_dtype = _infer(op, recs, clean, what)
-        if shape is not None:
-            out_shape = _shape(shape, what)
-        if dtype is not None:
-            out_dtype = dtype_name(dtype)
-        if out_dtype is None and recs:
-            out_dtype = recs[0].dtype
-        if out_shape is None or out_dtype is None:
-            raise _invalid(
-                f"{what}: cannot infer the output shape/dtype of op {op!r}; pass shape= and dtype="
-            )
+        given_shape = None if shape is None else _shape(shape, what)
+        given_dtype = None if dtype is None else dtype_name(dtype)
+        inferred = _infer(op, recs, clean, what)
+        if inferred is not None:
+            _check_declared(what, inferred, given_shape, given_dtype)
+            out_shape, out_dtype = inferred
+        else:
+            if given_dtype is None and recs:
+                given_dtype = recs[0].dtype
+            if given_shape is None or given_dtype is None:
+                raise _invalid(
+                    f"{what}: cannot infer the output shape/dtype of op {op!r}, which is not a kernel of "
+                    "nrt_lab.kernels; pass shape= and dtype="
+                )
+            out_shape, out_dtype = given_shape, given_dtype
         var = self._new(_VarRec(f"{node_name}:0", "virtual", out_dtype, out_shape))
         var._rec.produced = True
         self._append(_Node(node_name, op, recs, [var._rec], clean, executor))
@@ -478,7 +381,7 @@ class GraphBuilder:
             for n in self._nodes
         ]
         doc = {"schema": DEF_SCHEMA_ID, "var": entries, "nodes": nodes}
-        _parse_def(json.loads(json.dumps(doc)), f"graph {self.name!r}")
+        parse_def(json.loads(json.dumps(doc)), f"graph {self.name!r}")
         return doc
 
     def payload(self, subgraphs: int = 1) -> bytes:
@@ -530,11 +433,7 @@ class GraphBuilder:
         if len(raw_uuid) != 16:
             raise _invalid("uuid must be 16 bytes")
         major, minor = neff_version
-        digest = (
-            hashlib.sha256(payload).digest()
-            if pkg_version >= 3
-            else hashlib.md5(payload, usedforsecurity=False).digest()
-        )
+        _, digest = payload_digest(pkg_version, payload)
         header = NeffHeader(
             pkg_version=pkg_version,
             header_size=HEADER_SIZE,
@@ -552,24 +451,6 @@ class GraphBuilder:
             lnc_size=lnc,
         )
         return header.pack() + payload
-
-
-def build_payload(members: Mapping[str, bytes]) -> bytes:
-    """A deterministic uncompressed ustar of ``members`` (path -> bytes): mtime 0, owner 0, mode 0644, in order.
-
-    Public so tests and tools can assemble hand-made payloads; no validation happens here.
-    """
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for path, data in members.items():
-            info = tarfile.TarInfo(path)
-            info.size = len(data)
-            info.mtime = 0
-            info.mode = 0o644
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def write_neff(path: str | os.PathLike[str], neff: bytes) -> None:

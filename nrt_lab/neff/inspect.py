@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from nrt_lab.neff.format import NeffModel, NeffVar
+from nrt_lab.neff.schema import NeffModel, NeffVar
 
 __all__ = ["describe_neff", "format_neff_nodes"]
 

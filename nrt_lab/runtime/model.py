@@ -5,13 +5,18 @@ Execution follows libnrt (SPEC §3.3 "Execution", DESIGN "Runtime"): a core runs
 NEFF's names and sizes, ``NEURON_RT_EXEC_TIMEOUT`` bounds an execution (checked between ops, so a run that
 overruns is reported as NRT_TIMEOUT), NaN outputs are NRT_EXEC_COMPLETED_WITH_NUM_ERR when numerical errors
 are on (``NEURON_FAIL_ON_NAN=1`` or ``NEURON_RT_NUMERICAL_ERRORS_VERBOSITY=critical``: libnrt ≥ 2.27 turned
-them off by default). Every load and execution feeds the process's stats page.
+them off by default); any other failure of a kernel is NRT_EXEC_COMPLETED_WITH_ERR, never a raw exception.
+Every load and execution feeds the process's stats page.
+
+Loading is bounded (docs/architecture.md): the file comes through the one NEFF reader (regular files only, size
+checked first); each op is checked with its kernel's declared shape inference, nothing is executed, so load
+time does not grow with the cost of the ops; the sizes the NEFF declares are checked against the HBM of the
+core and a host-memory budget before anything is reserved or allocated (NRT_RESOURCE otherwise).
 """
 
 from __future__ import annotations
 
 import functools
-import math
 import os
 import statistics
 import threading
@@ -25,15 +30,27 @@ import numpy as np
 
 from nrt_lab.driver.state import atomic_write_json
 from nrt_lab.errors import NrtError, NrtStatus
-from nrt_lab.kernels import Kernel, KernelError, fast_kernel, get_backend, get_kernel
-from nrt_lab.neff import NeffModel, parse_neff
-from nrt_lab.neff.format import DEFAULT_MAX_NEFF_BYTES, numpy_dtype
+from nrt_lab.kernels import Kernel, KernelError, TensorSpec, fast_kernel, get_backend, get_kernel
+from nrt_lab.neff import NeffModel, numpy_dtype, parse_neff, read_neff_bytes
 from nrt_lab.runtime.core import Runtime, require_runtime
-from nrt_lab.runtime.tensor import Tensor, TensorPlacement, store_typed, typed_view
+from nrt_lab.runtime.memory import format_size
+from nrt_lab.runtime.tensor import Tensor, TensorPlacement, runtime_backend, store_typed, typed_view
 
-__all__ = ["Model", "TensorInfo", "BenchmarkResult", "RUNTIME_MEMORY_PER_MODEL"]
+__all__ = ["Model", "TensorInfo", "BenchmarkResult", "RUNTIME_MEMORY_PER_MODEL", "HOST_MEMORY_FRACTION",
+           "host_memory_budget"]
 
 RUNTIME_MEMORY_PER_MODEL = 2 * 2**20  # DMA rings and instruction buffers libnrt keeps per loaded model
+
+HOST_MEMORY_FRACTION = 0.5
+"""Share of the machine's RAM one execution of a model may hold on the host (its inputs, intermediates and
+outputs all live in host memory while the emulator computes): a NEFF declaring more is refused at load."""
+
+
+def host_memory_budget() -> int:
+    """Bytes of host memory one execution may use: :data:`HOST_MEMORY_FRACTION` of the machine's RAM."""
+    import psutil  # imported here: only loading a model needs it
+
+    return int(psutil.virtual_memory().total * HOST_MEMORY_FRACTION)
 
 # Indices into the stats page vectors (nrt_lab.driver.stats: OUTCOMES, ERROR_KINDS, SYSFS_STATUS_KINDS).
 _COMPLETED, _WITH_ERR, _WITH_NUM_ERR, _TIMED_OUT, _INCORRECT_INPUT = 0, 1, 2, 3, 4
@@ -84,19 +101,15 @@ class _Step:
 
 _model_ids_lock = threading.Lock()
 
+_deadline_clock: Callable[[], float] = time.perf_counter
+"""Seconds against which NEURON_RT_EXEC_TIMEOUT is checked between ops; tests substitute a fake clock."""
+
 
 def _read_source(source: str | os.PathLike[str] | bytes | bytearray | memoryview) -> tuple[bytes, str]:
+    """NEFF bytes and the path they came from ("" for bytes): paths go through the one bounded NEFF reader."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         return bytes(source), ""
-    path = Path(source)
-    try:
-        size = path.stat().st_size
-        if size > DEFAULT_MAX_NEFF_BYTES:
-            raise NrtError(NrtStatus.INVALID, f"NEFF file {path} is {size} bytes; accepted: at most "
-                                              f"{DEFAULT_MAX_NEFF_BYTES} bytes")
-        return path.read_bytes(), str(path)
-    except OSError as exc:
-        raise NrtError(NrtStatus.FAILURE, f"Failed to load model: cannot read {path}: {exc.strerror}") from None
+    return read_neff_bytes(source), os.fspath(source)
 
 
 class Model:
@@ -139,6 +152,11 @@ class Model:
         """``nrt_load``: parse, check and place a NEFF on process-relative ``core`` (None or -1: least loaded)."""
         runtime = require_runtime()
         logger = runtime.logger
+        try:
+            runtime_backend()  # a bad NRT_LAB_BACKEND is reported here, before anything is read
+        except NrtError as exc:
+            logger.error("NRT", "nrt_load", exc.message)
+            raise
         data, path = _read_source(source)
         try:
             neff = parse_neff(data, validate_hash=runtime.config.validate_hash)
@@ -156,6 +174,11 @@ class Model:
             raise NrtError(NrtStatus.INVALID, message)
         needed = max(1, neff.requested_cores)
         visible = len(runtime.cores)
+        if core is not None:
+            if not isinstance(core, (int, np.integer)) or isinstance(core, bool):
+                raise NrtError(NrtStatus.INVALID, f"NeuronCore index {core!r} is not an integer; accepted: 0 to "
+                                                  f"{visible - 1} (or -1 or None for any)")
+            core = int(core)
         if core is None or core == -1:
             counts = {c: 0 for c in range(visible)}
             for model in runtime.models.values():
@@ -193,9 +216,19 @@ class Model:
         return model
 
     def _compile(self) -> None:
+        """Check every op against its kernel's declared shape inference and plan the run, executing nothing.
+
+        ``Kernel.infer`` validates inputs, dtypes and attrs exactly as the checked kernel does, and each op's
+        declared output var must be what the kernel produces; so the unchecked fast paths used at execution
+        are safe without the trial run on zeros that loading once did (it made a small NEFF of many large ops
+        take seconds and allocate its whole declared working set just to load).
+        """
         sg = self.neff.subgraphs[0]
-        shapes = {v.name: tuple(v.shape) for v in sg.vars}
-        dtypes = {v.name: v.dtype for v in sg.vars}
+        specs = {v.name: TensorSpec(tuple(v.shape), v.dtype) for v in sg.vars}
+        for var in sg.vars:
+            if var.kind == "state-buffer":
+                raise NrtError(NrtStatus.INVALID, f"NEFF {self.name} uses state buffer {var.name!r}, which nrt_lab "
+                                                  "does not emulate; accepted: input, output, file and virtual vars")
         steps: list[_Step] = []
         for node in sg.nodes:
             try:
@@ -207,22 +240,51 @@ class Model:
                 raise NrtError(NrtStatus.INVALID, f"op {node.name} ({node.op}) declares {len(node.outputs)} outputs; "
                                                   "accepted: 1")
             attrs = _thaw(node.attrs)
+            ins = [specs[i] for i in node.inputs]
             try:
-                flops = int(kernel.flops([shapes[i] for i in node.inputs], attrs))
-            except (KernelError, KeyError, ValueError, TypeError) as exc:
+                produced = kernel.infer(ins, attrs)
+                flops = int(kernel.flops([spec.shape for spec in ins], attrs))
+            except (KernelError, ValueError, TypeError) as exc:
                 raise NrtError(NrtStatus.INVALID, f"op {node.name} ({node.op}) is invalid: {exc}") from None
-            fast = fast_kernel(node.op, [dtypes[i] for i in node.inputs])
-            run = kernel.fn if fast is None or dtypes[node.outputs[0]] != dtypes[node.inputs[0]] else fast
+            declared = specs[node.outputs[0]]
+            if produced != declared:
+                raise NrtError(NrtStatus.INVALID, f"op {node.name} ({node.op}) produces {produced.dtype} "
+                                                  f"{list(produced.shape)} but the NEFF declares its output "
+                                                  f"{node.outputs[0]!r} as {declared.dtype} {list(declared.shape)}")
+            fast = fast_kernel(node.op, [spec.dtype for spec in ins])
+            run = kernel.fn if fast is None or declared.dtype != ins[0].dtype else fast
             steps.append(_Step(kernel, tuple(node.inputs), node.outputs[0], attrs, flops, run))
         self._steps = tuple(steps)
         self._quiet = any(step.run is step.kernel.fn for step in steps)  # checked kernels may raise FP warnings
         self.flops_per_execution = sum(s.flops for s in steps)
+
+    def _check_sizes(self, constants: int, scratchpad: int) -> None:
+        """Refuse, before allocating anything, a NEFF whose declared sizes exceed the HBM or the host budget."""
+        runtime = self._runtime
+        io_bytes = sum(i.size for i in self.inputs.values()) + sum(o.size for o in self.outputs.values())
+        device = constants + scratchpad + RUNTIME_MEMORY_PER_MODEL + io_bytes
+        limit = runtime.memory.hbm_limit(self.core)
+        if device > limit:
+            raise NrtError(NrtStatus.RESOURCE, f"NEFF {self.name} declares {format_size(device)} of device memory "
+                                               f"(constants {format_size(constants)}, scratchpad "
+                                               f"{format_size(scratchpad)}, input/output tensors "
+                                               f"{format_size(io_bytes)}) but the HBM behind NeuronCore {self.core} "
+                                               f"holds {format_size(limit)}")
+        intermediates = sum(v.size for v in self.neff.subgraphs[0].vars if v.kind == "virtual")
+        host = io_bytes + intermediates
+        budget = host_memory_budget()
+        if host > budget:
+            raise NrtError(NrtStatus.RESOURCE, f"NEFF {self.name} needs {format_size(host)} of host memory per "
+                                               f"execution (inputs, intermediates and outputs) but at most "
+                                               f"{format_size(budget)} ({HOST_MEMORY_FRACTION:.0%} of this "
+                                               "machine's RAM) is allowed")
 
     def _place(self) -> None:
         runtime, backend = self._runtime, get_backend()
         sg = self.neff.subgraphs[0]
         constants_bytes = sum(int(a.nbytes) for a in sg.constants.values())
         scratchpad = max(s.scratchpad_size for s in self.neff.subgraphs)
+        self._check_sizes(constants_bytes, scratchpad)
         for kind, nbytes in (("constants", constants_bytes), ("model_shared_scratchpad", scratchpad),
                              ("runtime_memory", RUNTIME_MEMORY_PER_MODEL)):
             if nbytes:
@@ -231,15 +293,6 @@ class Model:
         with backend.use_device(self.core):
             for var_name, array in sg.constants.items():
                 self._constants[var_name] = backend.to_device(array) if backend.is_gpu else array
-        # A dry run on zeros: a graph whose ops do not fit together fails now, at load, with NRT_INVALID.
-        zeros = {n: np.zeros(i.shape, dtype=i.np_dtype) for n, i in self.inputs.items()}
-        try:
-            self._run_plan(backend, {n: (backend.to_device(a) if backend.is_gpu else a) for n, a in zeros.items()},
-                           deadline=math.inf, checked=True)
-        except KernelError as exc:
-            raise NrtError(NrtStatus.INVALID, f"NEFF {self.name} cannot run: {exc}") from None
-        except (ValueError, TypeError) as exc:
-            raise NrtError(NrtStatus.INVALID, f"NEFF {self.name} cannot run: {exc}") from None
 
     def _release_memory(self) -> None:
         for core, nbytes, kind in self._reserved:
@@ -313,7 +366,7 @@ class Model:
         for step in self._steps:
             run = step.kernel.fn if checked else step.run
             values[step.output] = run(xp, [values[i] for i in step.inputs], step.attrs)
-            if time.perf_counter() > deadline:
+            if _deadline_clock() > deadline:
                 raise TimeoutError
         return values
 
@@ -376,7 +429,7 @@ class Model:
             device_start = time.perf_counter_ns()
             if stats is not None:
                 stats.set_running(core, time.monotonic_ns())
-            deadline = time.perf_counter() + self._timeout_s
+            deadline = _deadline_clock() + self._timeout_s
             try:
                 if backend.is_gpu:
                     with backend.use_device(core):
@@ -394,11 +447,13 @@ class Model:
             except NrtError as exc:  # an injected hardware fault
                 self._finish(runtime, started, device_start, _WITH_ERR, _ERR_HARDWARE, _S_HW, repeat)
                 raise exc from None
-            except KernelError as exc:
+            except Exception as exc:  # a kernel failing at execution: always an NrtError, counted like others
                 self._finish(runtime, started, device_start, _WITH_ERR, _ERR_MODEL, _S_WITH_ERR, repeat)
-                message = f"model {self.name} failed on NeuronCore {core}: {exc}"
+                detail = str(exc) if isinstance(exc, KernelError) else f"{type(exc).__name__}: {exc}"
+                message = f"model {self.name} failed on NeuronCore {core}: {detail}"
                 runtime.logger.error("NRT", "nrt_execute", message)
-                raise NrtError(NrtStatus.EXEC_COMPLETED_WITH_ERR, message) from None
+                status = NrtStatus.RESOURCE if isinstance(exc, MemoryError) else NrtStatus.EXEC_COMPLETED_WITH_ERR
+                raise NrtError(status, message) from None
             if nan:
                 self._finish(runtime, started, device_start, _WITH_NUM_ERR, _ERR_NUMERICAL, _S_WITH_NUM_ERR, repeat)
                 message = (f"Error notifications found on NC {core} for model {self.name}: "

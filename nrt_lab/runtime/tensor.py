@@ -14,18 +14,41 @@ import weakref
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+import ml_dtypes  # noqa: F401 - registers bfloat16/float8 with NumPy, so users' dtype strings work at runtime
 import numpy as np
 
 from nrt_lab.errors import NrtError, NrtStatus
-from nrt_lab.kernels import get_backend
+from nrt_lab.kernels import Backend, BackendConfigError, BackendUnavailableError, get_backend
 
 if TYPE_CHECKING:
     from nrt_lab.runtime.core import Runtime
 
-__all__ = ["TensorPlacement", "Tensor", "TensorSet", "HOST_TENSOR_LIMIT", "typed_view", "store_typed"]
+__all__ = ["TensorPlacement", "Tensor", "TensorSet", "HOST_TENSOR_LIMIT", "typed_view", "store_typed",
+           "runtime_backend"]
 
 HOST_TENSOR_LIMIT = 4 * 2**20  # NRT_TENSOR_PLACEMENT_HOST: deprecated DMA-able host memory, at most 4 MB
 _HOST_KIND_TENSORS = 3  # index of "tensors" in HOST_MEMORY_KINDS
+
+
+def runtime_backend() -> Backend:
+    """The kernels' array backend; a bad ``NRT_LAB_BACKEND`` or an unusable CuPy is NrtError(NRT_FAILURE).
+
+    The kernels raise their own error types (they import nothing of nrt_lab's); the runtime reports a bad
+    setting like any other bad variable (SPEC §0: NRT_FAILURE), with the kernels' text naming it.
+    """
+    try:
+        return get_backend()
+    except (BackendConfigError, BackendUnavailableError) as exc:
+        raise NrtError(NrtStatus.FAILURE, str(exc)) from None
+
+
+def _zeros(xp: Any, size: int, what: str) -> Any:
+    """``size`` zeroed bytes, or NRT_FAIL_HOST_MEM_ALLOC (never a raw MemoryError) when memory runs out."""
+    try:
+        return xp.zeros(size, dtype=xp.uint8)
+    except (MemoryError, ValueError) as exc:  # ValueError: more than an array may hold on this platform
+        raise NrtError(NrtStatus.FAIL_HOST_MEM_ALLOC, f"cannot allocate {size} bytes for a {what} tensor: "
+                                                      f"{exc}") from None
 
 
 class TensorPlacement(enum.IntEnum):
@@ -136,10 +159,10 @@ class Tensor:
         if where == TensorPlacement.DEVICE:
             global_core = runtime.global_core(core)
             runtime.memory.reserve(global_core, size, "tensors")
-            backend = get_backend()
             try:
+                backend = runtime_backend()
                 with backend.use_device(global_core):
-                    array = backend.xp.zeros(size, dtype=backend.xp.uint8)
+                    array = _zeros(backend.xp, size, "device")
             except Exception:
                 runtime.memory.release(global_core, size, "tensors")
                 raise
@@ -148,7 +171,7 @@ class Tensor:
             if where == TensorPlacement.HOST and size > HOST_TENSOR_LIMIT:
                 raise NrtError(NrtStatus.RESOURCE, f"host tensor of {size} bytes exceeds the {HOST_TENSOR_LIMIT} bytes "
                                                    "DMA-able host memory allows; use VIRTUAL placement")
-            array = np.zeros(size, dtype=np.uint8)
+            array = _zeros(np, size, where.name.lower())
             if runtime.stats is not None:
                 runtime.stats.add_host_memory(_HOST_KIND_TENSORS, size)
             storage = _Storage(runtime, where, None, array, size, False)
@@ -364,10 +387,6 @@ class Tensor:
 def _dtype_or_none(dtype: Any) -> np.dtype[Any] | None:
     if dtype is None:
         return None
-    if isinstance(dtype, str) and dtype == "bfloat16":
-        import ml_dtypes
-
-        return np.dtype(ml_dtypes.bfloat16)  # type: ignore[no-any-return]
     return np.dtype(dtype)  # type: ignore[no-any-return]
 
 
