@@ -386,6 +386,17 @@ def run_cli(args: list[str], root: Path, timeout: float = 60) -> subprocess.Comp
     )
 
 
+def assert_only_syslog_grew(root: Path, before: dict[str, tuple[bytes, int]], *needles: str) -> None:
+    """Nothing under ``root`` changed since ``before`` except lines appended to the emulated syslog, which
+    (by default, errors go there too) now holds ``needles``."""
+    after = snapshot_files(root)
+    grown = after.pop("log/syslog", (b"", 0))[0].decode()
+    earlier = dict(before)
+    assert grown.startswith(earlier.pop("log/syslog", (b"", 0))[0].decode())
+    assert all(needle in grown for needle in needles), (needles, grown[-500:])
+    assert after == earlier
+
+
 def snapshot_files(root: Path) -> dict[str, tuple[bytes, int]]:
     """Bytes and mode of every regular file under ``root`` (to prove nothing was rewritten)."""
     result: dict[str, tuple[bytes, int]] = {}
