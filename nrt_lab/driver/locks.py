@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import secrets
 import threading
@@ -20,7 +19,17 @@ from pathlib import Path
 
 from nrt_lab.driver.counters import fold_stats_page
 from nrt_lab.driver.owners import OwnerRecord
-from nrt_lab.driver.state import atomic_write_json
+from nrt_lab.driver.state import (
+    StateError,
+    atomic_write_json,
+    list_state_dir,
+    open_in_dir,
+    open_state_file,
+    read_state_json,
+    remove_stale_temp_files,
+    state_dir,
+    unlink_state_file,
+)
 
 __all__ = [
     "allocation_lock",
@@ -32,10 +41,14 @@ __all__ = [
     "list_owner_files",
     "open_devices",
     "owner_is_live",
+    "read_owner_record",
     "remove_stale_records",
+    "OWNER_FILE_SUFFIXES",
 ]
 
 _OPEN_FLAGS = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+# The files beside an owner's liveness lock ``procs/<pid>.<token>.lock``: record, stats page, loaded models.
+OWNER_FILE_SUFFIXES = (".json", ".stats", ".models")
 _live_fds: set[int] = set()
 _live_fds_guard = threading.Lock()
 
@@ -64,14 +77,17 @@ def _close_inherited_fds_in_child() -> None:
 os.register_at_fork(after_in_child=_close_inherited_fds_in_child)
 
 
-def _core_lock_path(root: Path, physical_core: int) -> Path:
-    return root / "locks" / f"nc{physical_core}.lock"
+_RECORD_LIMIT = 64 << 10  # bytes: an owner record is a few hundred bytes
+
+
+def _core_lock_name(physical_core: int) -> str:
+    return f"nc{physical_core}.lock"
 
 
 @contextlib.contextmanager
 def allocation_lock(root: Path) -> Iterator[None]:
     """Serialize every allocation and machine change, so racing processes never both fail or both win."""
-    fd = _track(os.open(root / "locks" / "alloc.lock", _OPEN_FLAGS, 0o600))
+    fd = _track(open_state_file(root / "locks" / "alloc.lock", _OPEN_FLAGS))
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -79,8 +95,9 @@ def allocation_lock(root: Path) -> Iterator[None]:
         _untrack_close(fd)
 
 
-def _try_lock_core(root: Path, physical_core: int) -> int | None:
-    fd = _track(os.open(_core_lock_path(root, physical_core), _OPEN_FLAGS, 0o600))
+def _try_lock_core(locks_fd: int, root: Path, physical_core: int) -> int | None:
+    name = _core_lock_name(physical_core)
+    fd = _track(open_in_dir(locks_fd, name, _OPEN_FLAGS, root / "locks" / name))
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -103,17 +120,19 @@ class CoreClaim:
         """Write procs/<pid>.<token>.json and hold its liveness lock, so tools can name this owner."""
         token = secrets.token_hex(4)
         stem = f"{record.pid}.{token}"
-        fd = _track(os.open(self.root / "procs" / f"{stem}.lock", _OPEN_FLAGS, 0o600))
+        fd = _track(open_state_file(self.root / "procs" / f"{stem}.lock", _OPEN_FLAGS))
         fcntl.flock(fd, fcntl.LOCK_EX)
         self._record_lock_fd = fd
         self.record_path = self.root / "procs" / f"{stem}.json"
         atomic_write_json(self.record_path, record.to_json())
 
     def release(self) -> None:
-        """Give every core back and withdraw the owner record (idempotent)."""
+        """Give every core back and withdraw the owner record and the files beside it (idempotent)."""
         if self.record_path is not None:
-            self.record_path.unlink(missing_ok=True)
-            self.record_path.with_suffix(".lock").unlink(missing_ok=True)
+            # The liveness lock goes last: while it exists nobody treats the other files as orphans.
+            for suffix in OWNER_FILE_SUFFIXES:
+                unlink_state_file(self.record_path.with_suffix(suffix))
+            unlink_state_file(self.record_path.with_suffix(".lock"))
             self.record_path = None
         if self._record_lock_fd is not None:
             _untrack_close(self._record_lock_fd)
@@ -126,24 +145,26 @@ class CoreClaim:
 def try_claim(root: Path, physical_cores: Sequence[int]) -> CoreClaim | None:
     """All-or-nothing: lock every core in ``physical_cores`` or none (caller holds the allocation lock)."""
     fds: dict[int, int] = {}
-    for core in physical_cores:
-        fd = _try_lock_core(root, core)
-        if fd is None:
-            for held in fds.values():
-                _untrack_close(held)
-            return None
-        fds[core] = fd
+    with state_dir(root / "locks") as locks_fd:
+        for core in physical_cores:
+            fd = _try_lock_core(locks_fd, root, core)
+            if fd is None:
+                for held in fds.values():
+                    _untrack_close(held)
+                return None
+            fds[core] = fd
     return CoreClaim(root=root, physical_cores=tuple(physical_cores), _core_fds=fds)
 
 
 def probe_free(root: Path, physical_core_count: int) -> list[bool]:
     """Which physical cores are free right now (caller holds the allocation lock, so nobody races us)."""
     free: list[bool] = []
-    for core in range(physical_core_count):
-        fd = _try_lock_core(root, core)
-        free.append(fd is not None)
-        if fd is not None:
-            _untrack_close(fd)
+    with state_dir(root / "locks") as locks_fd:
+        for core in range(physical_core_count):
+            fd = _try_lock_core(locks_fd, root, core)
+            free.append(fd is not None)
+            if fd is not None:
+                _untrack_close(fd)
     return free
 
 
@@ -156,12 +177,11 @@ def owner_is_live(path: Path) -> bool:
     """True while the process behind an owner file (``.json``, ``.stats``, ``.models``) holds its liveness lock.
 
     The kernel drops that lock when the process dies, so this is the liveness test readers rely on; probing it
-    with a shared lock never disturbs the owner.
+    with a shared lock never disturbs the owner. A missing lock, or anything but a regular file there, is dead.
     """
-    lock_path = path.with_suffix(".lock")
     try:
-        fd = os.open(lock_path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
+        fd = open_state_file(path.with_suffix(".lock"), os.O_RDONLY)
+    except (OSError, StateError):
         return False
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
@@ -191,7 +211,15 @@ def _parse_record(data: object) -> OwnerRecord | None:
             lnc=int(data.get("lnc", 1)),
             extra={str(k): str(v) for k, v in extra.items()},
         )
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return None
+
+
+def read_owner_record(json_path: Path) -> OwnerRecord | None:
+    """One owner record, read safely (regular file, bounded size); None when missing, unusable or malformed."""
+    try:
+        return _parse_record(read_state_json(json_path, "owner record", limit=_RECORD_LIMIT))
+    except StateError:
         return None
 
 
@@ -199,15 +227,17 @@ def list_owner_files(root: Path) -> list[tuple[OwnerRecord, Path]]:
     """Every live owner record with the path of its JSON file (its stats page is the same path + ``.stats``)."""
     found: list[tuple[OwnerRecord, Path]] = []
     procs = root / "procs"
-    if not procs.is_dir():
+    try:
+        names = list_state_dir(procs)
+    except (OSError, StateError):
         return found
-    for json_path in procs.glob("*.json"):
+    for name in names:
+        if not name.endswith(".json") or name.startswith("."):
+            continue
+        json_path = procs / name
         if not owner_is_live(json_path):
             continue
-        try:
-            record = _parse_record(json.loads(json_path.read_text(encoding="utf-8")))
-        except (OSError, ValueError):
-            continue
+        record = read_owner_record(json_path)
         if record is not None:
             found.append((record, json_path))
     found.sort(key=lambda item: (item[0].pid, item[0].start_time))
@@ -236,28 +266,57 @@ def open_devices(root: Path, command: str, tag: str = "") -> CoreClaim:
     return claim
 
 
+def _lock_is_free(lock_path: Path) -> bool | None:
+    """Whether nobody holds an owner's liveness lock; None when the lock file vanished (its owner closed)."""
+    try:
+        fd = open_state_file(lock_path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    except StateError:
+        return True  # a link or a FIFO planted as a lock: no process can hold it, remove it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
 def remove_stale_records(root: Path) -> int:
-    """Delete records of processes that died (caller holds the allocation lock); returns how many."""
+    """Delete records of processes that died and temp files of writers that died (caller holds the allocation
+    lock); returns how many records were removed.
+
+    Race-safe: a runtime closing at the same moment deletes its own files without the allocation lock, so a
+    file listed here may be gone when it is opened; a missing file is skipped, never an error.
+    """
     removed = 0
     procs = root / "procs"
-    for lock_path in procs.glob("*.lock"):
-        fd = os.open(lock_path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+    names = list_state_dir(procs)
+    for name in names:
+        if not name.endswith(".lock") or name.startswith("."):
             continue
-        finally:
-            os.close(fd)
+        lock_path = procs / name
+        if not _lock_is_free(lock_path):
+            continue
         fold_stats_page(root, lock_path.with_suffix(".stats"))  # a dead owner's counts stay in sysfs totals
-        for suffix in (".json", ".stats", ".models"):
-            lock_path.with_suffix(suffix).unlink(missing_ok=True)
-        lock_path.unlink(missing_ok=True)
+        for suffix in OWNER_FILE_SUFFIXES:
+            unlink_state_file(lock_path.with_suffix(suffix))
+        unlink_state_file(lock_path)
         removed += 1
-    for orphan in [*procs.glob("*.json"), *procs.glob("*.stats"), *procs.glob("*.models")]:
-        stem = orphan.name.split(".")[:2]
-        if not (procs / (".".join(stem) + ".lock")).exists():
-            if orphan.suffix == ".stats":
-                fold_stats_page(root, orphan)
-            orphan.unlink(missing_ok=True)
+    present = set(list_state_dir(procs))
+    for name in sorted(present):
+        stem, dot, suffix = name.rpartition(".")
+        if name.startswith(".") or not dot or f".{suffix}" not in OWNER_FILE_SUFFIXES:
+            continue
+        owner = ".".join(stem.split(".")[:2])
+        if f"{owner}.lock" in present:
+            continue
+        orphan = procs / name
+        if suffix == "stats":
+            fold_stats_page(root, orphan)
+        if unlink_state_file(orphan):
             removed += 1
+    for directory in (root, procs, root / "faults"):
+        remove_stale_temp_files(directory)
     return removed

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nrt_lab.driver.state import append_state_text
 from nrt_lab.errors import ConfigError
 
 __all__ = [
@@ -158,8 +159,7 @@ class NrtLogger:
             try:
                 if location == "syslog" and self.syslog_path is not None:
                     line = format_syslog_line(level, module, function, message, pid=pid, tid=tid, now=now)
-                    with open(self.syslog_path, "a", encoding="utf-8") as fh:
-                        fh.write(line + "\n")
+                    append_state_text(self.syslog_path, line + "\n")  # 0600, never through a link or a FIFO
                     return
                 if location not in ("console", "syslog"):
                     with open(location, "a", encoding="utf-8") as fh:
