@@ -177,8 +177,8 @@ def _open_root(path: Path) -> _HeldRoot:
     except FileNotFoundError:
         raise
     except OSError as exc:
-        raise StateError(f"state root {path} cannot be examined ({exc.strerror or exc}); accepted: {_ROOT_ACCEPTED}") \
-            from None
+        raise StateError(f"state root {path} cannot be examined ({exc.strerror or exc}); accepted: {_ROOT_ACCEPTED}; "
+                         "set NRT_LAB_ROOT to such a path") from None
     if stat.S_ISLNK(st.st_mode):
         raise StateError(f"state root {path} is a symbolic link; accepted: a real directory owned by you with mode 0700")
     if not stat.S_ISDIR(st.st_mode):
@@ -245,14 +245,16 @@ def ensure_root(root: Path) -> Path:
 def _ensure_root(root: Path) -> Path:
     try:
         root.lstat()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         try:
             root.parent.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
-            root.mkdir(mode=_DIR_MODE)
-        except FileExistsError:
-            pass
+            try:
+                root.mkdir(mode=_DIR_MODE)
+            except FileExistsError:
+                pass  # another process created it first
         except OSError as exc:
-            raise StateError(f"state root {root} cannot be created ({exc.strerror or exc}); accepted: "
+            problem = "a parent is not a directory" if isinstance(exc, FileExistsError) else exc.strerror or exc
+            raise StateError(f"state root {root} cannot be created ({problem}); accepted: "
                              f"{_ROOT_ACCEPTED}; set NRT_LAB_ROOT to such a path") from None
     except OSError as exc:
         raise StateError(f"state root {root} cannot be examined ({exc.strerror or exc}); accepted: "
