@@ -44,7 +44,7 @@ from nrt_lab.driver.stats import (
     HOST_MEMORY_KINDS,
     MAX_PHYSICAL_CORES,
     SYSFS_STATUS_KINDS,
-    read_stats,
+    read_page_totals,
 )
 
 __all__ = [
@@ -87,7 +87,6 @@ _CORES_AT = _HEADER_WORDS
 _DEVICES_AT = _CORES_AT + MAX_PHYSICAL_CORES * _CORE_WORDS
 _TOTAL_WORDS = _DEVICES_AT + MAX_DEVICES * _DEVICE_WORDS
 _FILE_BYTES = _TOTAL_WORDS * 8
-_U64_MAX = (1 << 64) - 1
 
 
 @dataclass
@@ -197,16 +196,15 @@ class _Store:
             os.ftruncate(self.fd, _FILE_BYTES)
             os.pwrite(self.fd, header, 0)
 
-    def read(self, first_word: int, count: int) -> list[int]:
-        """``count`` words from ``first_word``."""
+    def read_array(self, first_word: int, count: int) -> np.ndarray[Any, Any]:
+        """``count`` words from ``first_word`` as a writable uint64 array."""
         data = os.pread(self.fd, count * 8, first_word * 8)
-        values: list[int] = np.frombuffer(data, dtype="<u8").tolist()
-        return values
+        words: np.ndarray[Any, Any] = np.frombuffer(data, dtype="<u8").copy()
+        return words
 
-    def write(self, first_word: int, values: Sequence[int]) -> None:
-        """Store words from ``first_word`` in one write (clamped to 64 bits)."""
-        clamped = [min(max(int(v), 0), _U64_MAX) for v in values]
-        os.pwrite(self.fd, np.array(clamped, dtype="<u8").tobytes(), first_word * 8)
+    def write_array(self, first_word: int, words: np.ndarray[Any, Any]) -> None:
+        """Store an array of words from ``first_word`` in one write."""
+        os.pwrite(self.fd, np.ascontiguousarray(words, dtype="<u8").tobytes(), first_word * 8)
 
     def close(self) -> None:
         """Close the file."""
@@ -243,10 +241,10 @@ def add_hardware_events(root: Path, instance_id: str, device: int, counters: Seq
         raise ValueError(f"Neuron device {device} does not exist; accepted: 0 to {MAX_DEVICES - 1}")
     with _store(root, instance_id) as store:
         at = _DEVICES_AT + device * _DEVICE_WORDS + _HW_AT
-        block = store.read(at, len(HARDWARE_COUNTERS))
+        block = store.read_array(at, len(HARDWARE_COUNTERS))
         for name in counters:
-            block[HARDWARE_COUNTERS.index(name)] += 1
-        store.write(at, block)
+            block[HARDWARE_COUNTERS.index(name)] += np.uint64(1)
+        store.write_array(at, block)
 
 
 def add_core_values(root: Path, instance_id: str, physical_cores: Sequence[int], values: Mapping[str, int]) -> None:
@@ -254,18 +252,16 @@ def add_core_values(root: Path, instance_id: str, physical_cores: Sequence[int],
     unknown = [name for name in values if name not in CORE_VALUES]
     if unknown:
         raise ValueError(f"unknown core values {unknown}; accepted: {', '.join(CORE_VALUES)}")
-    cores = sorted({c for c in physical_cores if 0 <= c < MAX_PHYSICAL_CORES})
-    if not cores:
+    cores = np.array(sorted({c for c in physical_cores if 0 <= c < MAX_PHYSICAL_CORES}), dtype=np.int64)
+    if not cores.size:
         return
     with _store(root, instance_id) as store:
-        first = cores[0]
+        first = int(cores[0])
         at = _CORES_AT + first * _CORE_WORDS
-        words = store.read(at, (cores[-1] - first + 1) * _CORE_WORDS)
-        for physical in cores:
-            base = (physical - first) * _CORE_WORDS + _VALUES_AT
-            for name, delta in values.items():
-                words[base + CORE_VALUES.index(name)] += int(delta)
-        store.write(at, words)
+        blocks = store.read_array(at, (int(cores[-1]) - first + 1) * _CORE_WORDS).reshape(-1, _CORE_WORDS)
+        for name, delta in values.items():
+            blocks[cores - first, _VALUES_AT + CORE_VALUES.index(name)] += np.uint64(max(int(delta), 0))
+        store.write_array(at, blocks)
 
 
 def page_lnc(stats_path: Path) -> int | None:
@@ -295,40 +291,34 @@ def fold_stats_page(root: Path, stats_path: Path, lnc: int | None = None, *, ins
     lnc = lnc or page_lnc(stats_path) or 1
     try:
         with counters_lock(root):
-            snapshot = read_stats(stats_path)
-            if snapshot is None:
+            page = read_page_totals(stats_path)
+            if page is None:
                 return False
-            physical_of = {core.core: core.core * lnc for core in snapshot.cores}
-            valid = [p for p in physical_of.values() if 0 <= p < MAX_PHYSICAL_CORES]
+            physical = page.cores * lnc
+            keep = physical < MAX_PHYSICAL_CORES
             store = _Store(root, instance_id)
             try:
-                if valid:
-                    first, last = min(valid), max(valid)
+                if keep.any():
+                    first, last = int(physical[keep].min()), int(physical[keep].max())
                     at = _CORES_AT + first * _CORE_WORDS
-                    words = store.read(at, (last - first + 1) * _CORE_WORDS)
-                    for core in snapshot.cores:
-                        physical = physical_of[core.core]
-                        if not 0 <= physical < MAX_PHYSICAL_CORES:
-                            continue
-                        base = (physical - first) * _CORE_WORDS
-                        for index, name in enumerate(SYSFS_STATUS_KINDS):
-                            words[base + _STATUS_AT + index] += core.status.get(name, 0)
-                        values = base + _VALUES_AT
-                        words[values + CORE_VALUES.index("flop_count")] += core.flops
-                        words[values + CORE_VALUES.index("inference_count")] += core.inferences
-                        words[values + CORE_VALUES.index("model_load_count")] += core.model_loads
-                        words[values + CORE_VALUES.index("nc_time_in_use")] += core.busy_ns // 1000
-                        for index, kind in enumerate(DEVICE_MEMORY_KINDS):
-                            slot = base + _PEAK_AT + index
-                            words[slot] = max(words[slot], core.memory_peak.get(kind, 0))
-                    store.write(at, words)
-                    device = physical_of[snapshot.cores[0].core] // max(per_device, 1)
-                    if 0 <= device < MAX_DEVICES and snapshot.host_memory_peak:
+                    blocks = store.read_array(at, (last - first + 1) * _CORE_WORDS).reshape(-1, _CORE_WORDS)
+                    rows = physical[keep] - first
+                    status = _STATUS_AT + np.arange(len(SYSFS_STATUS_KINDS))
+                    blocks[np.ix_(rows, status)] += page.status[keep].astype(np.uint64)
+                    values = _VALUES_AT
+                    for name, column in (("flop_count", page.flops), ("inference_count", page.inferences),
+                                         ("model_load_count", page.model_loads),
+                                         ("nc_time_in_use", page.busy_ns // 1000)):
+                        blocks[rows, values + CORE_VALUES.index(name)] += column[keep].astype(np.uint64)
+                    peak = _PEAK_AT + np.arange(len(DEVICE_MEMORY_KINDS))
+                    blocks[np.ix_(rows, peak)] = np.maximum(blocks[np.ix_(rows, peak)],
+                                                            page.memory_peak[keep].astype(np.uint64))
+                    store.write_array(at, blocks)
+                    device = int(physical[0]) // max(per_device, 1)
+                    if 0 <= device < MAX_DEVICES and page.host_memory_peak.any():
                         host_at = _DEVICES_AT + device * _DEVICE_WORDS + _HOST_AT
-                        host = store.read(host_at, len(HOST_MEMORY_KINDS))
-                        for index, kind in enumerate(HOST_MEMORY_KINDS):
-                            host[index] = max(host[index], snapshot.host_memory_peak.get(kind, 0))
-                        store.write(host_at, host)
+                        host = store.read_array(host_at, len(HOST_MEMORY_KINDS))
+                        store.write_array(host_at, np.maximum(host, page.host_memory_peak.astype(np.uint64)))
             finally:
                 store.close()
             unlink_state_file(stats_path)
