@@ -10,6 +10,7 @@ import signal
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -285,12 +286,16 @@ def test_temp_files_of_dead_writers_are_removed_on_next_start(machine_root: Path
     stale = [machine_root / f".machine.json.{dead}.0badf00d.tmp", machine_root / "procs" / f".1.ab.json.{dead}.x.tmp",
              machine_root / "faults" / f".f3.json.{dead}.0123.tmp"]
     live = machine_root / "procs" / f".1.ab.json.{os.getppid()}.live.tmp"
-    for path in [*stale, live]:
+    old_unnamed = machine_root / ".driver.json.k3j_x9a2.tmp"  # mkstemp name of an earlier version, 2 hours old
+    recent_unnamed = machine_root / ".driver.json.abcdefgh.tmp"
+    for path in [*stale, live, old_unnamed, recent_unnamed]:
         path.write_text("{", encoding="utf-8")
+    two_hours_ago = time.time() - 7200
+    os.utime(old_unnamed, (two_hours_ago, two_hours_ago))
     with nrt_lab.init():
         pass
-    assert [p for p in stale if p.exists()] == []
-    assert live.exists()
+    assert [p for p in [*stale, old_unnamed] if p.exists()] == []
+    assert live.exists() and recent_unnamed.exists()
 
 
 def test_clean_close_leaves_no_owner_files(machine_root: Path) -> None:

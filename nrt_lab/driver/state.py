@@ -495,13 +495,31 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temp_files(directory: Path) -> int:
-    """Delete temp files left by writers that died mid-write (SIGKILL); returns how many were removed."""
+_UNNAMED_TEMP_AGE_S = 3600.0  # temp files without a pid (earlier versions) are stale after an hour
+
+
+def remove_stale_temp_files(directory: Path, now: float | None = None) -> int:
+    """Delete temp files left by writers that died mid-write (SIGKILL); returns how many were removed.
+
+    A name from :func:`temp_name` carries its writer's pid: removed once that process is gone. A ``.*.tmp``
+    name without one (written by an earlier version) is removed when older than an hour.
+    """
     removed = 0
+    now = time.time() if now is None else now
     for name in list_state_dir(directory):
-        pid = temp_writer_pid(name)
-        if pid is None or pid == os.getpid() or _pid_alive(pid):
+        if not (name.startswith(".") and name.endswith(TEMP_SUFFIX)):
             continue
+        pid = temp_writer_pid(name)
+        if pid is not None and (pid == os.getpid() or _pid_alive(pid)):
+            continue
+        if pid is None:
+            try:
+                with _parent_dir(directory / name) as (parent, leaf):
+                    age = now - os.stat(leaf, dir_fd=parent, follow_symlinks=False).st_mtime
+            except OSError:
+                continue
+            if age < _UNNAMED_TEMP_AGE_S:
+                continue
         if unlink_state_file(directory / name):
             removed += 1
     return removed
