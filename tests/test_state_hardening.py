@@ -213,6 +213,16 @@ def test_planted_directory_links_are_refused(machine_root: Path, tmp_path: Path,
     assert {p.name: p.read_text(encoding="utf-8") for p in elsewhere.iterdir()} == before
 
 
+@pytest.mark.parametrize("name", ["nc3.lock", "alloc.lock"])
+def test_planted_lock_file_fifo_is_an_nrt_error(machine_root: Path, alarm: None, name: str) -> None:
+    path = machine_root / "locks" / name
+    path.unlink(missing_ok=True)
+    os.mkfifo(path, 0o600)
+    with pytest.raises(NrtError) as caught:
+        nrt_lab.init()
+    assert f"state file {path} cannot be used: it is a FIFO, not a regular file" in str(caught.value)
+
+
 def test_planted_syslog_link_is_never_written(machine_root: Path, tmp_path: Path,
                                              capfd: pytest.CaptureFixture[str]) -> None:
     victim = tmp_path / "victim.txt"

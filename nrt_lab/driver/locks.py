@@ -97,7 +97,7 @@ def allocation_lock(root: Path) -> Iterator[None]:
 
 def _try_lock_core(locks_fd: int, root: Path, physical_core: int) -> int | None:
     name = _core_lock_name(physical_core)
-    fd = _track(open_in_dir(locks_fd, name, _OPEN_FLAGS, root / "locks" / name))
+    fd = _track(open_in_dir(locks_fd, name, _OPEN_FLAGS, f"{root}/locks/{name}"))
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

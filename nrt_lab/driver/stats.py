@@ -8,6 +8,7 @@ update, so a reader never blocks the writer and never reports nonsense.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import threading
@@ -221,7 +222,8 @@ class StatsPage:
             finally:
                 for lock in self._locks.values():
                     lock.release()
-        unlink_state_file(self.path)
+        with contextlib.suppress(OSError, StateError):  # the page is bookkeeping: closing never fails over it
+            unlink_state_file(self.path)
 
 
 @dataclass(frozen=True)

@@ -373,6 +373,13 @@ def init(
             claim, cores = allocate(machine.root, instance, request, make_record)
         except CoresBusyError as exc:
             raise _fail(logger, NrtStatus.FAILURE, "NRT", "nrt_allocate_neuron_cores", str(exc)) from None
+        except StateError as exc:  # a planted link or FIFO among the lock files or owner records
+            raise _fail(logger, NrtStatus.FAILURE, "TDRV", "tdrv_init", str(exc)) from None
+        except OSError as exc:  # e.g. a full or read-only file system under the state root
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise _fail(logger, NrtStatus.FAILURE, "TDRV", "tdrv_init",
+                        f"cannot claim NeuronCores in state root {machine.root}: {exc.strerror or exc}{where}") \
+                from None
         global _generation
         _generation += 1
         try:
@@ -416,7 +423,7 @@ def close_runtime(runtime: Runtime) -> None:
             runtime.stats.close()
             runtime.stats = None
         if runtime._claim is not None:
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, StateError):  # close never fails over bookkeeping files
                 runtime._claim.release()
             runtime._claim = None
         runtime.logger.info("NRT", "nrt_close", f"NeuronCores {format_core_ranges(runtime.cores, prefix='nc')} released")
