@@ -25,7 +25,7 @@ from nrt_lab.driver import locks as locks_module
 from nrt_lab.driver import machine as machine_module
 from nrt_lab.driver.counters import add_core_values, read_counters
 from nrt_lab.driver.faults import inject_fault, list_faults
-from nrt_lab.driver.locks import list_owners, remove_stale_records
+from nrt_lab.driver.locks import list_owners, probe_free, remove_stale_records, try_claim
 from nrt_lab.driver.state import atomic_write_json, read_state_json, resolve_root
 from nrt_lab.driver.stats import StatsPage, read_stats
 from nrt_lab.models import build_add
@@ -213,7 +213,7 @@ def test_planted_directory_links_are_refused(machine_root: Path, tmp_path: Path,
     assert {p.name: p.read_text(encoding="utf-8") for p in elsewhere.iterdir()} == before
 
 
-@pytest.mark.parametrize("name", ["nc3.lock", "alloc.lock"])
+@pytest.mark.parametrize("name", ["cores.lock", "alloc.lock"])
 def test_planted_lock_file_fifo_is_an_nrt_error(machine_root: Path, alarm: None, name: str) -> None:
     path = machine_root / "locks" / name
     path.unlink(missing_ok=True)
@@ -384,3 +384,23 @@ def test_counters_fold_touches_only_the_closing_cores(machine_root: Path) -> Non
     assert after.cores[3].values["reset_req_count"] == everything.cores[3].values["reset_req_count"] + 1
     assert after.cores[0] == everything.cores[0]
     assert read_counters(machine_root, "i-0another").cores == {}
+
+
+# ------------------------------------------------------------------------------------------------ core locks
+
+
+def test_core_locks_probe_every_owner_whatever_the_order(machine_root: Path) -> None:
+    open_machine(machine_root).create("trn2.48xlarge", 1)
+    later = try_claim(machine_root, [10, 11])
+    earlier = try_claim(machine_root, [2, 3])
+    assert later is not None and earlier is not None
+    assert try_claim(machine_root, [3, 4]) is None  # all or nothing: 4 stays free
+    split = try_claim(machine_root, [0, 1, 5, 6, 127])
+    assert split is not None
+    held = [core for core, free in enumerate(probe_free(machine_root, 128)) if not free]
+    assert held == [0, 1, 2, 3, 5, 6, 10, 11, 127]
+    later.release()
+    split.release()
+    assert [core for core, free in enumerate(probe_free(machine_root, 128)) if not free] == [2, 3]
+    earlier.release()
+    assert all(probe_free(machine_root, 128))
