@@ -1,7 +1,11 @@
-"""The emulated machine's state root: where it lives, its safety checks and its JSON files.
+"""The emulated machine's state root: where it lives, its safety checks, and the one safe way to its files.
 
-One machine is one directory (DESIGN.md "The emulated machine"). Everything that changes it is written
-atomically (temp file + rename) so a crash or a concurrent reader never sees half a file.
+One machine is one directory (docs/architecture.md, "The emulated machine"). The root is opened once and held
+(O_DIRECTORY|O_NOFOLLOW, owner and mode checked on the descriptor); every file below it is created, opened,
+renamed and deleted relative to directory descriptors with O_NOFOLLOW, created 0600 (directories 0700)
+whatever the umask, and read only when it is a regular file, with a size bound. Everything that changes a
+state file is written atomically (temp file + rename) so a crash or a concurrent reader never sees half a file;
+temp files embed their writer's pid so the ones a SIGKILL left behind are removed on the next start.
 """
 
 from __future__ import annotations
