@@ -404,3 +404,16 @@ def test_core_locks_probe_every_owner_whatever_the_order(machine_root: Path) -> 
     assert [core for core, free in enumerate(probe_free(machine_root, 128)) if not free] == [2, 3]
     earlier.release()
     assert all(probe_free(machine_root, 128))
+
+
+def test_held_roots_are_bounded_and_reopened(tmp_path: Path) -> None:
+    before = len(os.listdir("/proc/self/fd"))
+    roots = [tmp_path / f"m{i}" for i in range(40)]
+    for root in roots:
+        open_machine(root).state()
+    assert len(os.listdir("/proc/self/fd")) - before <= 16
+    first = open_machine(roots[0])  # evicted long ago: reopened and checked again
+    assert first.state().instance.name == "trn1.32xlarge"
+    roots[1].chmod(0o755)
+    open_machine(roots[1])
+    assert stat.S_IMODE(roots[1].stat().st_mode) == 0o700

@@ -19,6 +19,7 @@ import stat
 import sys
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,15 +139,20 @@ _FILE_MODE = 0o600
 _DIR_MODE = 0o700
 
 
-@dataclass(frozen=True)
+@dataclass
 class _HeldRoot:
+    """An open, checked root directory; ``users`` operations are using ``fd`` right now."""
+
     fd: int
     dev: int
     ino: int
+    users: int = 0
+    retired: bool = False  # replaced or evicted: closed once its last user is done
 
 
-_held: dict[str, _HeldRoot] = {}
-_retired: list[int] = []  # descriptors of replaced roots: never closed, another thread may still use them
+_MAX_HELD = 16  # roots kept open at once (a test session opens hundreds); others are reopened and rechecked
+_known: set[str] = set()  # every root ever checked: paths below them are always reached through a held root
+_held: OrderedDict[str, _HeldRoot] = OrderedDict()
 _held_guard = threading.Lock()
 _warned_repairs: set[str] = set()
 
@@ -211,8 +217,16 @@ def _open_root(path: Path) -> _HeldRoot:
     return _HeldRoot(fd, st.st_dev, st.st_ino)
 
 
-def _hold(path: Path) -> _HeldRoot:
-    """The held descriptor of the root at ``path``, (re)opened when the directory there changed."""
+def _retire(held: _HeldRoot) -> None:
+    """Stop handing out ``held`` and close it as soon as nobody uses it (caller holds the guard)."""
+    held.retired = True
+    if held.users == 0:
+        os.close(held.fd)
+
+
+def _acquire(path: Path) -> _HeldRoot:
+    """The held descriptor of the root at ``path``, (re)opened and rechecked when the directory there changed;
+    the caller gives it back with :func:`_release` (a replaced root's descriptor is closed only then)."""
     key = str(path)
     held = _held.get(key)
     if held is not None:
@@ -222,17 +236,34 @@ def _hold(path: Path) -> _HeldRoot:
             st = None
         if (st is not None and st.st_ino == held.ino and st.st_dev == held.dev and stat.S_ISDIR(st.st_mode)
                 and st.st_uid == os.getuid() and not st.st_mode & 0o077):
-            return held  # same directory, still private: the checks made on the descriptor still hold
+            with _held_guard:  # same directory, still private: the checks made on the descriptor still hold
+                if _held.get(key) is held:
+                    held.users += 1
+                    _held.move_to_end(key)
+                    return held
     fresh = _open_root(path)  # first use, a replaced directory, or changed owner/mode: check again
     with _held_guard:
         old = _held.get(key)
         if old is not None and (old.dev, old.ino) == (fresh.dev, fresh.ino):
             os.close(fresh.fd)
+            old.users += 1
+            _held.move_to_end(key)
             return old
         if old is not None:
-            _retired.append(old.fd)
+            _retire(old)
+        fresh.users = 1
         _held[key] = fresh
+        _known.add(key)
+        while len(_held) > _MAX_HELD:
+            _retire(_held.popitem(last=False)[1])
     return fresh
+
+
+def _release(held: _HeldRoot) -> None:
+    with _held_guard:
+        held.users -= 1
+        if held.retired and held.users == 0:
+            os.close(held.fd)
 
 
 def ensure_root(root: Path) -> Path:
@@ -263,29 +294,32 @@ def _ensure_root(root: Path) -> Path:
     except OSError as exc:
         raise StateError(f"state root {root} cannot be examined ({exc.strerror or exc}); accepted: "
                          f"{_ROOT_ACCEPTED}; set NRT_LAB_ROOT to such a path") from None
-    held = _hold(root)
-    for sub in SUBDIRS:
-        try:
-            os.mkdir(sub, _DIR_MODE, dir_fd=held.fd)
-        except FileExistsError:
-            pass
-        except OSError as exc:
-            raise StateError(f"state directory {root / sub} cannot be created ({exc.strerror or exc})") from None
-        st = os.stat(sub, dir_fd=held.fd, follow_symlinks=False)
-        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
-            raise _symlink_error(root / sub)
+    held = _acquire(root)
+    try:
+        for sub in SUBDIRS:
+            try:
+                os.mkdir(sub, _DIR_MODE, dir_fd=held.fd)
+            except FileExistsError:
+                pass
+            except OSError as exc:
+                raise StateError(f"state directory {root / sub} cannot be created ({exc.strerror or exc})") \
+                    from None
+            st = os.stat(sub, dir_fd=held.fd, follow_symlinks=False)
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+                raise _symlink_error(root / sub)
+    finally:
+        _release(held)
     return root
 
 
-def _locate(path: Path) -> tuple[int, list[str]] | None:
-    """(held root descriptor, components below it) when ``path`` lies in a held root, else None."""
-    if not _held:
+def _locate(path: Path) -> tuple[_HeldRoot, list[str]] | None:
+    """(acquired held root, components below it) when ``path`` lies in a checked root, else None."""
+    if not _known:
         return None
     for parent in path.parents:
         key = str(parent)
-        if key in _held:
-            held = _hold(parent)
-            return held.fd, list(path.relative_to(parent).parts)
+        if key in _known:
+            return _acquire(parent), list(path.relative_to(parent).parts)
     return None
 
 
@@ -293,13 +327,14 @@ def _locate(path: Path) -> tuple[int, list[str]] | None:
 def _parent_dir(path: Path) -> Iterator[tuple[int | None, str]]:
     """(descriptor of the directory holding ``path``, its name), walked with O_NOFOLLOW from the held root.
 
-    Outside any held root the descriptor is None and the name is the whole path.
+    Outside any checked root the descriptor is None and the name is the whole path.
     """
     located = _locate(path)
     if located is None:
         yield None, str(path)
         return
-    fd, parts = located
+    held, parts = located
+    fd = held.fd
     opened: list[int] = []
     try:
         for index, part in enumerate(parts[:-1]):
@@ -314,6 +349,7 @@ def _parent_dir(path: Path) -> Iterator[tuple[int | None, str]]:
     finally:
         for item in opened:
             os.close(item)
+        _release(held)
 
 
 @contextlib.contextmanager
