@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import math
 import os
 import random
@@ -39,7 +38,19 @@ from typing import Any
 
 from nrt_lab.driver.counters import HARDWARE_COUNTERS, add_hardware_events, read_counters
 from nrt_lab.driver.machine import Machine, physical_cores_of
-from nrt_lab.driver.state import StateError, atomic_write_json, read_machine
+from nrt_lab.driver.state import (
+    StateError,
+    append_state_text,
+    atomic_write_json,
+    list_state_dir,
+    make_state_dir,
+    open_state_file,
+    read_machine,
+    read_state_bytes,
+    read_state_json,
+    unlink_state_file,
+    write_state_bytes,
+)
 from nrt_lab.hardware import InstanceSpec
 
 __all__ = [
@@ -153,16 +164,20 @@ class FiredFault:
     execution: int  # the seen execution number it fired on (0-based)
 
 
+_FAULT_LIMIT = 256 << 10  # bytes: a fault file with its bounded history is a few KB
+
+
 def _faults_dir(root: Path) -> Path:
     path = root / "faults"
-    path.mkdir(mode=0o700, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        make_state_dir(path)
     return path
 
 
 @contextlib.contextmanager
 def _faults_lock(root: Path) -> Iterator[Path]:
     directory = _faults_dir(root)
-    fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = open_state_file(directory / ".lock", os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield directory
@@ -171,14 +186,20 @@ def _faults_lock(root: Path) -> Iterator[Path]:
 
 
 def _read_fault(path: Path) -> Fault | None:
+    """One fault file read safely (regular file, bounded); None when missing or not a fault."""
     try:
-        return Fault.from_json(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError, KeyError, TypeError):
+        return Fault.from_json(read_state_json(path, "fault file", limit=_FAULT_LIMIT))
+    except (StateError, ValueError, KeyError, TypeError, OverflowError):
         return None
 
 
 def _fault_files(directory: Path) -> list[Path]:
-    files = [p for p in directory.glob("f*.json") if p.stem[1:].isdigit()]
+    try:
+        names = list_state_dir(directory)
+    except StateError:
+        return []
+    files = [directory / n for n in names if n.startswith("f") and n.endswith(".json") and n[1:-5].isascii()
+             and n[1:-5].isdigit() and len(n) < 32]
     return sorted(files, key=lambda p: int(p.stem[1:]))
 
 
@@ -230,15 +251,16 @@ def inject_fault(root: Path, *, kind: str, core: int | None = None, device: int 
     with _faults_lock(root) as directory:
         seq_path = directory / ".seq"
         try:
-            last = int(seq_path.read_text(encoding="utf-8").strip() or 0)
-        except (OSError, ValueError):
+            raw = read_state_bytes(seq_path, "fault sequence file", 64)
+            last = int((raw or b"0").decode("ascii").strip() or 0)
+        except (StateError, ValueError):
             last = 0
         last = max([last, *(int(p.stem[1:]) for p in _fault_files(directory))])
         fault = Fault(id=f"f{last + 1}", kind=kind, target=target, index=index, instance_id=instance_id,
                       physical_cores=physical, after=after,
                       probability=None if probability is None else float(probability), seed=seed, count=count,
                       created=time.time())
-        seq_path.write_text(f"{last + 1}\n", encoding="utf-8")
+        write_state_bytes(seq_path, f"{last + 1}\n".encode("ascii"))
         atomic_write_json(directory / f"{fault.id}.json", fault.to_json())
     _note_local_change()
     return fault
@@ -263,13 +285,13 @@ def clear_faults(root: Path, fault_id: str | None = None) -> list[str]:
         _note_local_change()
         if fault_id is None:
             for path in files:
-                path.unlink(missing_ok=True)
+                unlink_state_file(path)
             return [p.stem for p in files]
         path = directory / f"{fault_id}.json"
         if path not in files:
             known = ", ".join(p.stem for p in files) or "none"
             raise FaultError(f"no fault {fault_id!r}; stored faults: {known}")
-        path.unlink(missing_ok=True)
+        unlink_state_file(path)
         return [fault_id]
 
 
@@ -340,7 +362,7 @@ class FaultWatcher:
                     else:
                         fault = replace(fault, seen=n + 1)
                     atomic_write_json(path, fault.to_json())
-        except OSError:
+        except (OSError, StateError):
             return fired
         return fired
 
@@ -369,5 +391,4 @@ def write_kernel_line(root: Path, message: str) -> None:
     """Append a kernel message (``... kernel: <message>``) to the emulated syslog ``log/syslog``."""
     stamp = time.strftime("%b %d %H:%M:%S")
     with contextlib.suppress(OSError):
-        with open(root / "log" / "syslog", "a", encoding="utf-8") as fh:
-            fh.write(f"{stamp} {socket.gethostname()} kernel: {message}\n")
+        append_state_text(root / "log" / "syslog", f"{stamp} {socket.gethostname()} kernel: {message}\n")

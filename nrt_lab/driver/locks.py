@@ -1,18 +1,24 @@
-"""NeuronCore ownership on the emulated driver: one flock per physical core, held by the owning process.
+"""NeuronCore ownership on the emulated driver: one lock per physical core, held by the owning process.
 
-Why flock: the kernel drops it when the process dies, however it dies (SIGKILL included), so cores are freed
-at once with nothing to clean up. Core locks are only ever *tried* by allocators holding ``locks/alloc.lock``,
-so a reader (neuron-ls, a widget) can never make an allocation fail; readers learn ownership from the owner
-records in ``procs/`` whose liveness lock they probe with a shared lock.
+Each physical core is one byte of ``locks/cores.lock``, locked with an open-file-description (OFD) record lock.
+Why OFD locks: like flock, the kernel drops them when the process dies, however it dies (SIGKILL included), so
+cores are freed at once with nothing to clean up; unlike per-process POSIX locks, closing another descriptor of
+the file in the same process (a reader, a widget) never drops them. And a claim of N contiguous cores is one
+``fcntl`` on one descriptor whatever N, so claiming 128 cores costs about what claiming 2 does.
+
+Core locks are only ever *tried* by allocators holding ``locks/alloc.lock``, so a reader (neuron-ls, a widget)
+can never make an allocation fail; readers learn ownership from the owner records in ``procs/`` whose liveness
+lock they probe with a shared flock.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
-import json
 import os
 import secrets
+import struct
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +26,15 @@ from pathlib import Path
 
 from nrt_lab.driver.counters import fold_stats_page
 from nrt_lab.driver.owners import OwnerRecord
-from nrt_lab.driver.state import atomic_write_json
+from nrt_lab.driver.state import (
+    StateError,
+    atomic_write_json,
+    list_state_dir,
+    open_state_file,
+    read_state_json,
+    remove_stale_temp_files,
+    unlink_state_file,
+)
 
 __all__ = [
     "allocation_lock",
@@ -32,10 +46,14 @@ __all__ = [
     "list_owner_files",
     "open_devices",
     "owner_is_live",
+    "read_owner_record",
     "remove_stale_records",
+    "OWNER_FILE_SUFFIXES",
 ]
 
 _OPEN_FLAGS = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+# The files beside an owner's liveness lock ``procs/<pid>.<token>.lock``: record, stats page, loaded models.
+OWNER_FILE_SUFFIXES = (".json", ".stats", ".models")
 _live_fds: set[int] = set()
 _live_fds_guard = threading.Lock()
 
@@ -64,29 +82,42 @@ def _close_inherited_fds_in_child() -> None:
 os.register_at_fork(after_in_child=_close_inherited_fds_in_child)
 
 
-def _core_lock_path(root: Path, physical_core: int) -> Path:
-    return root / "locks" / f"nc{physical_core}.lock"
+_RECORD_LIMIT = 64 << 10  # bytes: an owner record is a few hundred bytes
+
+
+_CORES_LOCK = "cores.lock"
+# struct flock (Linux, 64-bit off_t): l_type, l_whence, l_start, l_len, l_pid (+ padding the kernel ignores).
+_FLOCK = struct.Struct("hhqqi4x")
+
+
+def _flock_arg(kind: int, start: int, length: int) -> bytes:
+    return _FLOCK.pack(kind, os.SEEK_SET, start, length, 0)
+
+
+def _runs(cores: Sequence[int]) -> list[tuple[int, int]]:
+    """Contiguous runs of ``cores`` as (first, count)."""
+    runs: list[tuple[int, int]] = []
+    for core in sorted(set(cores)):
+        if runs and runs[-1][0] + runs[-1][1] == core:
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+        else:
+            runs.append((core, 1))
+    return runs
+
+
+def _open_cores_lock(root: Path) -> int:
+    return _track(open_state_file(root / "locks" / _CORES_LOCK, _OPEN_FLAGS))
 
 
 @contextlib.contextmanager
 def allocation_lock(root: Path) -> Iterator[None]:
     """Serialize every allocation and machine change, so racing processes never both fail or both win."""
-    fd = _track(os.open(root / "locks" / "alloc.lock", _OPEN_FLAGS, 0o600))
+    fd = _track(open_state_file(root / "locks" / "alloc.lock", _OPEN_FLAGS))
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         _untrack_close(fd)
-
-
-def _try_lock_core(root: Path, physical_core: int) -> int | None:
-    fd = _track(os.open(_core_lock_path(root, physical_core), _OPEN_FLAGS, 0o600))
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        _untrack_close(fd)
-        return None
-    return fd
 
 
 @dataclass
@@ -95,7 +126,7 @@ class CoreClaim:
 
     root: Path
     physical_cores: tuple[int, ...]
-    _core_fds: dict[int, int] = field(repr=False)
+    _cores_fd: int | None = field(default=None, repr=False)  # holds the cores' locks until closed
     record_path: Path | None = None
     _record_lock_fd: int | None = field(default=None, repr=False)
 
@@ -103,47 +134,76 @@ class CoreClaim:
         """Write procs/<pid>.<token>.json and hold its liveness lock, so tools can name this owner."""
         token = secrets.token_hex(4)
         stem = f"{record.pid}.{token}"
-        fd = _track(os.open(self.root / "procs" / f"{stem}.lock", _OPEN_FLAGS, 0o600))
+        fd = _track(open_state_file(self.root / "procs" / f"{stem}.lock", _OPEN_FLAGS))
         fcntl.flock(fd, fcntl.LOCK_EX)
         self._record_lock_fd = fd
         self.record_path = self.root / "procs" / f"{stem}.json"
         atomic_write_json(self.record_path, record.to_json())
 
     def release(self) -> None:
-        """Give every core back and withdraw the owner record (idempotent)."""
+        """Give every core back and withdraw the owner record and the files beside it (idempotent)."""
         if self.record_path is not None:
-            self.record_path.unlink(missing_ok=True)
-            self.record_path.with_suffix(".lock").unlink(missing_ok=True)
+            # The liveness lock goes last: while it exists nobody treats the other files as orphans.
+            for suffix in OWNER_FILE_SUFFIXES:
+                unlink_state_file(self.record_path.with_suffix(suffix))
+            unlink_state_file(self.record_path.with_suffix(".lock"))
             self.record_path = None
         if self._record_lock_fd is not None:
             _untrack_close(self._record_lock_fd)
             self._record_lock_fd = None
-        for fd in self._core_fds.values():
-            _untrack_close(fd)
-        self._core_fds.clear()
+        if self._cores_fd is not None:
+            _untrack_close(self._cores_fd)  # the kernel drops every core lock of this descriptor
+            self._cores_fd = None
 
 
 def try_claim(root: Path, physical_cores: Sequence[int]) -> CoreClaim | None:
-    """All-or-nothing: lock every core in ``physical_cores`` or none (caller holds the allocation lock)."""
-    fds: dict[int, int] = {}
-    for core in physical_cores:
-        fd = _try_lock_core(root, core)
-        if fd is None:
-            for held in fds.values():
-                _untrack_close(held)
-            return None
-        fds[core] = fd
-    return CoreClaim(root=root, physical_cores=tuple(physical_cores), _core_fds=fds)
+    """All-or-nothing: lock every core in ``physical_cores`` or none (caller holds the allocation lock).
+
+    One descriptor holds the claim; each contiguous run of cores is one non-blocking OFD write lock.
+    """
+    fd = _open_cores_lock(root)
+    try:
+        for first, count in _runs(physical_cores):
+            fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _flock_arg(fcntl.F_WRLCK, first, count))
+    except OSError as exc:
+        _untrack_close(fd)
+        if exc.errno in (errno.EAGAIN, errno.EACCES):
+            return None  # a core is held by another process
+        raise
+    except BaseException:
+        _untrack_close(fd)
+        raise
+    return CoreClaim(root=root, physical_cores=tuple(physical_cores), _cores_fd=fd)
 
 
 def probe_free(root: Path, physical_core_count: int) -> list[bool]:
-    """Which physical cores are free right now (caller holds the allocation lock, so nobody races us)."""
-    free: list[bool] = []
-    for core in range(physical_core_count):
-        fd = _try_lock_core(root, core)
-        free.append(fd is not None)
-        if fd is not None:
-            _untrack_close(fd)
+    """Which physical cores are free right now (caller holds the allocation lock, so nobody races us).
+
+    Asks the kernel for a lock conflicting with a range, marks it, and asks again for the parts of the range on
+    either side of it: a few calls per owner, not one per core.
+    """
+    free = [True] * physical_core_count
+    fd = _open_cores_lock(root)
+    try:
+        pending = [(0, physical_core_count)] if physical_core_count > 0 else []
+        while pending:
+            start, end = pending.pop()
+            answer = fcntl.fcntl(fd, fcntl.F_OFD_GETLK, _flock_arg(fcntl.F_WRLCK, start, end - start))
+            kind, _whence, held_start, held_length, _pid = _FLOCK.unpack(answer)
+            if kind == fcntl.F_UNLCK:
+                continue
+            held_from = max(held_start, start)
+            held_to = end if held_length == 0 else min(held_start + held_length, end)
+            if held_to <= held_from:  # cannot happen (the lock conflicts with the range); never loop on it
+                continue
+            for core in range(held_from, held_to):
+                free[core] = False
+            if start < held_from:
+                pending.append((start, held_from))
+            if held_to < end:
+                pending.append((held_to, end))
+    finally:
+        _untrack_close(fd)
     return free
 
 
@@ -156,12 +216,11 @@ def owner_is_live(path: Path) -> bool:
     """True while the process behind an owner file (``.json``, ``.stats``, ``.models``) holds its liveness lock.
 
     The kernel drops that lock when the process dies, so this is the liveness test readers rely on; probing it
-    with a shared lock never disturbs the owner.
+    with a shared lock never disturbs the owner. A missing lock, or anything but a regular file there, is dead.
     """
-    lock_path = path.with_suffix(".lock")
     try:
-        fd = os.open(lock_path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
+        fd = open_state_file(path.with_suffix(".lock"), os.O_RDONLY)
+    except (OSError, StateError):
         return False
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
@@ -191,7 +250,15 @@ def _parse_record(data: object) -> OwnerRecord | None:
             lnc=int(data.get("lnc", 1)),
             extra={str(k): str(v) for k, v in extra.items()},
         )
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return None
+
+
+def read_owner_record(json_path: Path) -> OwnerRecord | None:
+    """One owner record, read safely (regular file, bounded size); None when missing, unusable or malformed."""
+    try:
+        return _parse_record(read_state_json(json_path, "owner record", limit=_RECORD_LIMIT))
+    except StateError:
         return None
 
 
@@ -199,15 +266,17 @@ def list_owner_files(root: Path) -> list[tuple[OwnerRecord, Path]]:
     """Every live owner record with the path of its JSON file (its stats page is the same path + ``.stats``)."""
     found: list[tuple[OwnerRecord, Path]] = []
     procs = root / "procs"
-    if not procs.is_dir():
+    try:
+        names = list_state_dir(procs)
+    except (OSError, StateError):
         return found
-    for json_path in procs.glob("*.json"):
+    for name in names:
+        if not name.endswith(".json") or name.startswith("."):
+            continue
+        json_path = procs / name
         if not owner_is_live(json_path):
             continue
-        try:
-            record = _parse_record(json.loads(json_path.read_text(encoding="utf-8")))
-        except (OSError, ValueError):
-            continue
+        record = read_owner_record(json_path)
         if record is not None:
             found.append((record, json_path))
     found.sort(key=lambda item: (item[0].pid, item[0].start_time))
@@ -230,34 +299,63 @@ def open_devices(root: Path, command: str, tag: str = "") -> CoreClaim:
 
     record = OwnerRecord(pid=os.getpid(), command=command, runtime_version="NA", cores=(), tag=tag or str(os.getpid()),
                          start_time=_time.time())
-    claim = CoreClaim(root=root, physical_cores=(), _core_fds={})
+    claim = CoreClaim(root=root, physical_cores=())
     with allocation_lock(root):
         claim.publish(record)
     return claim
 
 
+def _lock_is_free(lock_path: Path) -> bool | None:
+    """Whether nobody holds an owner's liveness lock; None when the lock file vanished (its owner closed)."""
+    try:
+        fd = open_state_file(lock_path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    except StateError:
+        return True  # a link or a FIFO planted as a lock: no process can hold it, remove it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
 def remove_stale_records(root: Path) -> int:
-    """Delete records of processes that died (caller holds the allocation lock); returns how many."""
+    """Delete records of processes that died and temp files of writers that died (caller holds the allocation
+    lock); returns how many records were removed.
+
+    Race-safe: a runtime closing at the same moment deletes its own files without the allocation lock, so a
+    file listed here may be gone when it is opened; a missing file is skipped, never an error.
+    """
     removed = 0
     procs = root / "procs"
-    for lock_path in procs.glob("*.lock"):
-        fd = os.open(lock_path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+    names = list_state_dir(procs)
+    for name in names:
+        if not name.endswith(".lock") or name.startswith("."):
             continue
-        finally:
-            os.close(fd)
+        lock_path = procs / name
+        if not _lock_is_free(lock_path):
+            continue
         fold_stats_page(root, lock_path.with_suffix(".stats"))  # a dead owner's counts stay in sysfs totals
-        for suffix in (".json", ".stats", ".models"):
-            lock_path.with_suffix(suffix).unlink(missing_ok=True)
-        lock_path.unlink(missing_ok=True)
+        for suffix in OWNER_FILE_SUFFIXES:
+            unlink_state_file(lock_path.with_suffix(suffix))
+        unlink_state_file(lock_path)
         removed += 1
-    for orphan in [*procs.glob("*.json"), *procs.glob("*.stats"), *procs.glob("*.models")]:
-        stem = orphan.name.split(".")[:2]
-        if not (procs / (".".join(stem) + ".lock")).exists():
-            if orphan.suffix == ".stats":
-                fold_stats_page(root, orphan)
-            orphan.unlink(missing_ok=True)
+    present = set(list_state_dir(procs))
+    for name in sorted(present):
+        stem, dot, suffix = name.rpartition(".")
+        if name.startswith(".") or not dot or f".{suffix}" not in OWNER_FILE_SUFFIXES:
+            continue
+        owner = ".".join(stem.split(".")[:2])
+        if f"{owner}.lock" in present:
+            continue
+        orphan = procs / name
+        if suffix == "stats":
+            fold_stats_page(root, orphan)
+        if unlink_state_file(orphan):
             removed += 1
+    for directory in (root, procs, root / "faults"):
+        remove_stale_temp_files(directory)
     return removed

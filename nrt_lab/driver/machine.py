@@ -8,7 +8,6 @@ destroying, reloading the driver) are refused while any process owns a core, nam
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +28,11 @@ from nrt_lab.driver.state import (
     MachineState,
     StateError,
     ensure_root,
+    list_state_dir,
     read_machine,
+    reset_state_dir,
     resolve_root,
+    unlink_state_file,
     write_machine,
 )
 from nrt_lab.hardware import InstanceSpec, get_instance
@@ -117,14 +119,16 @@ class Machine:
 
     def instance(self, lnc: int | None = None) -> InstanceSpec:
         """The instance, seen with the machine's LNC or with ``lnc`` (trn2 processes may choose)."""
-        spec = self.state().instance
-        if lnc is None or lnc == spec.lnc:
-            return spec
-        return get_instance(spec.name, lnc)
+        return self.state().instance_at(lnc)
 
-    def driver(self) -> DriverState | None:
-        """driver.json; None when the driver package is not installed."""
-        self.state()
+    def driver(self, state: MachineState | None = None) -> DriverState | None:
+        """driver.json; None when the driver package is not installed.
+
+        ``state`` is the machine state the caller already read (the machine is then known to be provisioned, so
+        machine.json is not read again).
+        """
+        if state is None:
+            self.state()
         return read_driver(self.root)
 
     def owners(self) -> list[OwnerRecord]:
@@ -182,12 +186,12 @@ class Machine:
         with allocation_lock(self.root):
             self._refuse_if_in_use("destroy the machine", self._current_or_none())
             for name in ("machine.json", "driver.json"):
-                (self.root / name).unlink(missing_ok=True)
+                unlink_state_file(self.root / name)
             for sub in ("procs", "faults", "rtd"):
-                shutil.rmtree(self.root / sub, ignore_errors=True)
-                (self.root / sub).mkdir(mode=0o700, exist_ok=True)
-            for lock in (self.root / "locks").glob("nc*.lock"):
-                lock.unlink(missing_ok=True)
+                reset_state_dir(self.root / sub)
+            for name in list_state_dir(self.root / "locks"):
+                if name.startswith("nc") and name.endswith(".lock"):
+                    unlink_state_file(self.root / "locks" / name)
 
     def _current_or_none(self) -> InstanceSpec | None:
         try:

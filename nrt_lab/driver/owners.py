@@ -7,22 +7,26 @@ while its liveness lock is held (see :mod:`nrt_lab.driver.locks`), so a SIGKILLe
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["OwnerRecord", "process_command_line"]
+__all__ = ["OwnerRecord", "command_line_of", "process_command_line"]
+
+
+def command_line_of(parts: Sequence[str]) -> str:
+    """A command line as owner records store it and ``ps -o args`` shows it (control characters turned into spaces)."""
+    return "".join(ch if ch.isprintable() else " " for ch in " ".join(parts))
 
 
 def process_command_line() -> str:
-    """This process's command line as ``ps -o args`` shows it (control characters turned into spaces)."""
+    """This process's command line as owner records store it (see :func:`command_line_of`)."""
     try:
         raw = Path("/proc/self/cmdline").read_bytes()
         parts = [p.decode("utf-8", "replace") for p in raw.split(b"\0") if p]
     except OSError:
         parts = []
-    if not parts:
-        parts = [sys.executable, *sys.argv]
-    return "".join(ch if ch.isprintable() else " " for ch in " ".join(parts))
+    return command_line_of(parts or [sys.executable, *sys.argv])
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nrt_lab.driver.state import StateError, atomic_write_json, read_json_file
+from nrt_lab.driver.state import StateError, atomic_write_json, read_state_json, unlink_state_file
 
 __all__ = [
     "DriverVersion",
@@ -85,10 +85,10 @@ class DriverState:
 def read_driver(root: Path) -> DriverState | None:
     """Parse driver.json strictly; None when the driver package is not installed."""
     path = root / "driver.json"
-    if not path.exists():
-        return None
     remedy = "; reinstall with: nrt-lab driver uninstall && nrt-lab driver install"
-    data = read_json_file(path, "driver file", remedy)
+    data = read_state_json(path, "driver file", remedy)
+    if data is None:
+        return None
     package = data.get("package")
     if package != DRIVER_PACKAGE:
         raise StateError(f"driver file {path} is corrupted: package is {package!r}, expected {DRIVER_PACKAGE!r}{remedy}")
@@ -113,4 +113,4 @@ def write_driver(root: Path, installed: DriverVersion, loaded: DriverVersion | N
 
 def remove_driver(root: Path) -> None:
     """Uninstall the package: driver.json disappears."""
-    (root / "driver.json").unlink(missing_ok=True)
+    unlink_state_file(root / "driver.json")

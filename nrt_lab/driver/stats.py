@@ -8,6 +8,7 @@ update, so a reader never blocks the writer and never reports nonsense.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import threading
@@ -19,8 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from nrt_lab.driver.state import StateError, open_state_file, unlink_state_file
+
 __all__ = [
     "MAX_STATS_CORES",
+    "MAX_PHYSICAL_CORES",
     "LATENCY_RING",
     "OUTCOMES",
     "ERROR_KINDS",
@@ -31,10 +35,14 @@ __all__ = [
     "StatsSnapshot",
     "CoreCounters",
     "read_stats",
+    "PageTotals",
+    "read_page_totals",
     "page_bytes",
 ]
 
 MAX_STATS_CORES = 128
+MAX_PHYSICAL_CORES = 512  # the most NeuronCores an instance has (64 devices × 8 cores): larger ids are corruption
+_MAX_PID = 1 << 22  # the kernel's largest pid_max
 LATENCY_RING = 256  # per core
 _MAGIC = 0x5354_5441_5452_4E  # "NRTATS" — identifies a stats page
 _VERSION = 2
@@ -99,7 +107,7 @@ class StatsPage:
             raise ValueError(f"a stats page holds 1 to {MAX_STATS_CORES} cores, got {len(cores)}")
         self.path = path
         size = page_bytes(len(cores))
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        fd = open_state_file(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC)
         try:
             os.ftruncate(fd, size)
             self._map = mmap.mmap(fd, size)
@@ -214,7 +222,8 @@ class StatsPage:
             finally:
                 for lock in self._locks.values():
                     lock.release()
-        self.path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError, StateError):  # the page is bookkeeping: closing never fails over it
+            unlink_state_file(self.path)
 
 
 @dataclass(frozen=True)
@@ -269,24 +278,36 @@ def _stable_copy(view: mmap.mmap, start: int, count: int, seq_words: Sequence[in
     return None
 
 
-def read_stats(path: Path, retries: int = 1000) -> StatsSnapshot | None:
-    """Copy a page consistently (each block retried while a write is in flight); None if absent, foreign or torn."""
+def read_stats(path: Path, retries: int = 1000, core_limit: int = MAX_PHYSICAL_CORES) -> StatsSnapshot | None:
+    """Copy a page consistently (each block retried while a write is in flight); None if absent, foreign, torn or
+    corrupted.
+
+    Only a regular file of exactly a page's size is mapped (a FIFO or a link is never opened for reading); a page
+    whose core ids are not distinct ids below ``core_limit`` (pass the instance's core count when known), or
+    whose pid is impossible, is corrupted and reported as unreadable (None), never turned into an exception.
+    """
     try:
-        with open(path, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            if size < _HEADER_WORDS * 8:
-                return None
-            view = mmap.mmap(fh.fileno(), size, access=mmap.ACCESS_READ)
+        fd = open_state_file(path, os.O_RDONLY)
+    except (OSError, StateError):
+        return None
+    try:
+        size = os.fstat(fd).st_size
+        if size < _HEADER_WORDS * 8 or size > page_bytes(MAX_STATS_CORES):
+            return None
+        view = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
     except (OSError, ValueError):
         return None
+    finally:
+        os.close(fd)
     try:
         taken = time.monotonic_ns()
         header = _stable_copy(view, 0, _HEADER_WORDS, (_H_SEQ,), retries)
         if header is None or int(header[_H_MAGIC]) != _MAGIC or int(header[_H_VERSION]) != _VERSION:
             return None
         count = int(header[_H_CORES])
-        if not 0 < count <= MAX_STATS_CORES or size != page_bytes(count):
+        if not 0 < count <= MAX_STATS_CORES or size != page_bytes(count) or not 0 < int(header[_H_PID]) < _MAX_PID:
             return None
+        seen: set[int] = set()
         cores: list[CoreCounters] = []
         rings: list[np.ndarray[Any, Any]] = []
         total = 0
@@ -299,6 +320,9 @@ def read_stats(path: Path, retries: int = 1000) -> StatsSnapshot | None:
             if r is None:
                 return None
             core = int(r[_C_CORE])
+            if not 0 <= core < core_limit or core in seen:
+                return None  # flipped bytes: a core that cannot exist, or the same core twice
+            seen.add(core)
             written = int(r[_C_RING_NEXT])
             total += written
             ring = np.frombuffer(view, dtype="<u8", count=_RING_WORDS * LATENCY_RING,
@@ -331,3 +355,60 @@ def read_stats(path: Path, retries: int = 1000) -> StatsSnapshot | None:
         )
     finally:
         view.close()
+
+
+@dataclass(frozen=True)
+class PageTotals:
+    """A quiescent page's cumulative counters as arrays (one row per core), for folding into machine totals.
+
+    Columns follow SYSFS_STATUS_KINDS, DEVICE_MEMORY_KINDS and HOST_MEMORY_KINDS.
+    """
+
+    cores: np.ndarray[Any, Any]  # (n,) instance-global core ids at the runtime's LNC
+    status: np.ndarray[Any, Any]  # (n, len(SYSFS_STATUS_KINDS))
+    flops: np.ndarray[Any, Any]  # (n,)
+    inferences: np.ndarray[Any, Any]  # (n,)
+    model_loads: np.ndarray[Any, Any]  # (n,)
+    busy_ns: np.ndarray[Any, Any]  # (n,)
+    memory_peak: np.ndarray[Any, Any]  # (n, len(DEVICE_MEMORY_KINDS))
+    host_memory_peak: np.ndarray[Any, Any]  # (len(HOST_MEMORY_KINDS),)
+
+
+def read_page_totals(path: Path, core_limit: int = MAX_PHYSICAL_CORES) -> PageTotals | None:
+    """The counters of a page nobody writes any more (its runtime closed or died), read in one vectorized copy.
+
+    Same checks as :func:`read_stats` (regular file, exact size, magic, version, pid, distinct core ids below
+    ``core_limit``); None when the page is absent or corrupted. Without a writer there is nothing to retry, so
+    the per-core sequence counters are not consulted: a page left mid-update by a SIGKILL is folded as it is.
+    """
+    try:
+        fd = open_state_file(path, os.O_RDONLY)
+    except (OSError, StateError):
+        return None
+    try:
+        size = os.fstat(fd).st_size
+        if size < _HEADER_WORDS * 8 or size > page_bytes(MAX_STATS_CORES):
+            return None
+        data = os.pread(fd, size, 0)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    words: np.ndarray[Any, Any] = np.frombuffer(data, dtype="<u8")
+    count = int(words[_H_CORES]) if len(words) > _H_CORES else 0
+    if (int(words[_H_MAGIC]) != _MAGIC or int(words[_H_VERSION]) != _VERSION or not 0 < count <= MAX_STATS_CORES
+            or size != page_bytes(count) or not 0 < int(words[_H_PID]) < _MAX_PID):
+        return None
+    blocks = words[_CORES_AT:].reshape(count, _CORE_WORDS).astype(np.int64)
+    cores = blocks[:, _C_CORE]
+    if int(cores.min()) < 0 or int(cores.max()) >= core_limit or len(np.unique(cores)) != count:
+        return None
+    n_status = len(SYSFS_STATUS_KINDS)
+    n_memory = len(DEVICE_MEMORY_KINDS)
+    return PageTotals(
+        cores=cores,
+        status=blocks[:, _C_STATUS:_C_STATUS + n_status] + blocks[:, _C_FAIL_STATUS:_C_FAIL_STATUS + n_status],
+        flops=blocks[:, _C_FLOPS], inferences=blocks[:, _C_INFERENCES], model_loads=blocks[:, _C_LOADS],
+        busy_ns=blocks[:, _C_BUSY], memory_peak=blocks[:, _C_MEMORY_PEAK:_C_MEMORY_PEAK + n_memory],
+        host_memory_peak=words[_H_HOST_PEAK:_H_HOST_PEAK + len(HOST_MEMORY_KINDS)].astype(np.int64),
+    )

@@ -41,7 +41,7 @@ from nrt_lab.driver.counters import HARDWARE_COUNTERS, MachineCounters, counters
 from nrt_lab.driver.locks import owner_is_live
 from nrt_lab.driver.machine import Machine
 from nrt_lab.driver.package import DriverVersion, parse_driver_version
-from nrt_lab.driver.state import StateError, ensure_root
+from nrt_lab.driver.state import StateError, ensure_root, list_state_dir
 from nrt_lab.driver.stats import (
     DEVICE_MEMORY_KINDS,
     HOST_MEMORY_KINDS,
@@ -284,7 +284,11 @@ def sysfs_tree(instance: InstanceSpec, counters: SysfsCounters, *, instance_id: 
 def _pages(root: Path, default_lnc: int) -> tuple[list[tuple[StatsSnapshot, int]], list[tuple[StatsSnapshot, int]]]:
     live: list[tuple[StatsSnapshot, int]] = []
     dead: list[tuple[StatsSnapshot, int]] = []
-    for path in sorted((root / "procs").glob("*.stats")):
+    procs = root / "procs"
+    for name in sorted(list_state_dir(procs)):
+        if not name.endswith(".stats") or name.startswith("."):
+            continue
+        path = procs / name
         snapshot = read_stats(path)
         if snapshot is None:
             continue

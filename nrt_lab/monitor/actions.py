@@ -18,7 +18,7 @@ import psutil
 
 from nrt_lab.driver import format_core_ranges, open_machine
 from nrt_lab.driver.locks import list_owner_files
-from nrt_lab.driver.owners import OwnerRecord
+from nrt_lab.driver.owners import OwnerRecord, command_line_of
 from nrt_lab.monitor.snapshot import printable
 
 __all__ = [
@@ -56,11 +56,6 @@ def release() -> str:
     cores = format_core_ranges(runtime.cores, prefix="nc")
     close()
     return f"Released this process's NeuronCores {cores} (nrt_lab.close())."
-
-
-def _printable_command(parts: list[str]) -> str:
-    """A command line as owner records store it (control characters turned into spaces)."""
-    return "".join(ch if ch.isprintable() else " " for ch in " ".join(parts))
 
 
 def _lock_holders(path: Path) -> set[int] | None:
@@ -119,7 +114,7 @@ def verify_target(pid: int, root: Path | str | None = None, start_time: float | 
     try:
         process = psutil.Process(pid)
         created = process.create_time()
-        command = _printable_command(process.cmdline())
+        command = command_line_of(process.cmdline())
     except psutil.NoSuchProcess:
         raise ActionRefused(f"Refused: pid {pid} has already exited.") from None
     except (psutil.Error, OSError) as exc:

@@ -15,7 +15,6 @@ so tests advance a fake clock instead of sleeping.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
@@ -27,11 +26,12 @@ from typing import Any, Protocol
 import numpy as np
 import psutil
 
-from nrt_lab.driver import DriverState, Machine, OwnerRecord, StateError, open_machine
+from nrt_lab.driver import DriverState, Machine, OwnerRecord, StateError, open_machine, physical_core_count
 from nrt_lab.driver.locks import list_owner_files
+from nrt_lab.driver.state import read_state_json
 from nrt_lab.driver.stats import DEVICE_MEMORY_KINDS, ERROR_KINDS, HOST_MEMORY_KINDS, OUTCOMES, read_stats
 from nrt_lab.errors import printable
-from nrt_lab.hardware import InstanceSpec
+from nrt_lab.hardware import CatalogueError, InstanceSpec
 
 __all__ = [
     "Clock",
@@ -441,7 +441,13 @@ class Monitor:
 
     def _runtime(self, record: OwnerRecord, path: Path, instance: InstanceSpec,
                  key: tuple[int, float]) -> RuntimeSnapshot:
-        page = read_stats(path.with_suffix(".stats"))
+        try:
+            lnc_view = get_view(instance, record.lnc)
+        except CatalogueError:
+            lnc_view = None
+        page = read_stats(path.with_suffix(".stats"), core_limit=physical_core_count(instance))
+        if page is not None and lnc_view is not None and any(c.core >= lnc_view.total_cores for c in page.cores):
+            page = None  # a damaged page naming cores this instance does not have: show it, never index with it
         cpu_user: float | NotApplicable = NA
         cpu_system: float | NotApplicable = NA
         try:
@@ -449,7 +455,7 @@ class Monitor:
             user_s, system_s = float(times.user), float(times.system)
         except (psutil.Error, OSError):
             user_s = system_s = -1.0
-        if page is None:
+        if page is None or lnc_view is None:
             return RuntimeSnapshot(
                 record.pid, record.tag, record.command, record.runtime_version, record.kernel_id, record.lnc,
                 record.start_time, (), {}, (), dict.fromkeys(OUTCOMES, 0), dict.fromkeys(ERROR_KINDS, 0), None, None,
@@ -464,7 +470,6 @@ class Monitor:
         cores: list[CoreSample] = []
         busy_now: dict[int, int] = {}
         flops_now: dict[int, int] = {}
-        lnc_view = get_view(instance, record.lnc)
         for c in page.cores:
             busy = c.busy_ns + (max(0, page.taken_ns - c.running_since_ns) if c.running_since_ns else 0)
             busy_now[c.core], flops_now[c.core] = busy, c.flops
@@ -537,6 +542,7 @@ class Monitor:
 _EMPTY_SYSTEM = SystemSnapshot(0, {}, {}, 0, 0, 0, 0, 0)
 
 
+_MODELS_LIMIT = 4 << 20  # a loaded-model list is a few KB per model
 _views: dict[tuple[str, int], InstanceSpec] = {}
 
 
@@ -553,11 +559,12 @@ def get_view(instance: InstanceSpec, lnc: int) -> InstanceSpec:
 
 
 def _read_models(path: Path) -> list[dict[str, Any]]:
+    """A runtime's loaded-model list, read like every state file (regular file, bounded); [] when unreadable."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        models = data["models"]
+        data = read_state_json(path, "loaded-model list", limit=_MODELS_LIMIT)
+        models = data["models"] if data is not None else []
         return [m for m in models if isinstance(m, dict) and {"name", "uuid", "model_id", "core"} <= m.keys()]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (StateError, OSError, KeyError, TypeError):
         return []
 
 

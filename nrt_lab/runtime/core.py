@@ -24,6 +24,7 @@ from nrt_lab.driver import (
     CoreClaim,
     DriverState,
     Machine,
+    MachineState,
     OwnerRecord,
     StateError,
     format_core_ranges,
@@ -233,13 +234,17 @@ def _config_error_logger(environment: Mapping[str, str], root: Path | str | None
     return NrtLogger(settings, syslog)
 
 
-def _check_driver(machine: Machine, logger: NrtLogger) -> None:
+def _machine_state(machine: Machine, logger: NrtLogger) -> MachineState:
+    """machine.json, read once per init (a broken one is the device layer's failure)."""
     try:
-        machine.state()  # a broken machine.json is the device layer's failure, reported as in _view
+        return machine.state()
     except StateError as exc:
         raise _fail(logger, NrtStatus.FAILURE, "TDRV", "tdrv_init", str(exc)) from None
+
+
+def _check_driver(machine: Machine, state: MachineState, logger: NrtLogger) -> None:
     try:
-        driver = machine.driver()
+        driver = machine.driver(state)
     except StateError as exc:
         raise _fail(logger, NrtStatus.FAILURE, "NRT", "nrt_init", str(exc)) from None
     verdict = driver_gate(driver)
@@ -269,11 +274,7 @@ def _check_ncg(config: RuntimeConfig, framework: Framework, logger: NrtLogger) -
         raise _fail(logger, NrtStatus.FAILURE, "NRT", "nrt_init", problem)
 
 
-def _view(machine: Machine, config: RuntimeConfig, logger: NrtLogger) -> tuple[InstanceSpec, str]:
-    try:
-        state = machine.state()
-    except StateError as exc:
-        raise _fail(logger, NrtStatus.FAILURE, "TDRV", "tdrv_init", str(exc)) from None
+def _view(state: MachineState, config: RuntimeConfig, logger: NrtLogger) -> tuple[InstanceSpec, str]:
     base = state.instance
     lnc = config.lnc
     if lnc is not None and lnc != base.lnc:
@@ -283,7 +284,7 @@ def _view(machine: Machine, config: RuntimeConfig, logger: NrtLogger) -> tuple[I
                 f"NEURON_LOGICAL_NC_CONFIG={lnc} is invalid: {base.name} has NeuronCore-{base.neuroncore_version} "
                 "without logical NeuronCores; accepted: 1",
             )
-        return machine.instance(lnc), state.instance_id
+        return state.instance_at(lnc), state.instance_id
     return base, state.instance_id
 
 
@@ -323,8 +324,9 @@ def init(
             raise _fail(logger, NrtStatus.INVALID, "NRT", "nrt_init",
                         f"framework type {framework!r} is invalid; accepted: 0-5 (nrt_framework_type_t)") from None
 
-        _check_driver(machine, logger)
-        instance, instance_id = _view(machine, config, logger)
+        state = _machine_state(machine, logger)  # the machine is read once per init and passed along
+        _check_driver(machine, state, logger)
+        instance, instance_id = _view(state, config, logger)
         _check_ncg(config, fw, logger)
         if config.async_inflight_set:
             logger.warn("NRT", "nrt_init", ASYNC_REMOVED_WARNING)
@@ -351,6 +353,13 @@ def init(
             claim, cores = allocate(machine.root, instance, request, make_record)
         except CoresBusyError as exc:
             raise _fail(logger, NrtStatus.FAILURE, "NRT", "nrt_allocate_neuron_cores", str(exc)) from None
+        except StateError as exc:  # a planted link or FIFO among the lock files or owner records
+            raise _fail(logger, NrtStatus.FAILURE, "TDRV", "tdrv_init", str(exc)) from None
+        except OSError as exc:  # e.g. a full or read-only file system under the state root
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise _fail(logger, NrtStatus.FAILURE, "TDRV", "tdrv_init",
+                        f"cannot claim NeuronCores in state root {machine.root}: {exc.strerror or exc}{where}") \
+                from None
         global _generation
         _generation += 1
         try:
@@ -389,11 +398,12 @@ def close_runtime(runtime: Runtime) -> None:
                 model.unload()
         runtime.closed = True
         if runtime.stats is not None:
-            fold_stats_page(runtime.machine.root, runtime.stats.path, runtime.lnc)  # sysfs totals since driver load
+            fold_stats_page(runtime.machine.root, runtime.stats.path, runtime.lnc, instance_id=runtime.instance_id,
+                            per_device=runtime.instance.physical_cores_per_device)  # sysfs totals since driver load
             runtime.stats.close()
             runtime.stats = None
         if runtime._claim is not None:
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, StateError):  # close never fails over bookkeeping files
                 runtime._claim.release()
             runtime._claim = None
         runtime.logger.info("NRT", "nrt_close", f"NeuronCores {format_core_ranges(runtime.cores, prefix='nc')} released")

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nrt_lab.driver.state import append_state_text
 from nrt_lab.errors import ConfigError, printable
 
 __all__ = [
@@ -232,9 +233,9 @@ def format_syslog_line(level: LogLevel, module: str, function: str, message: str
 
 
 def _append_line(path: str | Path, line: str) -> None:
-    """Append one line to the log file or syslog at ``path`` (the one place that opens log files)."""
-    with open(path, "a", encoding="utf-8", errors="backslashreplace") as fh:
-        fh.write(line + "\n")
+    """Append one line to the log file or syslog at ``path`` (the one place that opens log files): created 0600,
+    never through a link or into a FIFO, whatever the umask."""
+    append_state_text(Path(path), line + "\n")
 
 
 class NrtLogger:

@@ -8,12 +8,14 @@ this process's cores (a core belongs to one process, and in practice so does its
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import tempfile
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from nrt_lab.driver.state import append_state_text
 from nrt_lab.driver.stats import DEVICE_MEMORY_KINDS, StatsPage
 from nrt_lab.errors import NrtError, NrtStatus
 from nrt_lab.hardware import InstanceSpec
@@ -122,8 +124,8 @@ class DeviceMemory:
         if self.syslog is not None:
             line = (f"kernel: neuron:mc_alloc: device mempool [{device}:{hbm}] total {limit} occupied {used} "
                     f"needed {nbytes} available {limit - used}")
-            with open(self.syslog, "a", encoding="utf-8") as fh:
-                fh.write(f"{socket.gethostname()} {line}\n")
+            with contextlib.suppress(OSError):  # the OOM report itself was logged; the kernel line is extra
+                append_state_text(self.syslog, f"{socket.gethostname()} {line}\n")
 
     def oom_table(self, device: int, cores: Sequence[int]) -> str:
         """The per-HBM usage table libnrt prints on OOM (ND overall, each NC, each NEFF, then NEFF names)."""
