@@ -35,7 +35,7 @@ from nrt_lab.driver import OwnerRecord
 from nrt_lab.driver.locks import CoreClaim
 from nrt_lab.runtime import RUNTIME_VERSION
 root = Path(os.environ["NRT_LAB_ROOT"])
-claim = CoreClaim(root=root, physical_cores=(), _core_fds={})
+claim = CoreClaim(root=root, physical_cores=())
 claim.publish(OwnerRecord(pid=os.getpid(), command=os.environ["FORGED_COMMAND"], runtime_version=RUNTIME_VERSION,
                           cores=(0, 1), tag="forged", start_time=time.time() + float(os.environ["FORGED_SHIFT"])))
 print("ready", flush=True)
@@ -75,7 +75,7 @@ def _spawn(children: list[subprocess.Popen[str]], args: list[str], env: dict[str
 
 def _forge(machine: Machine, pid: int, command: str) -> CoreClaim:
     """Publish, from this process (so this process holds its lock), a runtime's record naming ``pid``."""
-    claim = CoreClaim(root=machine.root, physical_cores=(), _core_fds={})
+    claim = CoreClaim(root=machine.root, physical_cores=())
     claim.publish(OwnerRecord(pid=pid, command=command, runtime_version=RUNTIME_VERSION, cores=(0, 1, 2, 3),
                               tag="forged", start_time=time.time()))
     return claim
@@ -149,7 +149,7 @@ def test_terminate_refuses_this_process_non_owners_and_device_users(machine: Mac
     try:
         with pytest.raises(ActionRefused, match="is this process"):
             terminate(os.getpid())
-        claim = CoreClaim(root=machine.root, physical_cores=(), _core_fds={})
+        claim = CoreClaim(root=machine.root, physical_cores=())
         claim.publish(OwnerRecord(pid=sleeper.pid, command="sleep 30", runtime_version="NA", cores=(),
                                   start_time=time.time()))
         with pytest.raises(ActionRefused, match="is not a Neuron runtime"):

@@ -225,7 +225,7 @@ def test_this_process_holding_every_core(machine: Machine) -> None:
 
 
 def test_record_fields_are_shown_with_control_characters_escaped(machine: Machine) -> None:
-    claim = CoreClaim(root=machine.root, physical_cores=(), _core_fds={})
+    claim = CoreClaim(root=machine.root, physical_cores=())
     claim.publish(OwnerRecord(pid=os.getpid() + 1, command="evil \x1b[2J\x1b]0;pwned\x07", runtime_version=RUNTIME_VERSION,
                               cores=(0,), tag="t\x1b[31m", start_time=time.time()))
     try:

@@ -321,7 +321,7 @@ def test_record_fields_are_escaped_in_every_view(machine: Machine, widgets: list
     from nrt_lab.driver.locks import CoreClaim
     from nrt_lab.runtime import RUNTIME_VERSION
 
-    claim = CoreClaim(root=machine.root, physical_cores=(), _core_fds={})
+    claim = CoreClaim(root=machine.root, physical_cores=())
     claim.publish(OwnerRecord(pid=os.getpid() + 1, command="x\x1b[2J\x1b]0;pwned\x07", tag="t\x1b[31m",
                               runtime_version=RUNTIME_VERSION, cores=(0, 1), start_time=1.0, kernel_id="k\x1b"))
     try:
