@@ -245,3 +245,17 @@ def test_doctor_reports_an_unusable_root(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("NRT_LAB_ROOT", str(blocker / "state"))
     code, out = _doctor(capsys)
     assert code == 1 and out.startswith("ERROR: The emulated machine cannot be read")
+
+
+def test_neuron_top_summarises_errors_before_warnings() -> None:
+    """neuron-top's title line counts errors and warnings and names the first error; info stays in the doctor."""
+    from nrt_lab.monitor import Finding
+    from nrt_lab.monitor.top import findings_summary, notable_findings
+
+    info = Finding("x:info", "info", "informational", "", "")
+    warning = Finding("x:warn", "warning", "a warning", "", "do this")
+    error = Finding("x:err", "error", "the driver is missing", "", "install it")
+    assert findings_summary([info]) == ""
+    assert notable_findings([info, warning, error]) == [error, warning]
+    assert findings_summary([warning, info, error]) == "1 error, 1 warning: the driver is missing (nrt-lab doctor)"
+    assert findings_summary([warning, warning]) == "2 warnings: a warning (nrt-lab doctor)"

@@ -186,11 +186,17 @@ def test_once_two_runtimes(runtimes: Start, capsys: pytest.CaptureFixture[str]) 
     assert f"Runtime alpha (pid {alpha.pid})" in out and f"Runtime beta (pid {beta.pid})" in out
     assert re.search(r"Model Code +192\.0MB", out)  # two cores' microcode in the device summary
     assert out.count("1001 mm") == 2
+    # diagnose()'s findings for this shell (the same as nrt-lab doctor's): an app started here would find every
+    # core taken, and the section names who holds them.
+    findings = " ".join(out[out.index("Findings"):].split())  # lines wrapped at 80 columns
+    assert "WARNING nrt_lab.init() in this process would fail" in findings
+    assert f"pid {alpha.pid} (tag alpha" in findings and f"pid {beta.pid} (tag beta" in findings
 
     assert main(["--once", "--period", "0.1", "--tag", "^be"]) == 0
     out = capsys.readouterr().out
     check_plain(out)
-    assert "alpha" not in out and f"Runtime beta (pid {beta.pid})" in out
+    runtimes_part = out[:out.index("Findings")]  # the findings are about the machine, not the filtered tab
+    assert "alpha" not in runtimes_part and f"Runtime beta (pid {beta.pid})" in out
     assert out.splitlines()[-1].split() == [">all<", "beta"]
 
 

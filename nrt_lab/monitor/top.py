@@ -13,9 +13,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from nrt_lab.driver import physical_cores_of
+from nrt_lab.monitor.diagnose import Finding
 from nrt_lab.monitor.snapshot import NA, MachineSnapshot, NotApplicable, RuntimeSnapshot, get_view
 
 __all__ = [
+    "findings_summary",
+    "notable_findings",
     "ALL_TAB",
     "DEVICE_ROWS",
     "HOST_ROWS",
@@ -185,3 +188,21 @@ def memory_nodes(snapshot: MachineSnapshot, runtime: RuntimeSnapshot | None = No
             node.children.append(host)
         nodes.append(node)
     return nodes
+
+
+def notable_findings(findings: Sequence[Finding]) -> list[Finding]:
+    """The findings neuron-top shows: errors, then warnings, in diagnose()'s order (info stays in the doctor)."""
+    return [f for f in findings if f.severity == "error"] + [f for f in findings if f.severity == "warning"]
+
+
+def findings_summary(findings: Sequence[Finding]) -> str:
+    """One line for the title bar: ``1 error: <title> (nrt-lab doctor)``; "" when nothing is wrong."""
+    notable = notable_findings(findings)
+    if not notable:
+        return ""
+    errors = sum(f.severity == "error" for f in notable)
+    warnings = len(notable) - errors
+    counts = ", ".join(part for part in (
+        f"{errors} error{'s' * (errors != 1)}" if errors else "",
+        f"{warnings} warning{'s' * (warnings != 1)}" if warnings else "") if part)
+    return f"{counts}: {notable[0].title} (nrt-lab doctor)"

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nrt_lab.monitor import Monitor, register_device_user
+from nrt_lab.monitor import Monitor, diagnose, register_device_user
 from nrt_lab.monitor.top import ALL_TAB, CoreCell, MemoryNode, Tab, core_cells, memory_nodes, tabs_of
 from nrt_lab.tools import _cli
 from nrt_lab.tools.neuron_top_render import WIDTH, format_bytes, render_once
@@ -63,11 +64,13 @@ def __getattr__(name: str) -> Any:
 
 def once_output(*, period: float = 1.0, tag_filter: str | None = None, root: Path | str | None = None,
                 flops: bool = False, sleep: Callable[[float], object] = time.sleep) -> str:
-    """Sample the machine twice ``period`` seconds apart (``sleep`` waits) and render the second sample."""
+    """Sample the machine twice ``period`` seconds apart (``sleep`` waits) and render the second sample, with
+    the troubleshooting findings for this environment (the same diagnose() as ``nrt-lab doctor``)."""
     monitor = Monitor(Path(root) if root is not None else None)
     monitor.sample(tag_filter)
     sleep(period)
-    return render_once(monitor.sample(tag_filter), flops=flops)
+    snapshot = monitor.sample(tag_filter)
+    return render_once(snapshot, flops=flops, findings=diagnose(snapshot, os.environ))
 
 
 def build_parser() -> argparse.ArgumentParser:

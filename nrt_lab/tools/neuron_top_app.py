@@ -7,6 +7,7 @@ sample, a key or a resize). Imported only when the UI starts (textual is slow to
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import ClassVar
@@ -18,8 +19,17 @@ from textual.message import Message
 from textual.widgets import Static, Tree
 from textual.widgets.tree import TreeNode
 
-from nrt_lab.monitor import MachineSnapshot, Monitor
-from nrt_lab.monitor.top import ALL_TAB, MemoryNode, Tab, core_cells, memory_nodes, selected_runtimes, tabs_of
+from nrt_lab.monitor import MachineSnapshot, Monitor, diagnose
+from nrt_lab.monitor.top import (
+    ALL_TAB,
+    MemoryNode,
+    Tab,
+    core_cells,
+    findings_summary,
+    memory_nodes,
+    selected_runtimes,
+    tabs_of,
+)
 from nrt_lab.tools.neuron_top_render import (
     DETAILS_NAME_WIDTH,
     FIXED_ROWS,
@@ -40,10 +50,11 @@ __all__ = ["NeuronTopApp", "SnapshotReady"]
 class SnapshotReady(Message):
     """Posted by the sampling thread: a new snapshot, or the error that prevented it."""
 
-    def __init__(self, snapshot: MachineSnapshot | None, error: str = "") -> None:
+    def __init__(self, snapshot: MachineSnapshot | None, error: str = "", findings: str = "") -> None:
         super().__init__()
         self.snapshot = snapshot
         self.error = error
+        self.findings = findings  # diagnose()'s errors and warnings in one line ("" when nothing is wrong)
 
 
 class _MemoryTree(Tree[str]):
@@ -105,6 +116,7 @@ class NeuronTopApp(App[int]):
         self.monitor = monitor if monitor is not None else Monitor(Path(root) if root is not None else None)
         self.snapshot: MachineSnapshot | None = None
         self.error = ""
+        self.findings = ""
         self.samples = 0
         self.show_flops = False
         self.active_key = ALL_TAB
@@ -147,7 +159,8 @@ class NeuronTopApp(App[int]):
 
     def _sample_in_thread(self) -> None:
         try:
-            message = SnapshotReady(self.monitor.sample(self.tag_filter))
+            snapshot = self.monitor.sample(self.tag_filter)
+            message = SnapshotReady(snapshot, findings=findings_summary(diagnose(snapshot, os.environ)))
         except Exception as exc:  # noqa: BLE001 - a failed sample is shown, never fatal to the UI
             message = SnapshotReady(None, f"{type(exc).__name__}: {exc}")
         self.post_message(message)
@@ -158,6 +171,7 @@ class NeuronTopApp(App[int]):
         if message.snapshot is not None:
             self.snapshot = message.snapshot
             self.error = ""
+            self.findings = message.findings
         else:
             self.error = message.error
         self.refresh_view()
@@ -223,7 +237,7 @@ class NeuronTopApp(App[int]):
         tabs = self.tabs
         active = self.active_index
         tab = tabs[active]
-        note = self.error or ("" if snapshot is not None else "sampling…")
+        note = self.error or self.findings or ("" if snapshot is not None else "sampling…")
         self.query_one("#title", Static).update(title_text(snapshot, width, note))
         self.query_one("#tabs", Static).update(tab_bar_text(tabs, active, width, self.HINT))
         if snapshot is None:

@@ -8,11 +8,12 @@ forged record cannot drive the terminal.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 
 from rich.text import Text
 
-from nrt_lab.monitor import NA, MachineSnapshot, NotApplicable, RuntimeSnapshot
+from nrt_lab.monitor import NA, Finding, MachineSnapshot, NotApplicable, RuntimeSnapshot
 from nrt_lab.monitor.top import (
     DEVICE_ROWS,
     HOST_ROWS,
@@ -23,6 +24,7 @@ from nrt_lab.monitor.top import (
     device_totals,
     host_totals,
     memory_nodes,
+    notable_findings,
     sum_or_na,
     tabs_of,
 )
@@ -290,8 +292,24 @@ def tab_bar_text(tabs: Sequence[Tab], active: int, width: int = WIDTH, hint: str
     return text
 
 
-def render_once(snapshot: MachineSnapshot, *, flops: bool = False, width: int = WIDTH) -> str:
-    """The ``all`` tab as plain text (every section, the tree expanded), for ``neuron-top --once``."""
+def findings_text(findings: Sequence[Finding], width: int = WIDTH) -> Text:
+    """The ``Findings`` section of ``--once``: each error and warning of diagnose() with its remedy."""
+    text = _rule("Findings (nrt-lab doctor explains each)", width)
+    indent = " " * 9
+    for finding in notable_findings(findings):
+        text.append(f"\n {finding.severity.upper():7} ", style="bold red" if finding.severity == "error" else "yellow")
+        title = textwrap.wrap(printable(finding.title), max(20, width - len(indent)))
+        text.append(f"\n{indent}".join(title))
+        if finding.remedy:
+            remedy = textwrap.wrap(f"fix: {printable(finding.remedy)}", max(20, width - len(indent)))
+            text.append("".join(f"\n{indent}{line}" for line in remedy))
+    return text
+
+
+def render_once(snapshot: MachineSnapshot, *, flops: bool = False, width: int = WIDTH,
+                findings: Sequence[Finding] = ()) -> str:
+    """The ``all`` tab as plain text (every section, the tree expanded), for ``neuron-top --once``; the
+    errors and warnings among ``findings`` (diagnose()'s) come just above the tab bar."""
     tabs = tabs_of(snapshot)
     version, cells = core_cells(snapshot)
     parts = [
@@ -304,6 +322,8 @@ def render_once(snapshot: MachineSnapshot, *, flops: bool = False, width: int = 
         details_tree_text(memory_nodes(snapshot)),
         tab_bar_text(tabs, 0, width),
     ]
+    if notable_findings(findings):
+        parts.insert(-1, findings_text(findings, width))  # the tab bar stays last, as on screen
     lines: list[str] = []
     for part in parts:
         lines.extend(line.rstrip() for line in part.plain.split("\n"))
