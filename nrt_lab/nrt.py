@@ -1,6 +1,6 @@
 """nrt.h for Python: libnrt's C function names over nrt_lab's runtime, for people porting C code.
 
-Every function keeps its C name, argument order and meaning (SPEC §3.3) and returns an :class:`NrtStatus`
+Every function keeps its C name, argument order and meaning (docs/behaviour.md §3) and returns an :class:`NrtStatus`
 instead of raising: a runtime failure becomes its status (``NRT_INVALID``, ``NRT_EXEC_BAD_INPUT`` …), calls
 before ``nrt_init`` return ``NRT_UNINITIALIZED`` (13) and calls after ``nrt_close`` ``NRT_CLOSED`` (14).
 Only programming errors that C would not even compile (a ``str`` where a buffer is expected, a read-only
@@ -220,7 +220,7 @@ class NrtTensorUsage(enum.IntEnum):
 
 
 class NrtDtype(enum.IntEnum):
-    """``nrt_dtype_t`` with nrt.h's values (SPEC §3.2); INVALID is an alias of UNKNOWN."""
+    """``nrt_dtype_t`` with nrt.h's values (docs/behaviour.md §3); INVALID is an alias of UNKNOWN."""
 
     UNKNOWN = 0x0
     INVALID = 0x0
@@ -242,7 +242,7 @@ class NrtDtype(enum.IntEnum):
 
 
 # NEFF dtype name -> what nrt_get_model_tensor_info reports. FP8 tensors report as int8, as libnrt does
-# (SPEC §3.2; nrtpy documents the same quirk).
+# (docs/behaviour.md §3; nrtpy documents the same quirk).
 _DTYPE_OF_NAME: dict[str, NrtDtype] = {
     "uint64": NrtDtype.UINT64, "int8": NrtDtype.INT8, "uint8": NrtDtype.UINT8, "int16": NrtDtype.INT16,
     "uint16": NrtDtype.UINT16, "bfloat16": NrtDtype.BFLOAT16, "float16": NrtDtype.FLOAT16,

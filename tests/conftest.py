@@ -33,7 +33,7 @@ from nrt_lab.driver import Machine, open_machine
 BUSY_PREFIX = "NeuronCore(s) not available - Requested:"
 REPLY_TIMEOUT_S = 30.0
 
-# One libnrt console line (SPEC §4): "%s %5d:%-5d %5s %5s:%-40s%s", checked field by field, independently of
+# One libnrt console line (docs/behaviour.md §4): "%s %5d:%-5d %5s %5s:%-40s%s", checked field by field, independently of
 # the code: stamp (27 chars), pid right-aligned in 5, tid left-aligned in 5, level and module right-aligned in 5,
 # function left-aligned in 40, then the message.
 STAMP_RE = re.compile(r"\d{4}-(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)-\d{2} \d{2}:\d{2}:\d{2}\.\d{6}")
@@ -101,7 +101,7 @@ def assert_single_log_line(text: str, level: str, module: str, function: str, me
 
 
 def busy_message(requested: str | int, available: int) -> str:
-    """libnrt's exact busy line (SPEC §0)."""
+    """libnrt's exact busy line (docs/behaviour.md §0)."""
     return f"NeuronCore(s) not available - Requested:{requested} Available:{available}"
 
 

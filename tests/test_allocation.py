@@ -1,4 +1,4 @@
-"""NeuronCore allocation between processes (SPEC §0, §1.1, §2): races, busy lines, VISIBLE syntax, LNC mixes."""
+"""NeuronCore allocation between processes (docs/behaviour.md §0, §1, §2): races, busy lines, VISIBLE syntax, LNC mixes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Malformed NEURON_* values, NEURONCORE_GROUP_SIZES rules and LNC checks (SPEC §0, §1, §1.5)."""
+"""Malformed NEURON_* values, NEURONCORE_GROUP_SIZES rules and LNC checks (docs/behaviour.md §0, §1, §1)."""
 
 from __future__ import annotations
 

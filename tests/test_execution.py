@@ -1,4 +1,4 @@
-"""Execution semantics through the public API (SPEC §3.3 "Models", "Execution", §4 OOM report, DESIGN "Runtime"):
+"""Execution semantics through the public API (docs/behaviour.md §3 "Models", "Execution", §4 OOM report, docs/architecture.md (Runtime)):
 outputs, execute_repeat, benchmark, input checks, handle life cycle, load errors, timeouts, NaN, device memory
 accounting, per-core serialization of threads and the stats page."""
 

@@ -1,4 +1,4 @@
-"""Injected hardware faults end to end (SPEC §9.15, §4 infodump, §7.3 neuron_hw_counters): ``nrt-lab fault``
+"""Injected hardware faults end to end (docs/behaviour.md §9, §4 infodump, §7 neuron_hw_counters): ``nrt-lab fault``
 stores them, a real model execution fires them with the right status, log lines, kernel line, stats page and
 ECC counters; ``--after``, ``--probability/--seed``, ``--count``, device targets, list/clear, bad input."""
 

@@ -1,4 +1,4 @@
-"""The instance catalogue and topology helpers of :mod:`nrt_lab.hardware` (SPEC §6)."""
+"""The instance catalogue and topology helpers of :mod:`nrt_lab.hardware` (docs/behaviour.md §6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The runtime's life cycle (SPEC §0, §2): init/close, re-init, owner records, threads, fork, driver gate."""
+"""The runtime's life cycle (docs/behaviour.md §0, §2): init/close, re-init, owner records, threads, fork, driver gate."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""libnrt logging (SPEC §1.2, §4): line layout, levels, QUIET, syslog, per-component levels and locations."""
+"""libnrt logging (docs/behaviour.md §1, §4): line layout, levels, QUIET, syslog, per-component levels and locations."""
 
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ def test_timestamp_keeps_six_fraction_digits_and_english_months() -> None:
 @pytest.mark.parametrize(
     "bad",
     [
-        # The layout SPEC §4 prints literally ("%4s" module): one space too few before NRT.
+        # The layout docs/behaviour.md §4 prints literally ("%4s" module): one space too few before NRT.
         "2025-Sep-19 18:57:20.813269  4444:4444  ERROR  NRT:nrt_infodump                            x",
         # Four fraction digits (pre-2024 libnrt).
         "2025-Sep-19 18:57:20.8132  4444:4444  ERROR   NRT:nrt_infodump                            x",

@@ -1,4 +1,4 @@
-"""``nrt-lab machine|driver`` (DESIGN "The emulated machine", SPEC §5): provisioning, driver package,
+"""``nrt-lab machine|driver`` (docs/architecture.md (The emulated machine), docs/behaviour.md §5): provisioning, driver package,
 refusals while a real process owns cores, and unusable state (corrupted files, unsafe state roots)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""NEFF format: builder round trips, the SPEC §8 header layout, every malformed case, the inspect listing."""
+"""NEFF format: builder round trips, the docs/behaviour.md §8 header layout, every malformed case, the inspect listing."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``nrt-lab neff inspect FILE`` (SPEC §8): the ``NEFF Header:`` summary, the ``NEFF Nodes:`` listing, and
+"""``nrt-lab neff inspect FILE`` (docs/behaviour.md §8): the ``NEFF Header:`` summary, the ``NEFF Nodes:`` listing, and
 exit status 1 with the NRT status name for malformed, too new or missing files."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``neuron-ls`` renderers (SPEC §7.1) against golden files, plus Ray's ``--json-output`` parser.
+"""``neuron-ls`` renderers (docs/behaviour.md §7) against golden files, plus Ray's ``--json-output`` parser.
 
 Golden files live in ``tests/golden/neuron_ls/``; they are the specification of the output, reviewed by eye.
 Regenerate them with ``NRT_LAB_UPDATE_GOLDEN=1 pytest tests/test_neuron_ls_render.py`` and review the diff.

@@ -1,4 +1,4 @@
-"""neuron-monitor (SPEC §7.3): reports of real workload processes, checked against a JSON schema of the report.
+"""neuron-monitor (docs/behaviour.md §7): reports of real workload processes, checked against a JSON schema of the report.
 
 Workloads are real child processes on the test's own machine (``NRT_LAB_ROOT``) that run a matmul model
 built with GraphBuilder, either with a known duty cycle (busy ~50% of every 100 ms) or on command (``run N``

@@ -1,4 +1,4 @@
-"""``neuron-top`` (SPEC §7.2): the ``--once`` text and the textual UI driven headless, over real runtimes.
+"""``neuron-top`` (docs/behaviour.md §7): the ``--once`` text and the textual UI driven headless, over real runtimes.
 
 Every test provisions its own machine under ``tmp_path`` (``NRT_LAB_ROOT``, passed to the children too).
 Runtimes are real child processes that ``nrt_lab.init()`` with their own ``NEURON_PROCESS_TAG`` and run a small

@@ -1,4 +1,4 @@
-"""neuron-monitor-prometheus (SPEC §7.4): metric and label names of AWS's companion script, counters that only
+"""neuron-monitor-prometheus (docs/behaviour.md §7): metric and label names of AWS's companion script, counters that only
 grow, series removed with their runtime, bad input skipped; ``/metrics`` scraped over HTTP on 127.0.0.1 and
 parsed with prometheus_client's own parser; the shipped Grafana dashboard uses only exported names."""
 

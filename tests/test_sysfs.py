@@ -1,4 +1,4 @@
-"""The driver's sysfs tree (SPEC §7.5) for the live emulated machine: values after executions, totals that
+"""The driver's sysfs tree (docs/behaviour.md §7) for the live emulated machine: values after executions, totals that
 outlive a process (clean exit, SIGKILL via the stale-record hook), reset by a driver reload, LNC views, the
 2.24 renames, and ``nrt-lab sysfs [PATH] [--json]``."""
 

@@ -47,7 +47,7 @@ LATENCY_RING = 256  # per core
 _MAGIC = 0x5354_5441_5452_4E  # "NRTATS" — identifies a stats page
 _VERSION = 2
 
-# neuron-monitor execution_summary keys (SPEC §7.3), in this order.
+# neuron-monitor execution_summary keys (docs/behaviour.md §7), in this order.
 OUTCOMES = ("completed", "completed_with_err", "completed_with_num_err", "timed_out", "incorrect_input",
             "failed_to_queue")
 # neuron-monitor error_summary keys.
@@ -56,7 +56,7 @@ ERROR_KINDS = ("generic", "numerical", "transient", "model", "runtime", "hardwar
 DEVICE_MEMORY_KINDS = ("constants", "model_code", "model_shared_scratchpad", "runtime_memory", "tensors")
 # usage_breakdown.host keys.
 HOST_MEMORY_KINDS = ("application_memory", "constants", "dma_buffers", "tensors")
-# sysfs neuron_core<i>/stats/status counters (SPEC §7.5).
+# sysfs neuron_core<i>/stats/status counters (docs/behaviour.md §7).
 SYSFS_STATUS_KINDS = ("success", "failure", "timeout", "exec_bad_input", "hw_error", "generic_error",
                       "resource_error", "resource_nc_error", "invalid_error", "unsupported_neff_version",
                       "oob_error", "infer_completed_with_error", "infer_completed_with_num_error",

@@ -1,4 +1,4 @@
-"""The driver's sysfs tree (SPEC §7.5) for the emulated machine: ``/sys/devices/virtual/neuron_device/neuron<N>/``.
+"""The driver's sysfs tree (docs/behaviour.md §7) for the emulated machine: ``/sys/devices/virtual/neuron_device/neuron<N>/``.
 
 The tree is a pure function of the instance and its counters (:func:`sysfs_tree`), so it can be checked
 without processes; :func:`read_sysfs` builds it for the live machine. Paths are relative to
@@ -10,9 +10,9 @@ What the values mean here:
   driver was loaded: the live runtimes' stats pages, plus the machine accumulator into which a runtime's
   page is folded when it closes or when ``remove_stale_records`` finds it dead (see
   :mod:`nrt_lab.driver.counters`), plus pages of dead processes not folded yet. ``present`` is the part the
-  running processes contributed (SPEC: "last change"; the runtime posts its counts while it runs), so it
+  running processes contributed (the documentation: "last change"; the runtime posts its counts while it runs), so it
   drops to 0 when they exit while ``total`` stays. ``nrt-lab driver reload`` resets everything.
-  With a loaded driver ≥ 2.24 the last three names are ``execute_*`` instead of ``infer_*`` (SPEC §7.5);
+  With a loaded driver ≥ 2.24 the last three names are ``execute_*`` instead of ``infer_*`` (docs/behaviour.md §7);
   the ``hw_*_error``/``execute_sw_*`` counters that driver adds are not emulated (their names are not public).
 * **Memory** (``{total,present,peak}``): ``total`` = bytes in use now, ``present`` = the same (the stats
   page keeps no last delta), ``peak`` = maximum since driver load. Categories libnrt does not account

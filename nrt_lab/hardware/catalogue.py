@@ -1,4 +1,4 @@
-"""The instance catalogue: every Inf1/Inf2/Trn1/Trn2 size nrt_lab can emulate (SPEC §6).
+"""The instance catalogue: every Inf1/Inf2/Trn1/Trn2 size nrt_lab can emulate (docs/behaviour.md §6).
 
 Each :class:`InstanceSpec` is pure data: devices with their PCI address, CPU affinity, NUMA node, links,
 logical NeuronCores and memory, plus the names other layers print (neuron-monitor, sysfs, nrt_instance_info).
@@ -19,9 +19,9 @@ deterministic and marked *(inf)* below.
   blog post; the ``0000:`` domain, CPU affinity and NUMA nodes (buses 10/20 → node 0, 80/90 → node 1) are
   *(inf)*.
 * **inf2.24xlarge**: a real output dated 2026-05 (BDFs, ``24-47,72-95`` / ``0-23,48-71``, NUMA 1/0). It shows
-  an open chain ``0 → [1]``, ``5 → [4]``, not the ring SPEC §6 names; nrt_lab follows the real output.
+  an open chain ``0 → [1]``, ``5 → [4]``, not the ring docs/behaviour.md §6 names; nrt_lab follows the real output.
 * **inf2.8xlarge**: real BDF ``00:1f.0``; inf2.xlarge copies it *(inf)*; CPU affinity = all vCPUs, NUMA -1 *(inf)*.
-* **inf1.6xlarge**: real output (``0000:00:1c.0`` … ``1f.0``, affinity ``0-23``, NUMA ``-1``) and SPEC's chain
+* **inf1.6xlarge**: real output (``0000:00:1c.0`` … ``1f.0``, affinity ``0-23``, NUMA ``-1``) and the documented chain
   ``0:[1] 1:[2,0] 2:[3,1] 3:[2]``. **inf1.xlarge**: real BDF ``0000:00:1f.0``; inf1.2xlarge copies it *(inf)*.
 * **inf1.24xlarge**: first BDFs ``0000:00:10.0``, ``11.0``, ``12.0`` from aws-neuron-sdk issue #61; the rest
   continue the sequence to ``1f.0`` *(inf)*; ring in inf1's ``[next, previous]`` order *(inf)*; NUMA 0/1 halves
@@ -29,9 +29,9 @@ deterministic and marked *(inf)* below.
 * Torus neighbours ``[up, left, down, right]`` are computed (:mod:`nrt_lab.hardware.topology`) and match
   every public trn1/trn2 table.
 * Names: neuron-monitor ``neuron_device_type``/``neuron_device_version``/``neuroncore_version``
-  (inf2: ``inferentia2``/``v3``/``v2`` from a real report; trn2: ``trainium2``/``v4``/``v3d``|``v3`` per SPEC);
-  sysfs ``arch_type``/``instance_type``/``device_name`` and PCI device ids per SPEC §6 (inf1 uses the first of
-  0x7064–0x7067); ``nrt_family``/``nrt_size`` per SPEC §3.2.
+  (inf2: ``inferentia2``/``v3``/``v2`` from a real report; trn2: ``trainium2``/``v4``/``v3d``|``v3`` per the documentation);
+  sysfs ``arch_type``/``instance_type``/``device_name`` and PCI device ids per docs/behaviour.md §6 (inf1 uses the first of
+  0x7064–0x7067); ``nrt_family``/``nrt_size`` per docs/behaviour.md §3.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ __all__ = [
 GIB = 1 << 30
 FAMILIES = ("inf1", "inf2", "trn1", "trn1n", "trn2", "trn2u")
 _LNC_FAMILIES = ("trn2", "trn2u")
-_MAX_DEVICES = 64  # SPEC §6: at most 64 devices and 8 NCs per device
+_MAX_DEVICES = 64  # docs/behaviour.md §6: at most 64 devices and 8 NCs per device
 _MAX_CORES_PER_DEVICE = 8
 
 _BDF_RE = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
@@ -345,7 +345,7 @@ def _instance_from_json(obj: Any) -> InstanceSpec:
 # the catalogue
 # --------------------------------------------------------------------------------------------------
 
-# nrt_instance_info family / size enums (SPEC §3.2)
+# nrt_instance_info family / size enums (docs/behaviour.md §3)
 _NRT_FAMILY = {"inf1": 1, "trn1": 2, "trn1n": 3, "inf2": 4, "trn2": 5, "trn2u": 9}
 _NRT_SIZE = {"xlarge": 0, "2xlarge": 1, "4xlarge": 2, "6xlarge": 3, "8xlarge": 4, "24xlarge": 5, "32xlarge": 6,
              "48xlarge": 7, "3xlarge": 8}  # fmt: skip

@@ -1,12 +1,12 @@
 """Device interconnect topologies: neighbour lists in ``neuron-ls`` order and grid coordinates.
 
-Three shapes occur on Neuron instances (SPEC §6):
+Three shapes occur on Neuron instances (docs/behaviour.md §6):
 
 * **4×4 torus** (trn1/trn1n/trn2 ``.32xlarge``/``.48xlarge``): devices laid out row-major on a 4×4 grid,
   neighbours listed ``[up, left, down, right]`` with wrap-around, e.g. ``0 → [12, 3, 4, 1]`` and
   ``5 → [1, 4, 9, 6]`` (the CONNECTED DEVICES column of every public trn1/trn2 ``neuron-ls`` output).
 * **ring** (inf1.24xlarge, inf2.48xlarge): a closed cycle. Public inf2.48xlarge output lists
-  ``[previous, next]`` (``0 → [11, 1]``, ``11 → [10, 0]``); inf1 lists ``[next, previous]`` (SPEC's
+  ``[previous, next]`` (``0 → [11, 1]``, ``11 → [10, 0]``); inf1 lists ``[next, previous]`` (the documentation's
   inf1.6xlarge chain ``1 → [2, 0]``), so both orders are supported.
 * **chain** (inf1.6xlarge, inf2.24xlarge): an open line; the end devices have one neighbour.
 

@@ -1,4 +1,4 @@
-"""neuron-monitor's report, built from snapshots: the JSON groups of SPEC §7.3 as plain dicts.
+"""neuron-monitor's report, built from snapshots: the JSON groups of docs/behaviour.md §7 as plain dicts.
 
 The tool (``nrt_lab.tools.neuron_monitor``) parses the configuration, schedules the groups and writes the
 lines; everything here is a function of a :class:`~nrt_lab.monitor.RuntimeSnapshot` /

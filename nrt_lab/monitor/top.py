@@ -143,7 +143,7 @@ def device_totals(runtimes: Sequence[RuntimeSnapshot]) -> dict[str, int]:
 
 
 def _kinds(*memories: Mapping[str, int]) -> list[tuple[str, str]]:
-    """(display name, key) of the device categories in ``memories``: SPEC order first, then unknown keys."""
+    """(display name, key) of the device categories in ``memories``: documented order first, then unknown keys."""
     known = [(name, key) for name, key in DEVICE_ROWS if any(key in m for m in memories)]
     extra = sorted({k for m in memories for k in m} - {key for _, key in DEVICE_ROWS})
     return known + [(k, k) for k in extra]

@@ -1,4 +1,4 @@
-"""NEFF files of nrt_lab: the SPEC §8 header, a tar payload of JSON op graphs and ``.npy`` constants.
+"""NEFF files of nrt_lab: the docs/behaviour.md §8 header, a tar payload of JSON op graphs and ``.npy`` constants.
 
 * :mod:`nrt_lab.neff.header`: the 1024-byte header (pack, parse, versions, hash);
 * :mod:`nrt_lab.neff.tar`: the bounded ustar reader of the payload and its deterministic writer;

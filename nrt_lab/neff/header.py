@@ -1,4 +1,4 @@
-"""The 1024-byte NEFF header of SPEC §8: layout, versions, hash, pack and parse.
+"""The 1024-byte NEFF header of docs/behaviour.md §8: layout, versions, hash, pack and parse.
 
 The header is the ``neff_header_t`` of the public docs, little-endian, packed with no implicit padding
 (:data:`HEADER_FORMAT`; the field sizes add up to exactly 1024 bytes, so ``pad`` is the documented 468)::
@@ -45,7 +45,7 @@ HEADER_SIZE = 1024
 """Bytes in the NEFF header (``header_size`` must hold exactly this)."""
 
 HEADER_FORMAT = "<5Q128sI32s16s256sI64sQI468s"
-"""``struct`` layout of the header, field by field in SPEC §8 order, little-endian, no implicit padding."""
+"""``struct`` layout of the header, field by field in docs/behaviour.md §8 order, little-endian, no implicit padding."""
 
 _HEADER = struct.Struct(HEADER_FORMAT)
 assert _HEADER.size == HEADER_SIZE, "NEFF header layout must be exactly 1024 bytes"
@@ -61,7 +61,7 @@ MAX_SUBGRAPHS = 64
 
 
 def check_neff_version(major: int, minor: int) -> None:
-    """Raise NRT_UNSUPPORTED_NEFF_VERSION with SPEC §8's message if the runtime cannot load this NEFF version."""
+    """Raise NRT_UNSUPPORTED_NEFF_VERSION with docs/behaviour.md §8's message if the runtime cannot load this NEFF version."""
     if (major, minor) > SUPPORTED_NEFF_VERSION:
         s_major, s_minor = SUPPORTED_NEFF_VERSION
         raise NrtError(
@@ -79,7 +79,7 @@ def payload_digest(pkg_version: int, payload: bytes | memoryview) -> tuple[str, 
 
 @dataclasses.dataclass(frozen=True)
 class NeffHeader:
-    """The decoded 1024-byte NEFF header (SPEC §8); ``pack()`` writes it back byte for byte (pad as zeros)."""
+    """The decoded 1024-byte NEFF header (docs/behaviour.md §8); ``pack()`` writes it back byte for byte (pad as zeros)."""
 
     pkg_version: int
     header_size: int

@@ -53,7 +53,7 @@ def _table(rows: list[list[str]]) -> list[str]:
 
 
 def format_neff_nodes(model: NeffModel) -> str:
-    """The ``NEFF Nodes:`` listing of SPEC §8 (neuron-packager info layout), ending with a newline."""
+    """The ``NEFF Nodes:`` listing of docs/behaviour.md §8 (neuron-packager info layout), ending with a newline."""
     rows: list[list[str]] = [list(_COLUMNS)]
     for sg in model.subgraphs:
         rows.append(["1", "Neuron Core", sg.name, "", "", "", "", "", "", ""])

@@ -18,7 +18,7 @@ opened non-blocking so a FIFO never hangs, with its size checked against a bound
 :func:`parse_neff` never touches the filesystem, never unpickles (``allow_pickle=False``), bounds every size and
 count, and reports anything malformed as ``NrtError(NrtStatus.INVALID, ...)`` naming the problem; a NEFF newer
 than :data:`~nrt_lab.neff.header.SUPPORTED_NEFF_VERSION` is ``NrtError(NrtStatus.UNSUPPORTED_NEFF_VERSION,
-"NEFF version mismatch supported: 2.0 received: X.Y")`` (SPEC §8, docs/behaviour.md).
+"NEFF version mismatch supported: 2.0 received: X.Y")`` (docs/behaviour.md §8, docs/behaviour.md).
 """
 
 from __future__ import annotations

@@ -104,7 +104,7 @@ class _DtypeTable(Mapping[str, tuple[np.dtype[Any], np.dtype[Any]]]):
 
 
 DTYPES: Mapping[str, tuple[np.dtype[Any], np.dtype[Any]]] = _DtypeTable()
-"""Supported dtype names (the ``nrt_dtype_t`` types of SPEC §3.2) -> (numpy dtype, ``.npy`` storage dtype)."""
+"""Supported dtype names (the ``nrt_dtype_t`` types of docs/behaviour.md §3) -> (numpy dtype, ``.npy`` storage dtype)."""
 
 
 def numpy_dtype(name: str) -> np.dtype[Any]:
@@ -280,7 +280,7 @@ class NeffSubgraph:
 
     @property
     def scratchpad_size(self) -> int:
-        """max(offset + size) over the ``virtual`` vars (SPEC §8), 0 without any."""
+        """max(offset + size) over the ``virtual`` vars (docs/behaviour.md §8), 0 without any."""
         return max((int(v.offset or 0) + v.size for v in self.vars if v.kind == "virtual"), default=0)
 
     def var(self, name: str) -> NeffVar:

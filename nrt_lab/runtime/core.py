@@ -73,7 +73,7 @@ DRIVER_TOO_OLD_MESSAGE = (
 
 
 class Framework(enum.IntEnum):
-    """``nrt_framework_type_t`` (SPEC §3.2)."""
+    """``nrt_framework_type_t`` (docs/behaviour.md §3)."""
 
     INVALID = 0
     NO_FW = 1
@@ -435,7 +435,7 @@ def require_runtime() -> Runtime:
 
 
 def _with_valid_range(exc: ConfigError, environment: Mapping[str, str], root: Path | str | None) -> str:
-    """A malformed NEURON_RT_VISIBLE_CORES message, completed with the machine's valid id range (SPEC §0)."""
+    """A malformed NEURON_RT_VISIBLE_CORES message, completed with the machine's valid id range (docs/behaviour.md §0)."""
     if exc.variable != "NEURON_RT_VISIBLE_CORES":
         return str(exc)
     try:

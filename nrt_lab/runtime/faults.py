@@ -6,7 +6,7 @@ the returned :class:`ActiveFault` is applied inside the timed region (``apply(de
 device time like the real failure, and the stats page records it as the model records any failure
 (hardware errors: outcome ``completed_with_err``, error ``hardware``, sysfs ``hw_error``).
 
-Statuses and lines per kind (SPEC §9.15, wording of nrt-troubleshoot.rst). SPEC gives two statuses per
+Statuses and lines per kind (docs/behaviour.md §9, wording of nrt-troubleshoot.rst). The documentation gives two statuses per
 hardware error: the older generic one (1004 or 5) and the specific ``NRT_EXEC_HW_ERR_*`` one; libnrt 2.34
 (which nrt_lab emulates) has the specific codes, so those are returned:
 
@@ -39,7 +39,7 @@ notifications)*:
   hardware error.``
 * DMA: ``[MLA 0][NC 0] DMA TX engine 0 is in an abort state``
 
-then the infodump of SPEC §4 (``NRT:nrt_infodump``, one ERROR line each, :func:`log_infodump`), and the
+then the infodump of docs/behaviour.md §4 (``NRT:nrt_infodump``, one ERROR line each, :func:`log_infodump`), and the
 kernel writes to the emulated syslog (``<root>/log/syslog``)::
 
     Nov 25 19:05:54 host kernel: NEURON_HW_ERR=SRAM_UNCORRECTABLE_ERROR instance-id=i-… hostname=host nd-id=0
@@ -131,7 +131,7 @@ class FaultingRuntime(Protocol):
 
 
 def log_infodump(runtime: FaultingRuntime, status: NrtStatus, core: int, api: str = "nrt_execute") -> None:
-    """Log SPEC §4's infodump at ERROR (``NRT:nrt_infodump``) for a failure of ``api`` on instance core ``core``."""
+    """Log docs/behaviour.md §4's infodump at ERROR (``NRT:nrt_infodump``) for a failure of ``api`` on instance core ``core``."""
     logger = runtime.logger
     try:
         driver = runtime.machine.driver()

@@ -1,4 +1,4 @@
-"""Device memory accounting per HBM, and libnrt's OOM report (SPEC §4 "OOM report").
+"""Device memory accounting per HBM, and libnrt's OOM report (docs/behaviour.md §4 "OOM report").
 
 Each logical NeuronCore draws on the HBM behind it (``InstanceSpec.hbm_of_core``); cores that share an HBM
 (trn2 at LNC 1, inf2) share its limit, so one core's allocations can cause its neighbour's OOM, exactly the

@@ -1,6 +1,6 @@
 """Models on emulated NeuronCores: load a NEFF, execute it for real on NumPy or CuPy, benchmark, unload.
 
-Execution follows libnrt (SPEC §3.3 "Execution", DESIGN "Runtime"): a core runs one execution at a time
+Execution follows libnrt (docs/behaviour.md §3 "Execution", docs/architecture.md (Runtime)): a core runs one execution at a time
 (threads of the process queue on it; different cores run in parallel), inputs and outputs must match the
 NEFF's names and sizes, ``NEURON_RT_EXEC_TIMEOUT`` bounds an execution (checked between ops, so a run that
 overruns is reported as NRT_TIMEOUT), NaN outputs are NRT_EXEC_COMPLETED_WITH_NUM_ERR when numerical errors
@@ -137,7 +137,7 @@ class Model:
         self._unloaded = False
         self._binding: tuple[Any, ...] | None = None
         self._locks = tuple(runtime.core_locks[c] for c in self.cores)  # a core runs one execution at a time
-        # Read at load, as libnrt reads NEURON_RT_EXEC_TIMEOUT and the numerical-error setting (SPEC §1.3).
+        # Read at load, as libnrt reads NEURON_RT_EXEC_TIMEOUT and the numerical-error setting (docs/behaviour.md §1).
         self._timeout_s = runtime.exec_timeout_s
         self._nan_errors = runtime.numerical_errors
         self._quiet = False

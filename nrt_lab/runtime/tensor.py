@@ -1,4 +1,4 @@
-"""Tensors on emulated NeuronCores (SPEC §3.3 "Tensors"): device, host and virtual placement.
+"""Tensors on emulated NeuronCores (docs/behaviour.md §3 "Tensors"): device, host and virtual placement.
 
 A device tensor's bytes live in the backend's memory (a GPU for CuPy, RAM for NumPy) and count against the
 HBM of its core; host and virtual tensors live in RAM. Slices share their parent's storage (refcounted, as
@@ -34,7 +34,7 @@ def runtime_backend() -> Backend:
     """The kernels' array backend; a bad ``NRT_LAB_BACKEND`` or an unusable CuPy is NrtError(NRT_FAILURE).
 
     The kernels raise their own error types (they import nothing of nrt_lab's); the runtime reports a bad
-    setting like any other bad variable (SPEC §0: NRT_FAILURE), with the kernels' text naming it.
+    setting like any other bad variable (docs/behaviour.md §0: NRT_FAILURE), with the kernels' text naming it.
     """
     try:
         return get_backend()

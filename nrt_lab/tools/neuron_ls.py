@@ -1,4 +1,4 @@
-"""``neuron-ls``: list the emulated machine's Neuron devices and the processes using them (SPEC §7.1).
+"""``neuron-ls``: list the emulated machine's Neuron devices and the processes using them (docs/behaviour.md §7).
 
 Reads the machine without reserving any NeuronCore, as the real tool opens devices without claiming cores.
 ``-j`` output is what Ray's Neuron accelerator detector parses; it is valid JSON even when nothing runs.

@@ -1,4 +1,4 @@
-"""Pure renderers of ``neuron-ls`` output (SPEC §7.1): the tables, the ``-t`` topology and the ``-j`` JSON.
+"""Pure renderers of ``neuron-ls`` output (docs/behaviour.md §7): the tables, the ``-t`` topology and the ``-j`` JSON.
 
 No file system, no processes: callers pass the instance, its id and the live owner records.
 
@@ -20,7 +20,7 @@ Layout sources (public, as close as they allow):
   VERSION after NUMA NODE; COMMAND is dropped when no listed process has a command; RUNTIME VERSION shows
   three components (``2.34.10`` for libnrt 2.34.10.0); ``-j`` is a list indented by 4 with ``numa_node`` a string
   and ``memory_size`` in bytes. That report also puts ``instance_type``/``instance_id`` first in each object:
-  pass ``instance_id=`` to :func:`render_json` to get them (SPEC §7.1's key list is the default).
+  pass ``instance_id=`` to :func:`render_json` to get them (docs/behaviour.md §7's key list is the default).
 * ``-j`` consumers: Ray's ``python/ray/_private/accelerators/neuron.py`` sums ``nc_count`` over the list.
 
 Inferred (no public sample): the ring drawing (one row with wrap-around arrows, as in the torus rows), the
@@ -367,7 +367,7 @@ def render_json(
 ) -> str:
     """``neuron-ls -j``/``--json-output``: a JSON list with one object per device (newline-terminated).
 
-    Keys are SPEC §7.1's; with ``instance_id`` each object also starts with ``instance_type`` and
+    Keys are docs/behaviour.md §7's; with ``instance_id`` each object also starts with ``instance_type`` and
     ``instance_id``, as a real 2026 trn2.48xlarge ``neuron-ls -j`` report shows.
     """
     devices: list[dict[str, object]] = []

@@ -1,10 +1,10 @@
-"""``neuron-monitor``: stream JSON reports about every Neuron runtime on the emulated machine (SPEC §7.3).
+"""``neuron-monitor``: stream JSON reports about every Neuron runtime on the emulated machine (docs/behaviour.md §7).
 
 Usage: ``neuron-monitor [-c CONFIG] [--verbose 0-4] [--count N]``. Each report is one complete JSON object on
-one line of stdout, shaped as AWS's user guide and SPEC §7.3 show it (field names, nesting and types checked
+one line of stdout, shaped as AWS's user guide and docs/behaviour.md §7 show it (field names, nesting and types checked
 against real reports pasted in public projects: an inf1.xlarge report printed by a user of the companion
 Prometheus script, an inf2.xlarge report captured with runtime 2.30 by a benchmark suite, and the user guide's
-examples; SPEC's names win where those differ, e.g. ``flops`` where runtime 2.30 prints ``effective_flops``).
+examples; the documented names win where those differ, e.g. ``flops`` where runtime 2.30 prints ``effective_flops``).
 
 Configuration (exactly the real file format)::
 

@@ -1,4 +1,4 @@
-"""``neuron-top``: a terminal UI over the live runtimes of the emulated machine (SPEC §7.2).
+"""``neuron-top``: a terminal UI over the live runtimes of the emulated machine (docs/behaviour.md §7).
 
 The screen (it fits 80×24) holds a title bar (version, instance id, instance type), four sections for the
 selected tab -- ``NeuronCore <vers> Utilization``, ``VCPU Utilization``, ``Memory Usage Summary`` and

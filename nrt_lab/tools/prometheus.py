@@ -1,4 +1,4 @@
-"""``neuron-monitor-prometheus``: serve neuron-monitor's reports as Prometheus metrics (SPEC §7.4).
+"""``neuron-monitor-prometheus``: serve neuron-monitor's reports as Prometheus metrics (docs/behaviour.md §7).
 
 Usage: ``neuron-monitor | neuron-monitor-prometheus [--port 8000] [--host 127.0.0.1]``. Like AWS's companion
 script ``/opt/aws/neuron/bin/neuron-monitor-prometheus.py`` it reads one JSON report per line on stdin and

@@ -3,7 +3,7 @@
 * :class:`CoreMap` — devices × cores grid (and device topology) coloured by owner process, legend with pid, tag,
   command and Jupyter kernel id; release this kernel's cores; terminate another owner after a confirmation.
 * :class:`DriverStatus` — driver package and versions, the runtime's gate verdict, neuron-rtd, this kernel's
-  NEURON_* settings and the troubleshooting findings (SPEC §9) that apply, with remedies.
+  NEURON_* settings and the troubleshooting findings (docs/behaviour.md §9) that apply, with remedies.
 * :class:`TopView` — live per-core utilization (% or TFLOPS), memory, executions, latency, history.
 * :class:`Dashboard` / :func:`show` — the three together, fed by one background thread.
 

@@ -32,7 +32,7 @@ __all__ = ["DriverStatus"]
 
 
 class DriverStatus(LiveWidget):
-    """Driver package and versions, runtime gate verdict, neuron-rtd, NEURON_* config and SPEC §9 findings.
+    """Driver package and versions, runtime gate verdict, neuron-rtd, NEURON_* config and docs/behaviour.md §9 findings.
 
     ``DriverStatus(root=None, period=2.0, autostart=True, env=None)``: ``env`` is the environment to check
     (default: this kernel's ``os.environ``, re-read on every update).
