@@ -10,7 +10,7 @@ from nrt_lab.driver.machine import (
     physical_core_count,
     physical_cores_of,
 )
-from nrt_lab.driver.owners import OwnerRecord
+from nrt_lab.driver.owners import DAEMON_KIND, OwnerRecord
 from nrt_lab.driver.package import (
     DEFAULT_DRIVER_VERSION,
     DRIVER_PACKAGE,
@@ -39,6 +39,7 @@ __all__ = [
     "open_machine",
     "physical_core_count",
     "physical_cores_of",
+    "DAEMON_KIND",
     "OwnerRecord",
     "DEFAULT_DRIVER_VERSION",
     "DRIVER_PACKAGE",

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["OwnerRecord", "command_line_of", "process_command_line"]
+__all__ = ["DAEMON_KIND", "OwnerRecord", "command_line_of", "process_command_line"]
 
 
 def command_line_of(parts: Sequence[str]) -> str:
@@ -29,6 +29,11 @@ def process_command_line() -> str:
     return command_line_of(parts or [sys.executable, *sys.argv])
 
 
+# ``extra["kind"]`` of the owner record a Runtime 1.x daemon (neuron-rtd) publishes for the devices it holds: the
+# one way the 2.x side (init's warning, the driver's refusal, the monitor) learns that a daemon runs.
+DAEMON_KIND = "neuron-rtd"
+
+
 @dataclass(frozen=True)
 class OwnerRecord:
     """One live process that owns NeuronCores (or, for ``neuron-ls -a``, merely has devices open)."""
@@ -42,6 +47,11 @@ class OwnerRecord:
     kernel_id: str = ""  # Jupyter kernel id when the owner is a Jupyter kernel
     lnc: int = 1
     extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_daemon(self) -> bool:
+        """Whether this owner is a Runtime 1.x daemon (neuron-rtd) rather than a 2.x application."""
+        return self.extra.get("kind") == DAEMON_KIND
 
     def to_json(self) -> dict[str, object]:
         """Plain JSON-able dict (the on-disk format of procs/<pid>.json)."""
