@@ -39,6 +39,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from nrt_lab.hardware.topology import NeighbourOrder, chain_table, ring_table, torus_table
@@ -129,10 +130,23 @@ class InstanceSpec:
     hbm_per_device: int
     exec_timeout_default_s: int
 
-    @property
+    @cached_property
     def total_cores(self) -> int:
         """Number of logical NeuronCores on the instance."""
         return sum(d.core_count for d in self.devices)
+
+    @cached_property
+    def _core_layout(self) -> tuple[tuple[tuple[int, int], ...], dict[tuple[int, int], tuple[int, ...]]]:
+        """Per logical core its (device, HBM stack), and the cores of each HBM stack: computed once per spec,
+        since allocation and memory accounting ask per core (128 cores on trn2 at LNC 1)."""
+        placement: list[tuple[int, int]] = []
+        sharing: dict[tuple[int, int], list[int]] = {}
+        for dev in self.devices:
+            for local, core in enumerate(dev.cores):
+                where = (dev.index, local * self.hbm_per_device // dev.core_count)
+                placement.append(where)
+                sharing.setdefault(where, []).append(core)
+        return tuple(placement), {where: tuple(cores) for where, cores in sharing.items()}
 
     @property
     def device_count(self) -> int:
@@ -148,10 +162,7 @@ class InstanceSpec:
     def device_of_core(self, core: int) -> int:
         """Index of the device holding logical NeuronCore ``core``."""
         self._check_core(core)
-        for dev in self.devices:
-            if core in dev.cores:
-                return dev.index
-        raise AssertionError("unreachable: cores are contiguous")  # pragma: no cover
+        return self._core_layout[0][core][0]
 
     def cores_of_device(self, dev: int) -> range:
         """Global logical NeuronCore ids of device ``dev``."""
@@ -163,14 +174,12 @@ class InstanceSpec:
 
     def hbm_of_core(self, core: int) -> tuple[int, int]:
         """(device, HBM stack index) whose memory logical core ``core`` allocates from."""
-        dev = self.devices[self.device_of_core(core)]
-        local = core - dev.first_core
-        return dev.index, local * self.hbm_per_device // dev.core_count
+        self._check_core(core)
+        return self._core_layout[0][core]
 
     def cores_sharing_hbm(self, core: int) -> tuple[int, ...]:
         """All logical cores (``core`` included) that allocate from the same HBM stack as ``core``."""
-        dev_index, hbm = self.hbm_of_core(core)
-        return tuple(c for c in self.devices[dev_index].cores if self.hbm_of_core(c)[1] == hbm)
+        return self._core_layout[1][self.hbm_of_core(core)]
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON-able dict; :meth:`from_json` reads it back exactly."""

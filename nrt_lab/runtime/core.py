@@ -132,8 +132,8 @@ class Runtime:
             self.memory = DeviceMemory(self.instance, self.cores, self.stats, self.logger, syslog)
         for core in self.cores:
             self.core_locks[core] = threading.Lock()
-            # The runtime loads microcode on every physical NeuronCore it owns (counted as model code).
-            self.memory.reserve(core, MICROCODE_BYTES_PER_PHYSICAL_NC * physical_per_core, "model_code")
+        # The runtime loads microcode on every physical NeuronCore it owns (counted as model code).
+        self.memory.reserve_each(self.cores, MICROCODE_BYTES_PER_PHYSICAL_NC * physical_per_core, "model_code")
 
     @property
     def tag(self) -> str:

@@ -86,6 +86,29 @@ class DeviceMemory:
         if self.stats is not None:
             self.stats.add_device_memory(core, _KIND_INDEX[kind], nbytes)
 
+    def reserve_each(self, cores: Sequence[int], nbytes: int, kind: str) -> None:
+        """:meth:`reserve` ``nbytes`` of ``kind`` on every core of ``cores`` (all or none), checking each HBM once:
+        init() reserves microcode on all its cores, up to 128, and must not cost 128 separate checks."""
+        with self._lock:
+            wanted: dict[tuple[int, int], list[int]] = {}
+            for core in cores:
+                wanted.setdefault(self.instance.hbm_of_core(core), []).append(core)
+            for group in wanted.values():
+                first = group[0]
+                limit, used = self.hbm_limit(first), self.hbm_used(first)
+                if used + nbytes * len(group) > limit:
+                    self._report_oom(first, nbytes * len(group), kind, used, limit)
+                    raise NrtError(
+                        NrtStatus.RESOURCE,
+                        f"Failed to allocate {format_size(nbytes * len(group))} (usage: {kind}) on NeuronCore "
+                        f"{first}: {format_size(limit - used)} of {format_size(limit)} free on its HBM",
+                    )
+            for core in cores:
+                self.used[core][kind] += nbytes
+        if self.stats is not None:
+            for core in cores:
+                self.stats.add_device_memory(core, _KIND_INDEX[kind], nbytes)
+
     def release(self, core: int, nbytes: int, kind: str, model_id: int | None = None) -> None:
         """Give back what :meth:`reserve` accounted."""
         with self._lock:
