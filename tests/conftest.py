@@ -17,6 +17,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -404,3 +405,30 @@ def snapshot_files(root: Path) -> dict[str, tuple[bytes, int]]:
         if path.is_file() and not path.is_symlink():
             result[str(path.relative_to(root))] = (path.read_bytes(), path.stat().st_mode)
     return result
+
+
+class FakeClock:
+    """Time that moves only when a test says so (``advance``) or when the code under test waits, for every clock
+    the project injects: ``nrt_lab.monitor.Clock`` (time, monotonic, sleep), NeuronMonitor's (a callable plus
+    ``wait``). Starts at 1024 s: steps of 1/8 s stay exact in binary floating point."""
+
+    def __init__(self, start: float = 1024.0) -> None:
+        self.now = start
+
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.now
+
+    __call__ = monotonic
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+    advance = sleep
+
+    def wait(self, stop: threading.Event, seconds: float) -> bool:
+        """NeuronMonitor's wait: time jumps to the deadline at once (True when ``stop`` is set)."""
+        self.now += seconds
+        return stop.is_set()

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import nrt_lab
-from conftest import child_environment
+from conftest import FakeClock, child_environment
 from nrt_lab.driver import Machine, OwnerRecord, parse_driver_version
 from nrt_lab.driver.locks import CoreClaim
 from nrt_lab.hardware import get_instance
@@ -42,20 +42,6 @@ sys.stdin.read()
 """
 
 
-class FakeClock:
-    """A clock that moves only when told."""
-
-    def __init__(self) -> None:
-        self.now = 5000.0
-
-    def time(self) -> float:
-        return self.now
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture
@@ -95,7 +81,7 @@ def _doctor(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
 
 
 def test_snapshot_carries_owners_free_cores_and_a_clock_timestamp(machine: Machine, owner: dict[str, object]) -> None:
-    clock = FakeClock()
+    clock = FakeClock(5000.0)
     snap = snapshot(interval=30.0, clock=clock)  # the fake clock's sleep: no waiting
     assert clock.now == 5030.0 and snap.timestamp == 5030.0
     (view,) = snap.owners

@@ -25,7 +25,7 @@ import jsonschema
 import pytest
 
 import nrt_lab
-from conftest import child_environment
+from conftest import FakeClock, child_environment
 from nrt_lab.tools import neuron_monitor
 from nrt_lab.tools.neuron_monitor import (
     DEFAULT_PERIOD_S,
@@ -299,23 +299,6 @@ def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out == ""
 
 
-class FakeClock:
-    """A monotonic clock for NeuronMonitor that only moves when told (``advance``) or when the monitor waits."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        """Let ``seconds`` pass."""
-        self.now += seconds
-
-    def wait(self, stop: threading.Event, seconds: float) -> bool:
-        """NeuronMonitor's wait: time jumps to the deadline at once (True when ``stop`` is set)."""
-        self.now += seconds
-        return stop.is_set()
 
 
 # ---------------------------------------------------------------------------------------------- hardware counters
@@ -339,7 +322,7 @@ def test_hardware_counters_come_from_fault_injection_per_period(machine_root: Pa
     devices, error = read_hardware_counters(machine_root, 16)
     assert error == "" and devices[1]["mem_ecc_corrected"] == 4 and devices[0]["mem_ecc_corrected"] == 0
 
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     mon = NeuronMonitor(MonitorConfig((), (MetricGroup("neuron_hw_counters", 0.1),)), clock=clock)
     mon.start()  # baseline: the 4 events before the monitor started belong to no period
     counts[1] = {"mem_ecc_corrected": 6, "sram_ecc_uncorrected": 1}
@@ -364,7 +347,7 @@ def test_hardware_counters_follow_the_driver_fault_counters(machine_root: Path) 
     if not hasattr(faults, "record_hardware_event"):
         pytest.skip("nrt_lab.driver.faults has no record_hardware_event")
     instance_id = nrt_lab.open_machine().state().instance_id
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     mon = NeuronMonitor(MonitorConfig((), (MetricGroup("neuron_hw_counters", 0.1),)), clock=clock)
     mon.start()
     faults.record_hardware_event(machine_root, instance_id, 3, ["sram_ecc_uncorrected", "mem_ecc_corrected"])
@@ -382,7 +365,7 @@ def test_only_due_groups_are_reported_but_every_runtime_is_listed(machine_root: 
     rt = nrt_lab.init()
     config = MonitorConfig((RuntimeGroupConfig(".*", (MetricGroup("neuroncore_counters", 60.0),)),),
                            (MetricGroup("memory_info", 0.1),))
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     mon = NeuronMonitor(config, clock=clock)
     mon.start()
     clock.advance(0.12)
@@ -410,7 +393,7 @@ def test_nothing_configured_writes_nothing_until_stopped(machine_root: Path) -> 
 @pytest.mark.instance("trn2.48xlarge")
 def test_trn2_cores_carry_their_physical_v3d_utilization(machine_root: Path) -> None:
     nrt_lab.init()
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     mon = NeuronMonitor(MonitorConfig((RuntimeGroupConfig(None, (MetricGroup("neuroncore_counters", 0.1),)),), ()),
                         clock=clock)
     mon.start()
@@ -510,7 +493,7 @@ def test_groups_are_reported_at_their_own_periods(workload: Start) -> None:
                                                 "metrics": [{"type": "neuroncore_counters"},
                                                             {"type": "execution_stats", "period": "2s"}]}],
                            "system_metrics": [{"type": "memory_info", "period": "3s"}]})
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     mon = NeuronMonitor(config, clock=clock, wait=clock.wait)
     out = io.StringIO()
     assert mon.run(out, count=4) == 4

@@ -27,7 +27,7 @@ import pytest
 from IPython.core.formatters import DisplayFormatter
 
 import nrt_lab
-from conftest import child_environment
+from conftest import FakeClock, child_environment
 from nrt_lab.driver import Machine, open_machine, parse_driver_version
 from nrt_lab.runtime import ConfigError, RuntimeConfig, driver_gate
 from nrt_lab.widgets import (
@@ -115,23 +115,6 @@ class Owner:
         self._done = done
 
 
-class FakeClock:
-    """A clock that moves only when told (``advance``): periods and rates without sleeping."""
-
-    def __init__(self) -> None:
-        self.now = 1024.0  # steps of 1/8 s stay exact in binary floating point
-
-    def time(self) -> float:
-        return self.now
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 Spawn = Callable[..., list[Owner]]
