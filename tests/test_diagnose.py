@@ -245,3 +245,33 @@ def test_neuron_top_summarises_errors_before_warnings() -> None:
     assert notable_findings([info, warning, error]) == [error, warning]
     assert findings_summary([warning, info, error]) == "1 error, 1 warning: the driver is missing (nrt-lab doctor)"
     assert findings_summary([warning, warning]) == "2 warnings: a warning (nrt-lab doctor)"
+
+
+def test_a_polling_monitor_reparses_state_files_only_when_they_change(
+        machine: Machine, owner: dict[str, object], monkeypatch: pytest.MonkeyPatch) -> None:
+    """machine.json, driver.json, owner records and model lists are replaced whole when they change: a monitor
+    sampling every second reads them again only then, and still sees every change (here a driver reinstall)."""
+    import nrt_lab.driver.locks as locks
+    import nrt_lab.driver.machine as machine_module
+
+    calls = {"machine": 0, "record": 0}
+    read_machine, read_record = machine_module.read_machine, locks.read_owner_record
+
+    def counting_machine(root: Path) -> object:
+        calls["machine"] += 1
+        return read_machine(root)
+
+    def counting_record(path: Path) -> object:
+        calls["record"] += 1
+        return read_record(path)
+
+    monkeypatch.setattr(machine_module, "read_machine", counting_machine)
+    monkeypatch.setattr(locks, "read_owner_record", counting_record)
+    monitor = Monitor()
+    first = monitor.sample()
+    for _ in range(5):
+        again = monitor.sample()
+    assert calls == {"machine": 1, "record": 1}
+    assert again.owners == first.owners and again.runtimes[0].pid == owner["pid"]
+    machine.install_driver(parse_driver_version("2.23.0.0"))
+    assert str(monitor.sample().driver.installed) == "2.23.0.0"  # type: ignore[union-attr]

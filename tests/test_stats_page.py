@@ -130,3 +130,24 @@ def test_threads_executing_allocating_and_failing_on_one_core_lose_no_count(
         assert by_core[0].status["invalid_error"] == rejects
     finally:
         nrt_lab.close()
+
+
+def test_a_reader_kept_open_sees_new_counts_and_refuses_a_truncated_page(tmp_path: Path) -> None:
+    """A monitor maps each page once and reads it every period: later writes show, and a page truncated under
+    the mapping (which would fault on access) reads as None instead of killing the reader."""
+    from nrt_lab.driver.stats import StatsReader
+
+    path = tmp_path / "p.stats"
+    page = StatsPage(path, [3])
+    reader = StatsReader.open(path)
+    assert reader is not None
+    with reader:
+        before = reader.read()
+        assert before is not None and before.cores[0].inferences == 0
+        page.record_execution(3, 0, 1000, 10, 2000, 1000, None, 0)
+        after = reader.read()
+        assert after is not None and after.cores[0].inferences == 1 and after.cores[0].busy_ns == 1000
+        with open(path, "r+b") as fh:
+            fh.truncate(64)
+        assert reader.read() is None
+    assert reader.read() is None  # closed

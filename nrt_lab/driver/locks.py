@@ -262,21 +262,35 @@ def read_owner_record(json_path: Path) -> OwnerRecord | None:
         return None
 
 
-def list_owner_files(root: Path) -> list[tuple[OwnerRecord, Path]]:
-    """Every live owner record with the path of its JSON file (its stats page is the same path + ``.stats``)."""
+def list_owner_files(root: Path, known: dict[str, OwnerRecord] | None = None) -> list[tuple[OwnerRecord, Path]]:
+    """Every live owner record with the path of its JSON file (its stats page is the same path + ``.stats``).
+
+    A record is written once, when its owner publishes it, under a name no other process uses: a reader that
+    polls (a monitor) passes ``known`` to parse each record once; liveness is still probed on every call, and
+    names that disappeared are dropped from ``known``.
+    """
     found: list[tuple[OwnerRecord, Path]] = []
     procs = root / "procs"
     try:
         names = list_state_dir(procs)
     except (OSError, StateError):
         return found
+    if known is not None:
+        for gone in known.keys() - set(names):
+            del known[gone]
     for name in names:
         if not name.endswith(".json") or name.startswith("."):
             continue
         json_path = procs / name
         if not owner_is_live(json_path):
+            if known is not None:
+                known.pop(name, None)
             continue
-        record = read_owner_record(json_path)
+        record = known.get(name) if known is not None else None
+        if record is None:
+            record = read_owner_record(json_path)
+            if record is not None and known is not None:
+                known[name] = record
         if record is not None:
             found.append((record, json_path))
     found.sort(key=lambda item: (item[0].pid, item[0].start_time))

@@ -34,6 +34,7 @@ __all__ = [
     "StatsPage",
     "StatsSnapshot",
     "CoreCounters",
+    "StatsReader",
     "read_stats",
     "PageTotals",
     "read_page_totals",
@@ -278,28 +279,58 @@ def _stable_copy(view: mmap.mmap, start: int, count: int, seq_words: Sequence[in
     return None
 
 
-def read_stats(path: Path, retries: int = 1000, core_limit: int = MAX_PHYSICAL_CORES) -> StatsSnapshot | None:
-    """Copy a page consistently (each block retried while a write is in flight); None if absent, foreign, torn or
-    corrupted.
+class StatsReader:
+    """A reader's mapping of one page, kept open across reads: a monitor sampling 16 runtimes every second maps
+    each page once, not once per sample.
 
     Only a regular file of exactly a page's size is mapped (a FIFO or a link is never opened for reading); a page
-    whose core ids are not distinct ids below ``core_limit`` (pass the instance's core count when known), or
-    whose pid is impossible, is corrupted and reported as unreadable (None), never turned into an exception.
+    whose core ids are not distinct ids below ``core_limit`` (pass the instance's core count when known), or whose
+    pid is impossible, is corrupted and read as None, never turned into an exception.
     """
-    try:
-        fd = open_state_file(path, os.O_RDONLY)
-    except (OSError, StateError):
-        return None
-    try:
-        size = os.fstat(fd).st_size
-        if size < _HEADER_WORDS * 8 or size > page_bytes(MAX_STATS_CORES):
+
+    def __init__(self, fd: int, view: mmap.mmap, size: int, core_limit: int) -> None:
+        self._fd = fd  # kept open so each read can check the file was not truncated under the mapping (SIGBUS)
+        self._view = view
+        self._size = size
+        self._core_limit = core_limit
+
+    @classmethod
+    def open(cls, path: Path, core_limit: int = MAX_PHYSICAL_CORES) -> StatsReader | None:
+        """Map the page at ``path`` read-only; None when it is absent or not a page-sized regular file."""
+        try:
+            fd = open_state_file(path, os.O_RDONLY)
+        except (OSError, StateError):
             return None
-        view = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
-    except (OSError, ValueError):
-        return None
-    finally:
+        try:
+            size = os.fstat(fd).st_size
+            if _HEADER_WORDS * 8 <= size <= page_bytes(MAX_STATS_CORES):
+                return cls(fd, mmap.mmap(fd, size, access=mmap.ACCESS_READ), size, core_limit)
+        except (OSError, ValueError):
+            pass
         os.close(fd)
-    try:
+        return None
+
+    def close(self) -> None:
+        """Unmap the page and close its file (idempotent)."""
+        if not self._view.closed:
+            self._view.close()
+            os.close(self._fd)
+
+    def __enter__(self) -> StatsReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def read(self, retries: int = 1000) -> StatsSnapshot | None:
+        """Copy the page consistently (each block retried while a write is in flight); None if foreign, torn or
+        corrupted."""
+        view, size, core_limit = self._view, self._size, self._core_limit
+        try:
+            if view.closed or os.fstat(self._fd).st_size != size:
+                return None  # closed, or truncated since it was mapped: reading it would fault
+        except OSError:
+            return None
         taken = time.monotonic_ns()
         header = _stable_copy(view, 0, _HEADER_WORDS, (_H_SEQ,), retries)
         if header is None or int(header[_H_MAGIC]) != _MAGIC or int(header[_H_VERSION]) != _VERSION:
@@ -353,8 +384,16 @@ def read_stats(path: Path, retries: int = 1000, core_limit: int = MAX_PHYSICAL_C
             host_memory_peak=_named(header[_H_HOST_PEAK:], HOST_MEMORY_KINDS),
             latencies=latencies, executions_total=total,
         )
-    finally:
-        view.close()
+
+
+def read_stats(path: Path, retries: int = 1000, core_limit: int = MAX_PHYSICAL_CORES) -> StatsSnapshot | None:
+    """One consistent copy of the page at ``path`` (see :class:`StatsReader`); None if absent, foreign, torn or
+    corrupted."""
+    reader = StatsReader.open(path, core_limit)
+    if reader is None:
+        return None
+    with reader:
+        return reader.read(retries)
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,10 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, cast
 
 import numpy as np
 import psutil
@@ -29,7 +29,7 @@ import psutil
 from nrt_lab.driver import DriverState, Machine, OwnerRecord, StateError, open_machine, physical_core_count
 from nrt_lab.driver.locks import list_owner_files
 from nrt_lab.driver.state import read_state_json
-from nrt_lab.driver.stats import DEVICE_MEMORY_KINDS, ERROR_KINDS, HOST_MEMORY_KINDS, OUTCOMES, read_stats
+from nrt_lab.driver.stats import DEVICE_MEMORY_KINDS, ERROR_KINDS, HOST_MEMORY_KINDS, OUTCOMES, StatsReader
 from nrt_lab.errors import printable
 from nrt_lab.hardware import CatalogueError, InstanceSpec
 
@@ -386,6 +386,10 @@ class Monitor:
     _previous: dict[tuple[int, float], _Previous] = field(default_factory=dict, repr=False)
     _system_cpu: tuple[Any, list[Any], float] | None = field(default=None, repr=False)
     _last_system: tuple[SystemSnapshot, float] | None = field(default=None, repr=False)
+    _records: dict[str, OwnerRecord] = field(default_factory=dict, repr=False)  # parsed once per record file
+    _pages: dict[tuple[int, float], StatsReader] = field(default_factory=dict, repr=False)  # mapped once per runtime
+    _files: dict[Path, tuple[tuple[int, int, int], Any]] = field(default_factory=dict, repr=False)
+    _processes: dict[tuple[int, float], psutil.Process] = field(default_factory=dict, repr=False)
     clock: Clock = field(default=SYSTEM_CLOCK, repr=False, kw_only=True)
 
     @property
@@ -400,11 +404,11 @@ class Monitor:
         system; with ``runtimes=False`` no stats page is read and the system reading of the last full sample is
         reused (a cheap read for views that show owners, not rates). Raises StateError for an unusable root."""
         machine = self.machine
-        state = machine.state()
+        state = self._unless_unchanged(machine.root / "machine.json", machine.state)
         errors: list[str] = []
         driver_error = ""
         try:
-            driver = machine.driver()
+            driver = self._unless_unchanged(machine.root / "driver.json", lambda: machine.driver(state))
         except StateError as exc:
             driver, driver_error = None, str(exc)
             errors.append(driver_error)
@@ -413,7 +417,7 @@ class Monitor:
         found: list[RuntimeSnapshot] = []
         owners: list[OwnerView] = []
         seen: set[tuple[int, float]] = set()
-        for record, path in list_owner_files(machine.root):
+        for record, path in list_owner_files(machine.root, self._records):
             owners.append(OwnerView(
                 pid=record.pid, command=record.command, runtime_version=record.runtime_version, tag=record.tag,
                 start_time=record.start_time, kernel_id=record.kernel_id, lnc=record.lnc, cores=record.cores,
@@ -431,6 +435,10 @@ class Monitor:
         if runtimes:
             for stale in set(self._previous) - seen:
                 del self._previous[stale]
+            for stale in set(self._pages) - seen:
+                self._pages.pop(stale).close()
+            for stale in set(self._processes) - seen:
+                del self._processes[stale]
             system, period = self._system()
         else:
             system, period = self._last_system or (_EMPTY_SYSTEM, 0.0)
@@ -439,19 +447,49 @@ class Monitor:
             owners=tuple(owners), driver_error=driver_error, daemon=read_daemon(machine.root), errors=tuple(errors),
         )
 
+    def _unless_unchanged(self, path: Path, read: Callable[[], _T]) -> _T:
+        """``read()``'s result, reused while ``path`` keeps its inode, size and modification time: state files are
+        replaced whole (atomic rename), so an unchanged signature means unchanged contents. Polling readers (a
+        monitor every second) then parse machine.json, driver.json and model lists only when they change."""
+        try:
+            st = os.stat(path, follow_symlinks=False)
+            signature = (st.st_ino, st.st_size, st.st_mtime_ns)
+        except FileNotFoundError:
+            signature = (0, 0, 0)  # absent (a runtime without models): cached too, until the file appears
+        except OSError:
+            self._files.pop(path, None)
+            return read()
+        cached = self._files.get(path)
+        if cached is not None and cached[0] == signature:
+            return cast(_T, cached[1])
+        value = read()
+        self._files[path] = (signature, value)
+        if len(self._files) > _FILE_CACHE_LIMIT:  # runtimes come and go: forget the oldest entries
+            for stale in list(self._files)[: len(self._files) - _FILE_CACHE_LIMIT]:
+                del self._files[stale]
+        return value
+
     def _runtime(self, record: OwnerRecord, path: Path, instance: InstanceSpec,
                  key: tuple[int, float]) -> RuntimeSnapshot:
         try:
             lnc_view = get_view(instance, record.lnc)
         except CatalogueError:
             lnc_view = None
-        page = read_stats(path.with_suffix(".stats"), core_limit=physical_core_count(instance))
+        reader = self._pages.get(key)
+        if reader is None:
+            reader = StatsReader.open(path.with_suffix(".stats"), physical_core_count(instance))
+            if reader is not None:
+                self._pages[key] = reader
+        page = reader.read() if reader is not None else None
         if page is not None and lnc_view is not None and any(c.core >= lnc_view.total_cores for c in page.cores):
             page = None  # a damaged page naming cores this instance does not have: show it, never index with it
         cpu_user: float | NotApplicable = NA
         cpu_system: float | NotApplicable = NA
         try:
-            times = psutil.Process(record.pid).cpu_times()
+            process = self._processes.get(key)
+            if process is None:
+                process = self._processes[key] = psutil.Process(record.pid)
+            times = process.cpu_times()
             user_s, system_s = float(times.user), float(times.system)
         except (psutil.Error, OSError):
             user_s = system_s = -1.0
@@ -465,7 +503,8 @@ class Monitor:
         created_ns = int((page.created - (time.time() - time.monotonic())) * 1e9)
         since_ns = previous.taken_ns if previous else created_ns
         period_ns = max(1, page.taken_ns - since_ns)
-        models = _read_models(path.with_suffix(".models"))
+        models_path = path.with_suffix(".models")
+        models = self._unless_unchanged(models_path, lambda: _read_models(models_path))
         running_cores = {c.core for c in page.cores if c.running_since_ns}
         cores: list[CoreSample] = []
         busy_now: dict[int, int] = {}
@@ -542,6 +581,8 @@ class Monitor:
 _EMPTY_SYSTEM = SystemSnapshot(0, {}, {}, 0, 0, 0, 0, 0)
 
 
+_T = TypeVar("_T")
+_FILE_CACHE_LIMIT = 256
 _MODELS_LIMIT = 4 << 20  # a loaded-model list is a few KB per model
 _views: dict[tuple[str, int], InstanceSpec] = {}
 
