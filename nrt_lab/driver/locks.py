@@ -43,6 +43,7 @@ __all__ = [
     "probe_free",
     "held_cores",
     "list_owners",
+    "OwnerCache",
     "list_owner_files",
     "open_devices",
     "owner_is_live",
@@ -262,35 +263,79 @@ def read_owner_record(json_path: Path) -> OwnerRecord | None:
         return None
 
 
-def list_owner_files(root: Path, known: dict[str, OwnerRecord] | None = None) -> list[tuple[OwnerRecord, Path]]:
-    """Every live owner record with the path of its JSON file (its stats page is the same path + ``.stats``).
-
-    A record is written once, when its owner publishes it, under a name no other process uses: a reader that
-    polls (a monitor) passes ``known`` to parse each record once; liveness is still probed on every call, and
-    names that disappeared are dropped from ``known``.
+class OwnerCache:
+    """What a polling reader (a monitor sampling every second) keeps between listings of ``procs/``: each
+    record parsed once (a record is written once, under a name no other process uses) and each liveness lock
+    file kept open, so a liveness probe is one ``flock`` call instead of a walk from the root, an open and a close.
     """
+
+    def __init__(self) -> None:
+        self.records: dict[str, OwnerRecord] = {}
+        self._lock_fds: dict[str, int] = {}
+
+    def is_live(self, name: str, json_path: Path) -> bool:
+        """:func:`owner_is_live` for the record ``name``, through a kept descriptor of its lock file."""
+        fd = self._lock_fds.get(name)
+        if fd is None:
+            try:
+                fd = open_state_file(json_path.with_suffix(".lock"), os.O_RDONLY)
+            except (OSError, StateError):
+                return False
+            self._lock_fds[name] = fd
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError:
+            pass
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        self.forget(name)  # its owner is gone: never ask again
+        return False
+
+    def forget(self, name: str) -> None:
+        """Drop what is kept for the record ``name`` (it vanished or its owner died)."""
+        self.records.pop(name, None)
+        fd = self._lock_fds.pop(name, None)
+        if fd is not None:
+            os.close(fd)
+
+    def keep_only(self, names: set[str]) -> None:
+        """Forget every record not in ``names``."""
+        for gone in (self.records.keys() | self._lock_fds.keys()) - names:
+            self.forget(gone)
+
+    def close(self) -> None:
+        """Close every kept descriptor."""
+        self.keep_only(set())
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # interpreter shutdown: nothing left to close with
+            self.close()
+
+
+def list_owner_files(root: Path, cache: OwnerCache | None = None) -> list[tuple[OwnerRecord, Path]]:
+    """Every live owner record with the path of its JSON file (its stats page is the same path + ``.stats``);
+    a polling reader passes an :class:`OwnerCache` to parse each record once and probe liveness cheaply."""
     found: list[tuple[OwnerRecord, Path]] = []
     procs = root / "procs"
     try:
         names = list_state_dir(procs)
     except (OSError, StateError):
         return found
-    if known is not None:
-        for gone in known.keys() - set(names):
-            del known[gone]
+    if cache is not None:
+        cache.keep_only({name for name in names if name.endswith(".json")})
     for name in names:
         if not name.endswith(".json") or name.startswith("."):
             continue
         json_path = procs / name
-        if not owner_is_live(json_path):
-            if known is not None:
-                known.pop(name, None)
+        if not (cache.is_live(name, json_path) if cache is not None else owner_is_live(json_path)):
             continue
-        record = known.get(name) if known is not None else None
+        record = cache.records.get(name) if cache is not None else None
         if record is None:
             record = read_owner_record(json_path)
-            if record is not None and known is not None:
-                known[name] = record
+            if record is not None and cache is not None:
+                cache.records[name] = record
         if record is not None:
             found.append((record, json_path))
     found.sort(key=lambda item: (item[0].pid, item[0].start_time))

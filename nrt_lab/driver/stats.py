@@ -316,6 +316,10 @@ class StatsReader:
             self._view.close()
             os.close(self._fd)
 
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # interpreter shutdown: nothing left to close with
+            self.close()
+
     def __enter__(self) -> StatsReader:
         return self
 

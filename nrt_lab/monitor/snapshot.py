@@ -27,7 +27,7 @@ import numpy as np
 import psutil
 
 from nrt_lab.driver import DriverState, Machine, OwnerRecord, StateError, open_machine, physical_core_count
-from nrt_lab.driver.locks import list_owner_files
+from nrt_lab.driver.locks import OwnerCache, list_owner_files
 from nrt_lab.driver.state import read_state_json
 from nrt_lab.driver.stats import DEVICE_MEMORY_KINDS, ERROR_KINDS, HOST_MEMORY_KINDS, OUTCOMES, StatsReader
 from nrt_lab.errors import printable
@@ -386,7 +386,7 @@ class Monitor:
     _previous: dict[tuple[int, float], _Previous] = field(default_factory=dict, repr=False)
     _system_cpu: tuple[Any, list[Any], float] | None = field(default=None, repr=False)
     _last_system: tuple[SystemSnapshot, float] | None = field(default=None, repr=False)
-    _records: dict[str, OwnerRecord] = field(default_factory=dict, repr=False)  # parsed once per record file
+    _owners: OwnerCache = field(default_factory=OwnerCache, repr=False)  # records parsed once, lock files kept open
     _pages: dict[tuple[int, float], StatsReader] = field(default_factory=dict, repr=False)  # mapped once per runtime
     _files: dict[Path, tuple[tuple[int, int, int], Any]] = field(default_factory=dict, repr=False)
     _processes: dict[tuple[int, float], psutil.Process] = field(default_factory=dict, repr=False)
@@ -417,7 +417,7 @@ class Monitor:
         found: list[RuntimeSnapshot] = []
         owners: list[OwnerView] = []
         seen: set[tuple[int, float]] = set()
-        for record, path in list_owner_files(machine.root, self._records):
+        for record, path in list_owner_files(machine.root, self._owners):
             owners.append(OwnerView(
                 pid=record.pid, command=record.command, runtime_version=record.runtime_version, tag=record.tag,
                 start_time=record.start_time, kernel_id=record.kernel_id, lnc=record.lnc, cores=record.cores,
