@@ -10,7 +10,7 @@ from nrt_lab.driver.machine import (
     physical_core_count,
     physical_cores_of,
 )
-from nrt_lab.driver.owners import DAEMON_KIND, OwnerRecord
+from nrt_lab.driver.owners import DAEMON_KIND, OwnerRecord, command_line_of
 from nrt_lab.driver.package import (
     DEFAULT_DRIVER_VERSION,
     DRIVER_PACKAGE,
@@ -19,7 +19,14 @@ from nrt_lab.driver.package import (
     DriverVersion,
     parse_driver_version,
 )
-from nrt_lab.driver.state import DEFAULT_INSTANCE, MachineState, StateError, atomic_write_json, resolve_root
+from nrt_lab.driver.state import (
+    DEFAULT_INSTANCE,
+    MachineState,
+    StateError,
+    append_state_text,
+    atomic_write_json,
+    resolve_root,
+)
 
 __all__ = [
     "FAULT_KINDS",
@@ -41,6 +48,7 @@ __all__ = [
     "physical_cores_of",
     "DAEMON_KIND",
     "OwnerRecord",
+    "command_line_of",
     "DEFAULT_DRIVER_VERSION",
     "DRIVER_PACKAGE",
     "MIN_DRIVER_VERSION",
@@ -52,4 +60,5 @@ __all__ = [
     "StateError",
     "resolve_root",
     "atomic_write_json",
+    "append_state_text",
 ]
