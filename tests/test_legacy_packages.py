@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from legacy_helpers import FakeDaemon
+from legacy_fake import FakeDaemon
 
 from nrt_lab.driver import DRIVER_PACKAGE, Machine
 from nrt_lab.legacy import packages

@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from legacy_helpers import fake_on_path
+from legacy_fake import fake_on_path
 
 from nrt_lab.driver import Machine
 from nrt_lab.legacy import packages

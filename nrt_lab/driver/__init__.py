@@ -11,7 +11,7 @@ from nrt_lab.driver.machine import (
     physical_core_count,
     physical_cores_of,
 )
-from nrt_lab.driver.owners import DAEMON_KIND, OwnerRecord
+from nrt_lab.driver.owners import DAEMON_KIND, OwnerRecord, command_line_of
 from nrt_lab.driver.package import (
     DEFAULT_DRIVER_VERSION,
     DRIVER_PACKAGE,
@@ -52,6 +52,7 @@ __all__ = [
     "physical_cores_of",
     "DAEMON_KIND",
     "OwnerRecord",
+    "command_line_of",
     "DEFAULT_DRIVER_VERSION",
     "DRIVER_PACKAGE",
     "MIN_DRIVER_VERSION",

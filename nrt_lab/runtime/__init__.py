@@ -5,6 +5,7 @@ from nrt_lab.runtime.allocation import CoresBusyError, NotContiguousError
 from nrt_lab.runtime.config import RuntimeConfig
 from nrt_lab.runtime.core import (
     Framework,
+    OwnerIdentity,
     Runtime,
     close,
     driver_gate,
@@ -25,6 +26,7 @@ __all__ = [
     "RuntimeConfig",
     "RUNTIME_VERSION",
     "Framework",
+    "OwnerIdentity",
     "Runtime",
     "close",
     "driver_gate",
