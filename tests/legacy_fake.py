@@ -1,4 +1,4 @@
-"""Helpers for the L8b legacy tests: a stand-in neuron-rtd process (tests/fake_neuron_rtd.py) started directly or
+"""Helpers for the L8b legacy tests: a stand-in neuron-rtd process (tests/neuron-rtd-standin.py) started directly or
 found on PATH as ``neuron-rtd`` by ``nrt-lab systemctl``."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from nrt_lab.legacy.paths import pid_file
 
 __all__ = ["FAKE", "FakeDaemon", "fake_on_path"]
 
-FAKE = Path(__file__).parent / "fake_neuron_rtd.py"
+FAKE = Path(__file__).parent / "neuron-rtd-standin.py"  # "neuron-rtd" in its command line, like the real one
 _READY_TIMEOUT_S = 60.0
 
 

@@ -1,7 +1,7 @@
 """``nrt-lab systemctl start|stop|restart|status neuron-rtd[@inst]``: systemctl-like status (golden files), the
 package and driver conditions, and real daemon processes started and stopped (docs/legacy.md).
 
-The process tests start ``neuron-rtd`` through PATH; here that is the stand-in tests/fake_neuron_rtd.py (same owner
+The process tests start ``neuron-rtd`` through PATH; here that is the stand-in tests/neuron-rtd-standin.py (same owner
 record and pid-file contract as the real daemon), so these tests do not depend on the gRPC server."""
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 from legacy_fake import fake_on_path
+from legacy_helpers import short_root, write_config
 
-from nrt_lab.driver import Machine
+from nrt_lab.driver import Machine, open_machine
 from nrt_lab.legacy import packages
 from nrt_lab.legacy.paths import pid_file
 from nrt_lab.legacy.systemctl import SystemctlError, Unit, UnitStatus, format_ago, parse_unit, render_status
@@ -33,8 +34,8 @@ CASES = {
     "active_instance": UnitStatus(Unit("0"), True, "active", "running", T0 - 3725, 4243),
     "condition": UnitStatus(Unit(), True, "inactive", "dead", condition_failed_at=T0 - 3),
     "failed": UnitStatus(Unit("7"), True, "failed", "failed", T0 - 90061, 4244, 1, result="exit-code",
-                         log_lines=("Dec 04 05:30:06 host neuron-rtd[4244]: neuron-rtd: error: instance config "
-                                    "/opt/aws/neuron/config/nrtd7.json not found",)),
+                         log_lines=("Dec 04 05:30:06 host neuron-rtd[4244]: neuron-rtd: error: config file "
+                                    "/opt/aws/neuron/config/nrtd7.json does not exist",)),
     "inactive": UnitStatus(Unit(), True, "inactive", "dead", T0 - 60),
     "not_found": UnitStatus(Unit(), False, "inactive", "dead"),
 }
@@ -167,6 +168,29 @@ def test_template_instances_and_a_failing_instance(machine: Machine, tmp_path: P
     assert status.returncode == 3
     assert "   Active: failed (Result: exit-code) since " in status.stdout
     assert "(code=exited, status=1/FAILURE)" in status.stdout
-    assert "instance config /opt/aws/neuron/config/nrtd9.json not found" in status.stdout
+    assert "config file /opt/aws/neuron/config/nrtd9.json does not exist" in status.stdout
     assert _systemctl(machine.root, path, "stop", "neuron-rtd@0", "neuron-rtd@1").returncode == 0
     assert machine.owners() == []
+
+
+def test_the_real_neuron_rtd_under_systemctl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The integration: ``nrt-lab systemctl`` starts the real daemon (nrt_lab.legacy.daemon), which serves, holds
+    its devices with the daemon's owner record and logs to the syslog; stop frees everything."""
+    for root in short_root():
+        monkeypatch.setenv("NRT_LAB_ROOT", str(root))
+        machine = open_machine(root)
+        packages.install(machine, "aws-neuron-runtime")
+        write_config(root, "nrtd0.json", {"name": "nrtd0", "server_port": "unix:/run/neuron.sock0", "devices": [0]})
+        no_rtd = str(tmp_path / "empty") + os.pathsep + "/usr/bin:/bin"  # no neuron-rtd script: run the module
+        result = _systemctl(root, no_rtd, "start", "neuron-rtd@0")
+        assert result.returncode == 0, (result.stderr, (root / "log" / "syslog").read_text())
+        pid = int(pid_file(root, "0").read_text())
+        (owner,) = machine.owners()
+        assert owner.pid == pid and owner.is_daemon and owner.extra["address"] == "unix:/run/neuron.sock0"
+        assert owner.cores == (0, 1, 2, 3) and (root / "run" / "neuron.sock0").is_socket()
+        status = _systemctl(root, no_rtd, "status", "neuron-rtd@0")
+        assert status.returncode == 0 and f" Main PID: {pid} (neuron-rtd)" in status.stdout
+        assert f"nrtd[{pid}]: [NRTD:RunServer] Server listening on unix:/run/neuron.sock0" in status.stdout
+        assert _systemctl(root, no_rtd, "stop", "neuron-rtd@0").returncode == 0
+        assert machine.owners() == [] and not pid_file(root, "0").exists()
+        assert not (root / "run" / "neuron.sock0").exists()

@@ -2,7 +2,7 @@
 controlling real ``neuron-rtd`` processes of the emulated machine (docs/legacy.md).
 
 ``neuron-rtd.service`` runs ``neuron-rtd -c /opt/aws/neuron/config/neuron-rtd.config``; the template
-``neuron-rtd@<inst>.service`` adds ``-i <inst>`` (the daemon then reads ``nrtd<inst>.json``). A unit exists only
+``neuron-rtd@<inst>.service`` runs ``neuron-rtd -i <inst> -c /opt/aws/neuron/config/nrtd<inst>.json``. A unit exists only
 while aws-neuron-runtime is installed, and starts only when ``/dev/neuron*`` exists, that is when the driver
 module is loaded (``ConditionPathExistsGlob=/dev/neuron*``; otherwise it stays "inactive (dead)"). The daemon is
 ready when it has written its pid file (``/run/neuron-rtd[@inst].pid``). What systemd would keep in its journal
@@ -111,8 +111,10 @@ class Unit:
 
     def exec_start(self) -> list[str]:
         """ExecStart= as the user sees it (real paths)."""
-        instance = ["-i", self.instance] if self.instance else []
-        return [str(NEURON_PREFIX / "bin" / "neuron-rtd"), *instance, "-c", str(DEFAULT_CONFIG)]
+        binary = str(NEURON_PREFIX / "bin" / "neuron-rtd")
+        if self.instance:  # the template: the instance's own config names its devices and socket
+            return [binary, "-i", self.instance, "-c", str(NEURON_PREFIX / "config" / f"nrtd{self.instance}.json")]
+        return [binary, "-c", str(DEFAULT_CONFIG)]
 
 
 def parse_unit(text: str) -> Unit:

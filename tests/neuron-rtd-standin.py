@@ -50,7 +50,7 @@ def main(argv: list[str]) -> int:
         try:
             config = json.loads(path.read_text(encoding="utf-8"))
         except OSError:
-            print(f"neuron-rtd: error: instance config /opt/aws/neuron/config/nrtd{args.instance}.json not found",
+            print(f"neuron-rtd: error: config file /opt/aws/neuron/config/nrtd{args.instance}.json does not exist",
                   file=sys.stderr, flush=True)
             return 1
         per = spec.physical_cores_per_device
