@@ -342,6 +342,11 @@ def init(
 
         state = _machine_state(machine, logger)  # the machine is read once per init and passed along
         _check_driver(machine, state, logger)
+        for daemon in ([] if owner is not None else [o for o in machine.owners() if o.is_daemon]):
+            # Runtime 1.x beside 2.x is undefined (docs/legacy.md): say so; its devices are busy like any owner's.
+            logger.warn("NRT", "nrt_init", f"Neuron Runtime 1.x (neuron-rtd, pid {daemon.pid}, "
+                        f"{daemon.extra.get('address', 'unix:/run/neuron.sock')}) is running: running Neuron Runtime "
+                        "2.x beside it is undefined; stop it with 'sudo systemctl stop neuron-rtd'")
         instance, instance_id = _view(state, config, logger)
         _check_ncg(config, fw, logger)
         if config.async_inflight_set:
