@@ -139,3 +139,17 @@ def test_a_framework_finds_the_real_daemons_ncgs_and_refuses() -> None:
                                       "'sudo systemctl stop neuron-rtd'")
         finally:
             daemon.stop()
+
+
+def test_core_map_labels_the_daemons_cores(machine: Machine, tmp_path: Path) -> None:
+    from nrt_lab.widgets import CoreMap
+
+    _instance_config(machine, "1", [1])
+    with FakeDaemon(machine.root, tmp_path, instance="1") as daemon:
+        core_map = CoreMap(autostart=False)
+        try:
+            (owner,) = core_map.owners()
+            assert owner["pid"] == daemon.pid and owner["tag"] == "neuron-rtd" and owner["cmd"].startswith("neuron-rtd")
+            assert [c for c, pid in core_map.core_owners().items() if pid == daemon.pid] == [2, 3]
+        finally:
+            core_map.close()
