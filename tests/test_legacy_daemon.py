@@ -7,8 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from legacy_helpers import add_neff, child_env, short_root, start_daemon, write_
 import nrt_lab
 from nrt_lab.driver import inject_fault, open_machine
 from nrt_lab.legacy.client import channel_target
+from nrt_lab.legacy.daemon import main as daemon_main
 from nrt_lab.legacy.proto import nrt_v1_pb2 as pb
 from nrt_lab.legacy.proto import nrt_v1_pb2_grpc as pb_grpc
 
@@ -239,28 +238,28 @@ def _bdf(root: Path, device: int) -> str:
     ({}, ["-g", "unix:relative"], "accepted: unix:/absolute/path or 127.0.0.1:PORT"),
     ({}, ["-t", "0000:99:00.0"], "-t 0000:99:00.0: no Neuron device at that PCI BDF"),
 ])
-def test_bad_configs_and_options_fail_with_one_clear_line(files: dict[str, str], args: list[str], message: str) -> None:
+def test_bad_configs_and_options_fail_with_one_clear_line(files: dict[str, str], args: list[str], message: str,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
     for root in short_root():
         for name, text in files.items():
             write_config(root, name, text)
-        run = subprocess.run([sys.executable, "-m", "nrt_lab.legacy.daemon", *args], env=child_env(root),
-                             capture_output=True, text=True, timeout=60)
-        assert run.returncode == 1
-        errors = [line for line in run.stderr.splitlines() if line.startswith("neuron-rtd:")]
-        assert len(errors) == 1 and message in errors[0], run.stderr
-        assert "Traceback" not in run.stderr
+        assert daemon_main(args, env=child_env(root)) == 1
+        err = capsys.readouterr().err
+        errors = [line for line in err.splitlines() if line.startswith("neuron-rtd:")]
+        assert len(errors) == 1 and message in errors[0], err
+        assert "Traceback" not in err
         assert open_machine(root).owners() == []
+        assert message in (root / "log" / "syslog").read_text()
 
 
-def test_no_driver_refuses_to_start() -> None:
+def test_no_driver_refuses_to_start(capsys: pytest.CaptureFixture[str]) -> None:
     for root in short_root():
         open_machine(root).uninstall_driver()
-        run = subprocess.run([sys.executable, "-m", "nrt_lab.legacy.daemon"], env=child_env(root),
-                             capture_output=True, text=True, timeout=60)
-        assert run.returncode == 1 and "no Neuron driver: /dev/neuron* does not exist" in run.stderr
+        assert daemon_main([], env=child_env(root)) == 1
+        assert "no Neuron driver: /dev/neuron* does not exist" in capsys.readouterr().err
 
 
-def test_version_option() -> None:
-    run = subprocess.run([sys.executable, "-m", "nrt_lab.legacy.daemon", "-v"], capture_output=True, text=True,
-                         timeout=60)
-    assert run.returncode == 0 and run.stdout.strip().startswith("neuron-rtd 1.")
+def test_version_option(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        daemon_main(["-v"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip().startswith("neuron-rtd 1.")
