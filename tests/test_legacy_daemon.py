@@ -4,11 +4,11 @@ timeouts, nerr codes and details, logs, device ownership, SIGTERM / SIGKILL, two
 
 from __future__ import annotations
 
+import io
 import os
+import re
 import signal
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,8 +20,11 @@ from legacy_helpers import add_neff, child_env, short_root, start_daemon, write_
 import nrt_lab
 from nrt_lab.driver import inject_fault, open_machine
 from nrt_lab.legacy.client import channel_target
+from nrt_lab.legacy.daemon import main as daemon_main
 from nrt_lab.legacy.proto import nrt_v1_pb2 as pb
 from nrt_lab.legacy.proto import nrt_v1_pb2_grpc as pb_grpc
+from nrt_lab.tools.neuron_monitor import ConfigError, NeuronMonitor, parse_config
+from nrt_lab.tools.neuron_top import daemon_addresses, once_output
 
 ONES = np.ones((4, 3), np.float32)
 
@@ -239,28 +242,65 @@ def _bdf(root: Path, device: int) -> str:
     ({}, ["-g", "unix:relative"], "accepted: unix:/absolute/path or 127.0.0.1:PORT"),
     ({}, ["-t", "0000:99:00.0"], "-t 0000:99:00.0: no Neuron device at that PCI BDF"),
 ])
-def test_bad_configs_and_options_fail_with_one_clear_line(files: dict[str, str], args: list[str], message: str) -> None:
+def test_bad_configs_and_options_fail_with_one_clear_line(files: dict[str, str], args: list[str], message: str,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
     for root in short_root():
         for name, text in files.items():
             write_config(root, name, text)
-        run = subprocess.run([sys.executable, "-m", "nrt_lab.legacy.daemon", *args], env=child_env(root),
-                             capture_output=True, text=True, timeout=60)
-        assert run.returncode == 1
-        errors = [line for line in run.stderr.splitlines() if line.startswith("neuron-rtd:")]
-        assert len(errors) == 1 and message in errors[0], run.stderr
-        assert "Traceback" not in run.stderr
+        assert daemon_main(args, env=child_env(root)) == 1
+        err = capsys.readouterr().err
+        errors = [line for line in err.splitlines() if line.startswith("neuron-rtd:")]
+        assert len(errors) == 1 and message in errors[0], err
+        assert "Traceback" not in err
         assert open_machine(root).owners() == []
+        assert message in (root / "log" / "syslog").read_text()
 
 
-def test_no_driver_refuses_to_start() -> None:
+def test_no_driver_refuses_to_start(capsys: pytest.CaptureFixture[str]) -> None:
     for root in short_root():
         open_machine(root).uninstall_driver()
-        run = subprocess.run([sys.executable, "-m", "nrt_lab.legacy.daemon"], env=child_env(root),
-                             capture_output=True, text=True, timeout=60)
-        assert run.returncode == 1 and "no Neuron driver: /dev/neuron* does not exist" in run.stderr
+        assert daemon_main([], env=child_env(root)) == 1
+        assert "no Neuron driver: /dev/neuron* does not exist" in capsys.readouterr().err
 
 
-def test_version_option() -> None:
-    run = subprocess.run([sys.executable, "-m", "nrt_lab.legacy.daemon", "-v"], capture_output=True, text=True,
-                         timeout=60)
-    assert run.returncode == 0 and run.stdout.strip().startswith("neuron-rtd 1.")
+def test_version_option(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        daemon_main(["-v"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip().startswith("neuron-rtd 1.")
+
+
+def test_neuron_monitor_polls_the_address_and_warns_when_nothing_answers(
+        served: tuple[Path, pb_grpc.nmgr_v1Stub, int]) -> None:
+    root, stub, pid = served
+    nn = _load(stub, add_neff()).h_nn
+    assert stub.infer(_infer_request(nn.id)).status.code == 0
+    groups = [{"type": "memory_used"}, {"type": "neuroncore_counters"}]
+    config = parse_config({"period": "1s", "neuron_runtimes": [
+        {"address": "unix:/run/neuron.sock", "metrics": groups},
+        {"address": "unix:/run/neuron2.sock", "metrics": groups},
+        {"tag_filter": ".*", "metrics": groups},
+    ]})
+    now = [100.0]
+    log = io.StringIO()
+    mon = NeuronMonitor(config, root=root, verbose=1, log=log, clock=lambda: now[0])
+    mon.start()
+    now[0] += 1.0
+    report = mon.collect()
+    entries = report["neuron_runtime_data"]
+    assert all(e["pid"] != pid for e in entries)  # a daemon is not a 2.x runtime
+    polled = next(e for e in entries if e["address"] == "unix:/run/neuron.sock")
+    assert (polled["pid"], polled["neuron_runtime_tag"], polled["error"]) == (0, "unix:/run/neuron.sock", "")
+    assert set(polled["report"]) == {"memory_used", "neuroncore_counters"}
+    silent = next(e for e in entries if e["address"] == "unix:/run/neuron2.sock")
+    assert silent["pid"] == 0 and "no Neuron Runtime 1.x daemon (neuron-rtd) answers at unix:/run/neuron2.sock" \
+        in silent["error"]
+    assert "answers at unix:/run/neuron2.sock" in log.getvalue()
+    with pytest.raises(ConfigError, match="both address and tag_filter"):
+        parse_config({"neuron_runtimes": [{"address": "unix:/run/neuron.sock", "tag_filter": ".*"}]})
+    top = once_output(period=0, root=root, sleep=lambda _s: None, addresses=["unix:/run/neuron2.sock"])
+    assert "Runtime 1.x daemons (neuron-rtd)" in top
+    assert re.search(r"unix:/run/neuron2.sock\s+nothing answers", top)
+    assert re.search(rf"unix:/run/neuron.sock\s+pid {pid}  1\.6\.9\.0  nc0-nc15  1 model\(s\)", top)
+    assert "neuron-rtd unix:/run/neuron.sock" in top  # the daemon's tab
+    assert daemon_addresses(["unix:/b"], {"NEURON_RTD_ADDRESS": "unix:/a"}) == ["unix:/a", "unix:/b"]
+    assert stub.unload(pb.unload_request(h_nn=nn)).status.code == 0

@@ -50,7 +50,6 @@ CHUNK_BYTES = 1 << 20
 """NEFF bytes per ``neff_chunk`` message, as the 1.x frameworks streamed them."""
 DEFAULT_INFER_TIMEOUT_S = 10
 SHM_PREFIX = "/aws_neuron_runtime_"
-_GROUPS = re.compile(r"\s*\[?\s*(.*?)\s*\]?\s*")
 _ENTRY = re.compile(r"(?:(\d+)\s*x\s*)?(\d+)")
 
 
@@ -96,9 +95,11 @@ def parse_group_sizes(value: str | None) -> list[int]:
     and the default (no groups: each model gets a private NCG)."""
     if value is None or not value.strip():
         return []
-    body = _GROUPS.fullmatch(value)
+    body = value.strip()
+    if body.startswith("[") and body.endswith("]"):
+        body = body[1:-1]
     sizes: list[int] = []
-    for part in (body.group(1) if body else value).split(","):
+    for part in body.split(","):
         match = _ENTRY.fullmatch(part.strip())
         if match is None or int(match.group(2)) == 0 or (match.group(1) is not None and int(match.group(1)) == 0):
             warnings.warn(f"NEURONCORE_GROUP_SIZES={value!r} is ill-formed (entry {part.strip()!r}); accepted: a comma "
