@@ -19,6 +19,7 @@ from legacy_helpers import short_root, write_config
 
 from nrt_lab.driver import Machine, open_machine
 from nrt_lab.legacy import packages
+from nrt_lab.legacy.client import Client
 from nrt_lab.legacy.paths import pid_file
 from nrt_lab.legacy.systemctl import SystemctlError, Unit, UnitStatus, format_ago, parse_unit, render_status
 from nrt_lab.tools import cli
@@ -191,6 +192,15 @@ def test_the_real_neuron_rtd_under_systemctl(tmp_path: Path, monkeypatch: pytest
         status = _systemctl(root, no_rtd, "status", "neuron-rtd@0")
         assert status.returncode == 0 and f" Main PID: {pid} (neuron-rtd)" in status.stdout
         assert f"nrtd[{pid}]: [NRTD:RunServer] Server listening on unix:/run/neuron.sock0" in status.stdout
+        # An upgrade with the daemon running (docs/legacy.md): it keeps its version until restarted.
+        assert owner.runtime_version == "1.6.9.0"
+        packages.install(machine, "aws-neuron-runtime", "1.6.24.0")
+        assert [o.runtime_version for o in machine.owners()] == ["1.6.9.0"]
+        assert _systemctl(root, no_rtd, "restart", "neuron-rtd@0").returncode == 0
+        (owner,) = machine.owners()
+        assert owner.runtime_version == "1.6.24.0" and owner.pid != pid
+        with Client(env={"NRT_LAB_ROOT": str(root), "NEURON_RTD_ADDRESS": "unix:/run/neuron.sock0"}) as client:
+            assert client.runtime_version == "1.6.24.0"
         assert _systemctl(root, no_rtd, "stop", "neuron-rtd@0").returncode == 0
         assert machine.owners() == [] and not pid_file(root, "0").exists()
         assert not (root / "run" / "neuron.sock0").exists()

@@ -24,6 +24,7 @@ import grpc
 from nrt_lab.driver import DAEMON_KIND, StateError, command_line_of, open_machine, resolve_root
 from nrt_lab.errors import NrtError
 from nrt_lab.hardware import InstanceSpec
+from nrt_lab.legacy.packages import RUNTIME_PACKAGE, installed_packages
 from nrt_lab.legacy.paths import DEFAULT_ADDRESS, DEFAULT_CONFIG, NEURON_PREFIX, pid_file, real_to_root
 from nrt_lab.legacy.server import LEGACY_RUNTIME_VERSION, Daemon, DaemonLog, Settings, add_services
 from nrt_lab.runtime import OwnerIdentity, init
@@ -233,8 +234,13 @@ def _serve(args: argparse.Namespace, argv: list[str], root: Path, env: Mapping[s
             raise DaemonError(f"address {address} is in use by another daemon")
         with contextlib.suppress(OSError):
             sock.unlink()
+    # The version of the installed aws-neuron-runtime (a daemon keeps it until restarted, docs/legacy.md).
+    try:
+        version = installed_packages(root).get(RUNTIME_PACKAGE, LEGACY_RUNTIME_VERSION)
+    except StateError as exc:
+        raise DaemonError(str(exc)) from None
     owner = OwnerIdentity(
-        command=command_line_of(["neuron-rtd", *argv]), runtime_version=LEGACY_RUNTIME_VERSION,
+        command=command_line_of(["neuron-rtd", *argv]), runtime_version=version,
         extra={"kind": DAEMON_KIND, "address": address, "instance": args.instance},
     )
     runtime_env = {"NRT_LAB_ROOT": str(root), "NEURON_RT_VISIBLE_CORES": f"{first}-{last}",
@@ -251,7 +257,7 @@ def _serve(args: argparse.Namespace, argv: list[str], root: Path, env: Mapping[s
             log.log("TDRV", "ncdev_device_init", f"neuron:ncdev_device_init: device inuse by pid:{pid}", level=3)
         raise DaemonError(f"cannot claim devices {list(devices)}: {exc.message}") from None
     settings = Settings(timeout_s=config.timeout_s, ninfer=config.ninfer, address=address, instance=args.instance,
-                        devices=tuple(devices))
+                        devices=tuple(devices), runtime_version=version)
     daemon = Daemon(runtime, settings, log)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="nrtd-rpc"),
                          options=[("grpc.max_receive_message_length", 8 << 20),

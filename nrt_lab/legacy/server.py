@@ -28,6 +28,7 @@ import numpy as np
 
 from nrt_lab.driver import append_state_text
 from nrt_lab.errors import NrtError, NrtStatus
+from nrt_lab.legacy.packages import LEGACY_RUNTIME_VERSION
 from nrt_lab.legacy.proto import nrt_lab_ext_pb2 as ext
 from nrt_lab.legacy.proto import nrt_lab_ext_pb2_grpc as ext_grpc
 from nrt_lab.legacy.proto import nrt_v1_pb2 as pb
@@ -47,7 +48,6 @@ __all__ = [
     "add_services",
 ]
 
-LEGACY_RUNTIME_VERSION = "1.6.9.0"
 """The Runtime 1.x version the emulated daemon reports (get_version, session_monitor, its owner record)."""
 
 SUPPORTED_NEFF: tuple[int, int] = (1, 1)
@@ -111,6 +111,7 @@ class Settings:
     address: str = "unix:/run/neuron.sock"
     instance: str = ""
     devices: tuple[int, ...] = ()
+    runtime_version: str = LEGACY_RUNTIME_VERSION  # the installed aws-neuron-runtime when the daemon started
 
 
 class _Fail(Exception):
@@ -559,9 +560,9 @@ class Daemon:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _version() -> pb.version:
-    major, minor = (int(p) for p in LEGACY_RUNTIME_VERSION.split(".")[:2])
-    return pb.version(full_version=LEGACY_RUNTIME_VERSION, major_num=major, minor_num=minor)
+def _version(full: str) -> pb.version:
+    major, minor = (int(p) for p in full.split(".")[:2])
+    return pb.version(full_version=full, major_num=major, minor_num=minor)
 
 
 class _NmgrV1(pb_grpc.nmgr_v1Servicer):
@@ -773,7 +774,7 @@ class _NmgrV1(pb_grpc.nmgr_v1Servicer):
 
     def get_version(self, request: pb.get_version_request,
                     context: grpc.ServicerContext) -> pb.get_version_response:
-        return pb.get_version_response(runtime_version=_version())
+        return pb.get_version_response(runtime_version=_version(self.d.settings.runtime_version))
 
     def set_static_transfer_adjustment(self, request: pb.set_static_transfer_adjustment_request,
                                        context: grpc.ServicerContext) -> pb.set_static_transfer_adjustment_response:
@@ -811,7 +812,8 @@ class _Sessions(pb_grpc.nmgr_session_managerServicer):
             if first is None:
                 return
             session = self.d.open_session()
-            yield pb.session_monitor_response(session_id=session, runtime_version=_version())
+            yield pb.session_monitor_response(session_id=session,
+                                              runtime_version=_version(self.d.settings.runtime_version))
             for _ in request_iterator:  # the client keeps the stream open for its life
                 pass
         except grpc.RpcError:
@@ -852,7 +854,7 @@ class _Extension(ext_grpc.nrt_lab_daemonServicer):
                                  infer_count=nn.infers)
                   for nn, status in d.models()]
         devices = sorted({d.device_of(i) for i in range(d.nc_count)})
-        return ext.list_models_response(models=models, runtime_version=LEGACY_RUNTIME_VERSION, pid=os.getpid(),
+        return ext.list_models_response(models=models, runtime_version=d.settings.runtime_version, pid=os.getpid(),
                                         devices=devices, nc_count=d.nc_count, address=d.settings.address)
 
 
