@@ -10,6 +10,7 @@ import contextlib
 import datetime as dt
 import io
 import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -204,3 +205,26 @@ def test_the_real_neuron_rtd_under_systemctl(tmp_path: Path, monkeypatch: pytest
         assert _systemctl(root, no_rtd, "stop", "neuron-rtd@0").returncode == 0
         assert machine.owners() == [] and not pid_file(root, "0").exists()
         assert not (root / "run" / "neuron.sock0").exists()
+
+
+def test_a_killed_daemon_leaves_the_unit_failed_and_its_devices_free(machine: Machine, tmp_path: Path) -> None:
+    path = fake_on_path(tmp_path / "bin")
+    packages.install(machine, "aws-neuron-runtime")
+    assert _systemctl(machine.root, path, "start", "neuron-rtd").returncode == 0
+    pid = int(pid_file(machine.root).read_text())
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)  # our child here (the CLI ran in this process); systemd's init would reap it
+    assert machine.owners() == []  # the kernel dropped its locks at once
+    status = _systemctl(machine.root, path, "status", "neuron-rtd")
+    assert status.returncode == 3
+    assert "   Active: failed (Result: signal) since " in status.stdout
+    (machine.root / "run" / "neuron-rtd.unit.json").write_text("{garbage", encoding="utf-8")
+    status = _systemctl(machine.root, path, "status", "neuron-rtd")  # a damaged unit record is forgotten
+    assert status.returncode == 3 and "   Active: inactive (dead)" in status.stdout
+    assert _systemctl(machine.root, path, "start", "neuron-rtd").returncode == 0  # a stale pid file is no obstacle
+    assert _systemctl(machine.root, path, "stop", "neuron-rtd").returncode == 0
+
+
+def test_negative_line_count_is_a_usage_error(machine: Machine, tmp_path: Path) -> None:
+    result = _systemctl(machine.root, os.environ["PATH"], "status", "-n", "-1", "neuron-rtd")
+    assert result.returncode == 2 and result.stderr == "nrt-lab systemctl: error: --lines -1: accepted: 0 or more\n"
