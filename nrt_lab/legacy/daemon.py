@@ -185,6 +185,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     """Run the daemon until SIGTERM/SIGINT; 1 (with one error line) when it cannot start, 2 on bad usage."""
     args = _parser().parse_args(argv)
     environment = dict(os.environ if env is None else env)
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")  # grpc's own log lines; the daemon reports its errors itself
     argv_list = list(sys.argv[1:] if argv is None else argv)
     try:
         root = resolve_root(environment)

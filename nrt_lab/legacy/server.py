@@ -197,6 +197,7 @@ class Daemon:
         self._live_sessions: set[int] = set()
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(2, self.nc_count),
                                                            thread_name_prefix="nrtd-exec")
+        self._stream_bytes = 0  # NEFF bytes held by load streams in progress (bounded by MAX_NEFF_STREAM_BYTES)
         self.counters = {"infer": 0, "load": 0, "unload": 0, "start": 0, "stop": 0, "queue_drop": 0}
 
     # ------------------------------------------------------------------ helpers
@@ -226,6 +227,20 @@ class Daemon:
     def device_of(self, index: int) -> int:
         """neuron-ls device index of the daemon's ``index``-th NeuronCore."""
         return self.runtime.instance.device_of_core(self.runtime.cores[index])
+
+    def reserve_stream(self, size: int) -> None:
+        """Account ``size`` more bytes of load streams in flight; NERR_RESOURCE past the daemon's budget."""
+        with self._lock:
+            if self._stream_bytes + size > MAX_NEFF_STREAM_BYTES:
+                raise self.fail(RESOURCE, "NMGR", "kmgr_load_nn",
+                                f"Too many NEFF bytes in flight ({MAX_NEFF_STREAM_BYTES} at most over all loads); "
+                                "retry when other loads finish")
+            self._stream_bytes += size
+
+    def release_stream(self, size: int) -> None:
+        """Give back bytes of a finished load stream."""
+        with self._lock:
+            self._stream_bytes -= size
 
     # ------------------------------------------------------------------ NCGs
     def create_eg(self, nc_count: int, session: int = 0, implicit: bool = False) -> _EG:
@@ -577,6 +592,7 @@ class _NmgrV1(pb_grpc.nmgr_v1Servicer):
         declared: int | None = None
         chunks: list[bytes] = []
         received = 0
+        reserved = 0
         path = ""
         try:
             for request in request_iterator:
@@ -602,6 +618,8 @@ class _NmgrV1(pb_grpc.nmgr_v1Servicer):
                         raise d.fail(INVALID, "NMGR", "kmgr_load_nn",
                                      f"NEFF stream carries more than {limit} bytes"
                                      + (" (its neff_size)" if declared is not None else " (the daemon's limit)"))
+                    d.reserve_stream(len(request.neff_chunk.chunk))
+                    reserved += len(request.neff_chunk.chunk)
                     chunks.append(request.neff_chunk.chunk)
             if path:
                 data = _read_neff_file(d, path)
@@ -617,6 +635,9 @@ class _NmgrV1(pb_grpc.nmgr_v1Servicer):
             nn = d.load(data, eg_id=eg_id, timeout_s=timeout, ninfer=ninfer, session=session)
         except _Fail as exc:
             return pb.load_response(status=_status(exc))
+        finally:
+            chunks.clear()
+            d.release_stream(reserved)
         return pb.load_response(status=_ok(), h_nn=pb.h_nn(id=nn.id))
 
     def _simple(self, action: Any, nn_id: int) -> pb.status:
