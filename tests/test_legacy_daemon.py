@@ -334,4 +334,10 @@ def test_infer_stream_answers_each_request_in_order(served: tuple[Path, pb_grpc.
         channel.close()
     assert [r.status.code for r in replies] == [0, 0, 3]
     assert [float(np.frombuffer(r.ofmap[0].buf, np.float32)[0]) for r in replies[:2]] == [2.0, 3.0]
+    metrics = stub.read_all_metrics(pb.read_all_metrics_request())
+    latency = metrics.nmgr_metrics[0]
+    assert latency.metric_type == pb.NMGR_METRIC_INFER_LATENCY and latency.data[0].value_agg.count >= 2
+    assert stub.read_all_metrics(pb.read_all_metrics_request()).nmgr_metrics[0].data == []  # taken
+    assert stub.read_inference_counters(pb.empty()).nmgr_counters.infer_count >= 2
+    assert stub.read_nc_time_in_use(pb.read_nc_time_in_use_request(vnc_id=99)).status.code == 2
     assert stub.unload(pb.unload_request(h_nn=nn)).status.code == 0

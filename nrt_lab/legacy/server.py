@@ -18,6 +18,7 @@ import socket
 import stat
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,7 @@ SUPPORTED_NEFF: tuple[int, int] = (1, 1)
 """Newest NEFF version neuron-rtd loads (docs/legacy_daemon.md): models compiled for 1.x run on both runtimes."""
 
 FIRST_NN_ID = 10001
+MAX_LATENCY_SAMPLES = 4096
 MAX_NEFF_STREAM_BYTES = 256 << 20
 """Most NEFF bytes one load stream may carry; a longer stream (or a larger neff_size) is refused with NERR_INVALID."""
 
@@ -197,6 +199,8 @@ class Daemon:
         self._live_sessions: set[int] = set()
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(2, self.nc_count),
                                                            thread_name_prefix="nrtd-exec")
+        self.time_in_use_ns = [0] * self.nc_count  # per daemon NC: time spent executing
+        self.latencies_us: list[float] = []
         self._stream_bytes = 0  # NEFF bytes held by load streams in progress (bounded by MAX_NEFF_STREAM_BYTES)
         self.counters = {"infer": 0, "load": 0, "unload": 0, "start": 0, "stop": 0, "queue_drop": 0}
 
@@ -426,15 +430,28 @@ class Daemon:
         return arrays
 
     def _run(self, nn: _NN, arrays: dict[str, np.ndarray[Any, Any]]) -> dict[str, bytes]:
+        started = time.perf_counter_ns()
         outputs = nn.model.execute(arrays)
         result: dict[str, bytes] = {}
         for name, tensor in outputs.items():
             result[name] = tensor.read()
             tensor.free()
+        elapsed = time.perf_counter_ns() - started
         with self._lock:
             nn.infers += 1
             self.counters["infer"] += 1
+            for vnc in range(nn.eg.start, nn.eg.start + nn.eg.count):
+                self.time_in_use_ns[vnc] += elapsed
+            self.latencies_us.append(elapsed / 1000.0)
+            if len(self.latencies_us) > MAX_LATENCY_SAMPLES:
+                del self.latencies_us[: len(self.latencies_us) - MAX_LATENCY_SAMPLES]
         return result
+
+    def take_latencies(self) -> list[float]:
+        """Inference latencies (µs) since the previous call (read_all_metrics summarises them)."""
+        with self._lock:
+            taken, self.latencies_us = self.latencies_us, []
+        return taken
 
     def post(self, request: Any, function: str = "infer_post") -> int:
         """Queue one inference; NERR_QUEUE_FULL when ``ninfer`` are already in flight."""
@@ -724,8 +741,13 @@ class _NmgrV1(pb_grpc.nmgr_v1Servicer):
 
     def read_nc_time_in_use(self, request: pb.read_nc_time_in_use_request,
                             context: grpc.ServicerContext) -> pb.read_nc_time_in_use_response:
-        return pb.read_nc_time_in_use_response(nc_time_in_use=pb.nc_time_in_use(virtual_nc_id=request.vnc_id),
-                                               status=_ok())
+        if request.vnc_id >= self.d.nc_count:
+            exc = self.d.fail(INVALID, "NRTD", "read_nc_time_in_use",
+                              f"NC {request.vnc_id} is invalid; accepted: 0 to {self.d.nc_count - 1}")
+            return pb.read_nc_time_in_use_response(status=_status(exc))
+        used = self.d.time_in_use_ns[request.vnc_id] // 1000  # microseconds
+        return pb.read_nc_time_in_use_response(
+            nc_time_in_use=pb.nc_time_in_use(virtual_nc_id=request.vnc_id, time_in_use=used), status=_ok())
 
     def _nmgr_counters(self) -> pb.nmgr_counters:
         c = self.d.counters
@@ -746,7 +768,13 @@ class _NmgrV1(pb_grpc.nmgr_v1Servicer):
 
     def read_all_metrics(self, request: pb.read_all_metrics_request,
                          context: grpc.ServicerContext) -> pb.read_all_metrics_response:
-        return pb.read_all_metrics_response(status=_ok())
+        values = self.d.take_latencies()
+        data = pb.metric_data(ts_nanos_since_epoch=time.time_ns())
+        if values:
+            data.value_agg.CopyFrom(pb.aggregate(min=min(values), max=max(values), count=len(values),
+                                                 sum=sum(values)))
+        metric = pb.metric(metric_type=pb.NMGR_METRIC_INFER_LATENCY, data=[data] if values else [])
+        return pb.read_all_metrics_response(nmgr_metrics=[metric], status=_ok())
 
     def shm_map(self, request: pb.shm_map_request, context: grpc.ServicerContext) -> pb.shm_map_response:
         path = request.path if request.WhichOneof("data") == "path" else request.path_hugetlb.path
