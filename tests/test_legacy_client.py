@@ -76,6 +76,10 @@ def test_groups_round_robin_shm_and_bytes(root: Path) -> None:
         assert np.array_equal(twos, 2 * ONES)
         cookie = models[1].post({"a": ONES, "b": 3 * ONES})
         assert np.array_equal(models[1].wait(cookie)["out"], 4 * ONES)
+        # the model in STANDBY is swapped in for its inference (and the other one goes to STANDBY)
+        assert np.array_equal(models[0].infer({"a": ONES, "b": ONES})["out"], 2 * ONES)
+        listed = {m.nn_id: m.status for m in client.list_models().models}
+        assert listed[models[0].nn_id] == "READY" and listed[models[2].nn_id] == "STANDBY"
         paths = [b.path for b in models[1].shm_in.values()]
         assert all(os.path.exists(f"/dev/shm{p}") for p in paths)
     assert not any(os.path.exists(f"/dev/shm{p}") for p in paths)

@@ -178,11 +178,12 @@ def test_daemon_owns_its_devices_like_libnrt(served: tuple[Path, pb_grpc.nmgr_v1
 
 def test_sigterm_cleans_up_and_sigkill_frees_devices_at_once() -> None:
     for root in short_root():
-        daemon = start_daemon(root)
+        daemon = start_daemon(root, "-x", "-l", "3")
         sock = root / "run" / "neuron.sock"
         assert sock.exists() and daemon.pid_file.exists()
         assert daemon.stop() == 0
         assert not sock.exists() and not daemon.pid_file.exists()
+        assert "Server listening" not in daemon.output()  # -l 3: errors only
         assert open_machine(root).owners() == []
         killed = start_daemon(root)
         assert killed.stop(signal.SIGKILL) == -signal.SIGKILL

@@ -49,6 +49,7 @@ __all__ = [
 CHUNK_BYTES = 1 << 20
 """NEFF bytes per ``neff_chunk`` message, as the 1.x frameworks streamed them."""
 DEFAULT_INFER_TIMEOUT_S = 10
+_FAILED_STATE = 8
 SHM_PREFIX = "/aws_neuron_runtime_"
 _ENTRY = re.compile(r"(?:(\d+)\s*x\s*)?(\d+)")
 
@@ -169,15 +170,23 @@ class LegacyModel:
         return {io.name: np.frombuffer(io.buf, dtype=self.outputs[io.name][0]).reshape(self.outputs[io.name][1])
                 for io in response.ofmap if io.name in self.outputs}
 
+    def _call(self, method: Any, request: pb.infer_request) -> Any:
+        response = method(request, timeout=self.client.rpc_timeout_s)
+        if response.status.code == _FAILED_STATE and self.eg_id:
+            # another model of this NCG runs: swap this one in, as the 1.x frameworks did
+            self.start()
+            response = method(request, timeout=self.client.rpc_timeout_s)
+        return response
+
     def infer(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray[Any, Any]]:
-        """One synchronous inference (``infer``)."""
-        response = self.client.stub.infer(self._request(inputs), timeout=self.client.rpc_timeout_s)
+        """One synchronous inference (``infer``); a model waiting in STANDBY in its NCG is started first."""
+        response = self._call(self.client.stub.infer, self._request(inputs))
         _check(response.status, "infer")
         return self._outputs(response)
 
     def post(self, inputs: Mapping[str, Any]) -> int:
         """Queue one inference (``infer_post``); the cookie for ``wait``. NERR_QUEUE_FULL beyond ninfer."""
-        response = self.client.stub.infer_post(self._request(inputs), timeout=self.client.rpc_timeout_s)
+        response = self._call(self.client.stub.infer_post, self._request(inputs))
         _check(response.status, "infer_post")
         return int(response.cookie)
 

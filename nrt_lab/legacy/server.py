@@ -207,7 +207,7 @@ class Daemon:
     # ------------------------------------------------------------------ helpers
     def fail(self, code: int, module: str, function: str, message: str) -> _Fail:
         """Log an error and return the exception carrying its nerr code."""
-        self.log.log(module, function, message)
+        self.log.log(module, function, message, level=3)
         return _Fail(code, module, function, message)
 
     def _free_runs(self) -> list[tuple[int, int]]:
@@ -853,8 +853,6 @@ class _Sessions(pb_grpc.nmgr_session_managerServicer):
     def session_monitor(self, request_iterator: Iterator[pb.session_monitor_request],
                         context: grpc.ServicerContext) -> Iterator[pb.session_monitor_response]:
         session = 0
-        ended = threading.Event()
-        context.add_callback(ended.set)
         try:
             first = next(request_iterator, None)
             if first is None:
