@@ -17,7 +17,14 @@ import numpy as np
 import pytest
 from legacy_helpers import add_neff, child_env, short_root, start_daemon
 
-from nrt_lab.legacy.client import CHUNK_BYTES, Client, DaemonUnreachable, LegacyError, parse_group_sizes
+from nrt_lab.legacy.client import (
+    CHUNK_BYTES,
+    Client,
+    DaemonUnreachable,
+    LegacyError,
+    daemon_ncg_count,
+    parse_group_sizes,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 ONES = np.ones((4, 3), np.float32)
@@ -186,3 +193,19 @@ def test_a_client_generated_from_the_public_proto_talks_to_the_daemon(root: Path
         pytest.skip("set NRT_LAB_AWS_PROTO_DIR to a directory holding aws-neuron-runtime-proto's .proto files")
     files = ["common.proto", "nerr.proto", "nmetric.proto", "nmgr.proto", "nmgr_service.proto"]
     _generated_client_talks(Path(directory), files, tmp_path / "gen", root, "nmgr_service_pb2_grpc", "nmgr_pb2")
+
+
+def test_ncg_count_and_a_daemon_dying_under_a_client() -> None:
+    for state in short_root():
+        assert daemon_ncg_count("unix:/run/neuron.sock", state, timeout_s=0.5) is None
+        daemon = start_daemon(state)
+        client = Client(env=child_env(state, NEURONCORE_GROUP_SIZES="2,2", NEURON_RTD_SHM_MAP="no"))
+        try:
+            model = client.load(add_neff())
+            assert daemon_ncg_count("unix:/run/neuron.sock", state) == 2
+            daemon.stop(signal.SIGKILL)
+            with pytest.raises(DaemonUnreachable, match=r"neuron-rtd at unix:/run/neuron.sock failed during infer"):
+                model.infer({"a": ONES, "b": ONES})
+        finally:
+            client.close()
+            daemon.stop()
