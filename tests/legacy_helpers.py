@@ -89,7 +89,8 @@ class Daemon:
 
     def output(self) -> str:
         """What it printed (stdout and stderr)."""
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def stop(self, sig: int = signal.SIGTERM) -> int:

@@ -17,7 +17,14 @@ import numpy as np
 import pytest
 from legacy_helpers import add_neff, child_env, short_root, start_daemon
 
-from nrt_lab.legacy.client import CHUNK_BYTES, Client, DaemonUnreachable, LegacyError, parse_group_sizes
+from nrt_lab.legacy.client import (
+    CHUNK_BYTES,
+    Client,
+    DaemonUnreachable,
+    LegacyError,
+    daemon_ncg_count,
+    parse_group_sizes,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 ONES = np.ones((4, 3), np.float32)
@@ -76,6 +83,10 @@ def test_groups_round_robin_shm_and_bytes(root: Path) -> None:
         assert np.array_equal(twos, 2 * ONES)
         cookie = models[1].post({"a": ONES, "b": 3 * ONES})
         assert np.array_equal(models[1].wait(cookie)["out"], 4 * ONES)
+        # the model in STANDBY is swapped in for its inference (and the other one goes to STANDBY)
+        assert np.array_equal(models[0].infer({"a": ONES, "b": ONES})["out"], 2 * ONES)
+        listed = {m.nn_id: m.status for m in client.list_models().models}
+        assert listed[models[0].nn_id] == "READY" and listed[models[2].nn_id] == "STANDBY"
         paths = [b.path for b in models[1].shm_in.values()]
         assert all(os.path.exists(f"/dev/shm{p}") for p in paths)
     assert not any(os.path.exists(f"/dev/shm{p}") for p in paths)
@@ -182,3 +193,19 @@ def test_a_client_generated_from_the_public_proto_talks_to_the_daemon(root: Path
         pytest.skip("set NRT_LAB_AWS_PROTO_DIR to a directory holding aws-neuron-runtime-proto's .proto files")
     files = ["common.proto", "nerr.proto", "nmetric.proto", "nmgr.proto", "nmgr_service.proto"]
     _generated_client_talks(Path(directory), files, tmp_path / "gen", root, "nmgr_service_pb2_grpc", "nmgr_pb2")
+
+
+def test_ncg_count_and_a_daemon_dying_under_a_client() -> None:
+    for state in short_root():
+        assert daemon_ncg_count("unix:/run/neuron.sock", state, timeout_s=0.5) is None
+        daemon = start_daemon(state)
+        client = Client(env=child_env(state, NEURONCORE_GROUP_SIZES="2,2", NEURON_RTD_SHM_MAP="no"))
+        try:
+            model = client.load(add_neff())
+            assert daemon_ncg_count("unix:/run/neuron.sock", state) == 2
+            daemon.stop(signal.SIGKILL)
+            with pytest.raises(DaemonUnreachable, match=r"neuron-rtd at unix:/run/neuron.sock failed during infer"):
+                model.infer({"a": ONES, "b": ONES})
+        finally:
+            client.close()
+            daemon.stop()

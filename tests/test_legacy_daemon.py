@@ -178,11 +178,12 @@ def test_daemon_owns_its_devices_like_libnrt(served: tuple[Path, pb_grpc.nmgr_v1
 
 def test_sigterm_cleans_up_and_sigkill_frees_devices_at_once() -> None:
     for root in short_root():
-        daemon = start_daemon(root)
+        daemon = start_daemon(root, "-x", "-l", "3")
         sock = root / "run" / "neuron.sock"
         assert sock.exists() and daemon.pid_file.exists()
         assert daemon.stop() == 0
         assert not sock.exists() and not daemon.pid_file.exists()
+        assert "Server listening" not in daemon.output()  # -l 3: errors only
         assert open_machine(root).owners() == []
         killed = start_daemon(root)
         assert killed.stop(signal.SIGKILL) == -signal.SIGKILL
@@ -303,4 +304,41 @@ def test_neuron_monitor_polls_the_address_and_warns_when_nothing_answers(
     assert re.search(rf"unix:/run/neuron.sock\s+pid {pid}  1\.6\.9\.0  nc0-nc15  1 model\(s\)", top)
     assert "neuron-rtd unix:/run/neuron.sock" in top  # the daemon's tab
     assert daemon_addresses(["unix:/b"], {"NEURON_RTD_ADDRESS": "unix:/a"}) == ["unix:/a", "unix:/b"]
+    assert stub.unload(pb.unload_request(h_nn=nn)).status.code == 0
+
+
+def test_daemon_and_2x_race_for_a_device_exactly_one_wins() -> None:
+    for root in short_root():
+        daemon = start_daemon(root, "-t", _bdf(root, 0), wait=False)
+        try:
+            runtime = nrt_lab.init(env={"NRT_LAB_ROOT": str(root), "NEURON_RT_VISIBLE_CORES": "0-3"}, root=root)
+        except nrt_lab.NrtError as exc:
+            assert "NeuronCore(s) not available" in exc.message
+            daemon.wait_serving()  # the daemon won: it serves and holds device 0
+            assert daemon.stop() == 0
+        else:
+            try:
+                assert daemon.wait_exit() == 1 and "cannot claim devices [0]" in daemon.output()
+            finally:
+                runtime.close()
+
+
+def test_infer_stream_answers_each_request_in_order(served: tuple[Path, pb_grpc.nmgr_v1Stub, int]) -> None:
+    root, stub, _ = served
+    nn = _load(stub, add_neff()).h_nn
+    channel = grpc.insecure_channel(channel_target("unix:/run/neuron.sock", root))
+    try:
+        stream = pb_grpc.nmgr_streamStub(channel)
+        requests = [_infer_request(nn.id, b=k * ONES) for k in (1.0, 2.0)] + [pb.infer_request(h_nn=pb.h_nn(id=1))]
+        replies = list(stream.infer_stream(iter(requests)))
+    finally:
+        channel.close()
+    assert [r.status.code for r in replies] == [0, 0, 3]
+    assert [float(np.frombuffer(r.ofmap[0].buf, np.float32)[0]) for r in replies[:2]] == [2.0, 3.0]
+    metrics = stub.read_all_metrics(pb.read_all_metrics_request())
+    latency = metrics.nmgr_metrics[0]
+    assert latency.metric_type == pb.NMGR_METRIC_INFER_LATENCY and latency.data[0].value_agg.count >= 2
+    assert stub.read_all_metrics(pb.read_all_metrics_request()).nmgr_metrics[0].data == []  # taken
+    assert stub.read_inference_counters(pb.empty()).nmgr_counters.infer_count >= 2
+    assert stub.read_nc_time_in_use(pb.read_nc_time_in_use_request(vnc_id=99)).status.code == 2
     assert stub.unload(pb.unload_request(h_nn=nn)).status.code == 0

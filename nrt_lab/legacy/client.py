@@ -43,12 +43,14 @@ __all__ = [
     "LegacyModel",
     "channel_target",
     "connect",
+    "daemon_ncg_count",
     "parse_group_sizes",
 ]
 
 CHUNK_BYTES = 1 << 20
 """NEFF bytes per ``neff_chunk`` message, as the 1.x frameworks streamed them."""
 DEFAULT_INFER_TIMEOUT_S = 10
+_FAILED_STATE = 8
 SHM_PREFIX = "/aws_neuron_runtime_"
 _ENTRY = re.compile(r"(?:(\d+)\s*x\s*)?(\d+)")
 
@@ -88,6 +90,44 @@ def connect(address: str, root: Path, timeout_s: float = 5.0) -> grpc.Channel:
             f"no neuron-rtd answers at {address}; start one (sudo systemctl start neuron-rtd, or: nrt-lab systemctl "
             "start neuron-rtd) or point NEURON_RTD_ADDRESS at a running daemon") from None
     return channel
+
+
+class _Guarded:
+    """A stub whose calls raise DaemonUnreachable (naming the address) instead of a bare grpc.RpcError when the
+    daemon stops answering mid-session."""
+
+    def __init__(self, stub: Any, address: str) -> None:
+        self._stub = stub
+        self._address = address
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._stub, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(*args, **kwargs)
+            except grpc.RpcError as exc:
+                code = exc.code() if hasattr(exc, "code") else None
+                details = exc.details() if hasattr(exc, "details") else str(exc)
+                raise DaemonUnreachable(f"neuron-rtd at {self._address} failed during {name}: {details} "
+                                        f"({code.name if code is not None else 'no status'})") from None
+        return call
+
+
+def daemon_ncg_count(address: str, root: Path, timeout_s: float = 2.0) -> int | None:
+    """How many NCGs the daemon at ``address`` holds (None when nothing answers there): what a 2.x framework
+    checks before refusing to run beside a daemon ("Detected occupied neuron-rtd (N) NeuronCore groups")."""
+    try:
+        channel = connect(address, root, timeout_s)
+    except DaemonUnreachable:
+        return None
+    try:
+        reply = pb_grpc.nmgr_v1Stub(channel).list_egs(pb.empty(), timeout=timeout_s)  # type: ignore[no-untyped-call]
+        return len(reply.eg_info)
+    except grpc.RpcError:
+        return None
+    finally:
+        channel.close()
 
 
 def parse_group_sizes(value: str | None) -> list[int]:
@@ -169,15 +209,23 @@ class LegacyModel:
         return {io.name: np.frombuffer(io.buf, dtype=self.outputs[io.name][0]).reshape(self.outputs[io.name][1])
                 for io in response.ofmap if io.name in self.outputs}
 
+    def _call(self, method: Any, request: pb.infer_request) -> Any:
+        response = method(request, timeout=self.client.rpc_timeout_s)
+        if response.status.code == _FAILED_STATE and self.eg_id:
+            # another model of this NCG runs: swap this one in, as the 1.x frameworks did
+            self.start()
+            response = method(request, timeout=self.client.rpc_timeout_s)
+        return response
+
     def infer(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray[Any, Any]]:
-        """One synchronous inference (``infer``)."""
-        response = self.client.stub.infer(self._request(inputs), timeout=self.client.rpc_timeout_s)
+        """One synchronous inference (``infer``); a model waiting in STANDBY in its NCG is started first."""
+        response = self._call(self.client.stub.infer, self._request(inputs))
         _check(response.status, "infer")
         return self._outputs(response)
 
     def post(self, inputs: Mapping[str, Any]) -> int:
         """Queue one inference (``infer_post``); the cookie for ``wait``. NERR_QUEUE_FULL beyond ninfer."""
-        response = self.client.stub.infer_post(self._request(inputs), timeout=self.client.rpc_timeout_s)
+        response = self._call(self.client.stub.infer_post, self._request(inputs))
         _check(response.status, "infer_post")
         return int(response.cookie)
 
@@ -225,8 +273,8 @@ class Client:
         self.use_shm = shm_allowed if use_shm is None else (use_shm and shm_allowed)
         self.rpc_timeout_s = float(self.infer_timeout_s or DEFAULT_INFER_TIMEOUT_S) + 30.0
         self.channel = connect(self.address, self.root, connect_timeout_s)
-        self.stub = pb_grpc.nmgr_v1Stub(self.channel)  # type: ignore[no-untyped-call]
-        self.ext = ext_grpc.nrt_lab_daemonStub(self.channel)  # type: ignore[no-untyped-call]
+        self.stub: Any = _Guarded(pb_grpc.nmgr_v1Stub(self.channel), self.address)  # type: ignore[no-untyped-call]
+        self.ext: Any = _Guarded(ext_grpc.nrt_lab_daemonStub(self.channel), self.address)  # type: ignore[no-untyped-call]
         self.models: list[LegacyModel] = []
         self.groups: list[int] = []
         self._next_group = itertools.count()
@@ -330,7 +378,7 @@ class Client:
             os.unlink(f"/dev/shm{buf.path}")
 
     def _release_buffer(self, buf: _Buffer) -> None:
-        with contextlib.suppress(grpc.RpcError):
+        with contextlib.suppress(grpc.RpcError, DaemonUnreachable):
             self.stub.shm_unmap(pb.shm_unmap_request(path=buf.path))
         self._unlink(buf)
 
@@ -354,10 +402,10 @@ class Client:
         self._closing.set()
         try:
             for model in list(self.models):
-                with contextlib.suppress(LegacyError, grpc.RpcError):
+                with contextlib.suppress(LegacyError, grpc.RpcError, DaemonUnreachable):
                     model.unload()
             for eg in self.groups:
-                with contextlib.suppress(grpc.RpcError):
+                with contextlib.suppress(grpc.RpcError, DaemonUnreachable):
                     self.stub.destroy_eg(pb.destroy_eg_request(h_eg=pb.h_eg(id=eg)))
             self.groups.clear()
         finally:

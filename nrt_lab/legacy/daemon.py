@@ -51,6 +51,7 @@ class DaemonConfig:
     devices: tuple[int, ...] | None = None
     timeout_s: int = 2
     ninfer: int = 4
+    log_level: int = 5
 
 
 def instance_config(instance: str) -> str:
@@ -109,7 +110,10 @@ def load_config(root: Path, real_path: str, *, required: bool) -> DaemonConfig:
             _positive(real_path, key, data[key], 1 << 16)
     timeout = _positive(real_path, "timeout", data.get("timeout", 2), 3600)
     ninfer = _positive(real_path, "ninfer", data.get("ninfer", 4), 1024)
-    return DaemonConfig(name, port, tuple(devices) if devices is not None else None, timeout, ninfer)
+    level = data.get("log_level", 5)
+    if not isinstance(level, int) or isinstance(level, bool) or not 0 <= level <= 7:
+        raise DaemonError(f"{real_path}: log_level is {level!r}; accepted: an integer from 0 to 7")
+    return DaemonConfig(name, port, tuple(devices) if devices is not None else None, timeout, ninfer, level)
 
 
 def bind_target(root: Path, address: str) -> tuple[str, Path | None]:
@@ -175,8 +179,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-c", dest="config", metavar="CONFIG", help=f"config file (default {DEFAULT_CONFIG})")
     p.add_argument("-i", dest="instance", metavar="NAME", default="", help="instance name (selects nrtd<NAME>.json)")
     p.add_argument("-t", dest="bdfs", metavar="BDF", action="append", default=[], help="manage this PCI device")
-    p.add_argument("-l", dest="level", metavar="LEVEL", type=int, default=5, choices=range(0, 8),
-                   help="log level 0-7 (6 debug, 7 trace; default 5)")
+    p.add_argument("-l", dest="level", metavar="LEVEL", type=int, default=None, choices=range(0, 8),
+                   help="log level 0-7 (3 errors, 5 info, 6 debug, 7 trace; default: the config's log_level, else 5)")
     p.add_argument("-x", "--log-console", action="store_true", help="also log to the console")
     p.add_argument("-v", "--version", action="version", version=f"neuron-rtd {LEGACY_RUNTIME_VERSION}")
     return p
@@ -186,13 +190,14 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     """Run the daemon until SIGTERM/SIGINT; 1 (with one error line) when it cannot start, 2 on bad usage."""
     args = _parser().parse_args(argv)
     environment = dict(os.environ if env is None else env)
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")  # grpc's own log lines; the daemon reports its errors itself
     argv_list = list(sys.argv[1:] if argv is None else argv)
     try:
         root = resolve_root(environment)
     except (StateError, ValueError) as exc:
         print(f"neuron-rtd: {exc}", file=sys.stderr)
         return 1
-    log = DaemonLog(root / "log" / "syslog", console=args.log_console, level=args.level)
+    log = DaemonLog(root / "log" / "syslog", console=args.log_console, level=5 if args.level is None else args.level)
     try:
         return _serve(args, argv_list, root, environment, log)
     except DaemonError as exc:
@@ -211,6 +216,8 @@ def _serve(args: argparse.Namespace, argv: list[str], root: Path, env: Mapping[s
             raise DaemonError(f"unknown instance {args.instance!r}: {exc} (write it or pass -c CONFIG)") from None
     else:
         config = load_config(root, str(DEFAULT_CONFIG), required=False)
+    if args.level is None:
+        log.level = config.log_level
     address = args.address or config.server_port or DEFAULT_ADDRESS
     target, sock = bind_target(root, address)
     try:

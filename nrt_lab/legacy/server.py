@@ -18,6 +18,7 @@ import socket
 import stat
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,7 @@ SUPPORTED_NEFF: tuple[int, int] = (1, 1)
 """Newest NEFF version neuron-rtd loads (docs/legacy_daemon.md): models compiled for 1.x run on both runtimes."""
 
 FIRST_NN_ID = 10001
+MAX_LATENCY_SAMPLES = 4096
 MAX_NEFF_STREAM_BYTES = 256 << 20
 """Most NEFF bytes one load stream may carry; a longer stream (or a larger neff_size) is refused with NERR_INVALID."""
 
@@ -198,12 +200,15 @@ class Daemon:
         self._live_sessions: set[int] = set()
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(2, self.nc_count),
                                                            thread_name_prefix="nrtd-exec")
+        self.time_in_use_ns = [0] * self.nc_count  # per daemon NC: time spent executing
+        self.latencies_us: list[float] = []
+        self._stream_bytes = 0  # NEFF bytes held by load streams in progress (bounded by MAX_NEFF_STREAM_BYTES)
         self.counters = {"infer": 0, "load": 0, "unload": 0, "start": 0, "stop": 0, "queue_drop": 0}
 
     # ------------------------------------------------------------------ helpers
     def fail(self, code: int, module: str, function: str, message: str) -> _Fail:
         """Log an error and return the exception carrying its nerr code."""
-        self.log.log(module, function, message)
+        self.log.log(module, function, message, level=3)
         return _Fail(code, module, function, message)
 
     def _free_runs(self) -> list[tuple[int, int]]:
@@ -227,6 +232,20 @@ class Daemon:
     def device_of(self, index: int) -> int:
         """neuron-ls device index of the daemon's ``index``-th NeuronCore."""
         return self.runtime.instance.device_of_core(self.runtime.cores[index])
+
+    def reserve_stream(self, size: int) -> None:
+        """Account ``size`` more bytes of load streams in flight; NERR_RESOURCE past the daemon's budget."""
+        with self._lock:
+            if self._stream_bytes + size > MAX_NEFF_STREAM_BYTES:
+                raise self.fail(RESOURCE, "NMGR", "kmgr_load_nn",
+                                f"Too many NEFF bytes in flight ({MAX_NEFF_STREAM_BYTES} at most over all loads); "
+                                "retry when other loads finish")
+            self._stream_bytes += size
+
+    def release_stream(self, size: int) -> None:
+        """Give back bytes of a finished load stream."""
+        with self._lock:
+            self._stream_bytes -= size
 
     # ------------------------------------------------------------------ NCGs
     def create_eg(self, nc_count: int, session: int = 0, implicit: bool = False) -> _EG:
@@ -412,15 +431,28 @@ class Daemon:
         return arrays
 
     def _run(self, nn: _NN, arrays: dict[str, np.ndarray[Any, Any]]) -> dict[str, bytes]:
+        started = time.perf_counter_ns()
         outputs = nn.model.execute(arrays)
         result: dict[str, bytes] = {}
         for name, tensor in outputs.items():
             result[name] = tensor.read()
             tensor.free()
+        elapsed = time.perf_counter_ns() - started
         with self._lock:
             nn.infers += 1
             self.counters["infer"] += 1
+            for vnc in range(nn.eg.start, nn.eg.start + nn.eg.count):
+                self.time_in_use_ns[vnc] += elapsed
+            self.latencies_us.append(elapsed / 1000.0)
+            if len(self.latencies_us) > MAX_LATENCY_SAMPLES:
+                del self.latencies_us[: len(self.latencies_us) - MAX_LATENCY_SAMPLES]
         return result
+
+    def take_latencies(self) -> list[float]:
+        """Inference latencies (µs) since the previous call (read_all_metrics summarises them)."""
+        with self._lock:
+            taken, self.latencies_us = self.latencies_us, []
+        return taken
 
     def post(self, request: Any, function: str = "infer_post") -> int:
         """Queue one inference; NERR_QUEUE_FULL when ``ninfer`` are already in flight."""
@@ -578,6 +610,7 @@ class _NmgrV1(pb_grpc.nmgr_v1Servicer):
         declared: int | None = None
         chunks: list[bytes] = []
         received = 0
+        reserved = 0
         path = ""
         try:
             for request in request_iterator:
@@ -603,6 +636,8 @@ class _NmgrV1(pb_grpc.nmgr_v1Servicer):
                         raise d.fail(INVALID, "NMGR", "kmgr_load_nn",
                                      f"NEFF stream carries more than {limit} bytes"
                                      + (" (its neff_size)" if declared is not None else " (the daemon's limit)"))
+                    d.reserve_stream(len(request.neff_chunk.chunk))
+                    reserved += len(request.neff_chunk.chunk)
                     chunks.append(request.neff_chunk.chunk)
             if path:
                 data = _read_neff_file(d, path)
@@ -618,6 +653,9 @@ class _NmgrV1(pb_grpc.nmgr_v1Servicer):
             nn = d.load(data, eg_id=eg_id, timeout_s=timeout, ninfer=ninfer, session=session)
         except _Fail as exc:
             return pb.load_response(status=_status(exc))
+        finally:
+            chunks.clear()
+            d.release_stream(reserved)
         return pb.load_response(status=_ok(), h_nn=pb.h_nn(id=nn.id))
 
     def _simple(self, action: Any, nn_id: int) -> pb.status:
@@ -704,8 +742,13 @@ class _NmgrV1(pb_grpc.nmgr_v1Servicer):
 
     def read_nc_time_in_use(self, request: pb.read_nc_time_in_use_request,
                             context: grpc.ServicerContext) -> pb.read_nc_time_in_use_response:
-        return pb.read_nc_time_in_use_response(nc_time_in_use=pb.nc_time_in_use(virtual_nc_id=request.vnc_id),
-                                               status=_ok())
+        if request.vnc_id >= self.d.nc_count:
+            exc = self.d.fail(INVALID, "NRTD", "read_nc_time_in_use",
+                              f"NC {request.vnc_id} is invalid; accepted: 0 to {self.d.nc_count - 1}")
+            return pb.read_nc_time_in_use_response(status=_status(exc))
+        used = self.d.time_in_use_ns[request.vnc_id] // 1000  # microseconds
+        return pb.read_nc_time_in_use_response(
+            nc_time_in_use=pb.nc_time_in_use(virtual_nc_id=request.vnc_id, time_in_use=used), status=_ok())
 
     def _nmgr_counters(self) -> pb.nmgr_counters:
         c = self.d.counters
@@ -726,7 +769,13 @@ class _NmgrV1(pb_grpc.nmgr_v1Servicer):
 
     def read_all_metrics(self, request: pb.read_all_metrics_request,
                          context: grpc.ServicerContext) -> pb.read_all_metrics_response:
-        return pb.read_all_metrics_response(status=_ok())
+        values = self.d.take_latencies()
+        data = pb.metric_data(ts_nanos_since_epoch=time.time_ns())
+        if values:
+            data.value_agg.CopyFrom(pb.aggregate(min=min(values), max=max(values), count=len(values),
+                                                 sum=sum(values)))
+        metric = pb.metric(metric_type=pb.NMGR_METRIC_INFER_LATENCY, data=[data] if values else [])
+        return pb.read_all_metrics_response(nmgr_metrics=[metric], status=_ok())
 
     def shm_map(self, request: pb.shm_map_request, context: grpc.ServicerContext) -> pb.shm_map_response:
         path = request.path if request.WhichOneof("data") == "path" else request.path_hugetlb.path
@@ -805,8 +854,6 @@ class _Sessions(pb_grpc.nmgr_session_managerServicer):
     def session_monitor(self, request_iterator: Iterator[pb.session_monitor_request],
                         context: grpc.ServicerContext) -> Iterator[pb.session_monitor_response]:
         session = 0
-        ended = threading.Event()
-        context.add_callback(ended.set)
         try:
             first = next(request_iterator, None)
             if first is None:
