@@ -17,8 +17,8 @@ import nrt_lab
 from conftest import busy_message, parse_log_lines
 from nrt_lab.driver import DaemonRunningError, Machine
 from nrt_lab.errors import NrtError, NrtStatus
-from nrt_lab.legacy.client import channel_target
-from nrt_lab.legacy.coexist import DaemonOccupiedError, check_no_daemon_ncgs, daemon_ncg_count
+from nrt_lab.legacy.client import channel_target, daemon_ncg_count
+from nrt_lab.legacy.coexist import DaemonOccupiedError, check_no_daemon_ncgs
 from nrt_lab.legacy.proto import nrt_v1_pb2 as pb
 from nrt_lab.legacy.proto import nrt_v1_pb2_grpc as pb_grpc
 from nrt_lab.monitor import Monitor, diagnose
@@ -123,11 +123,11 @@ def test_a_framework_finds_the_real_daemons_ncgs_and_refuses() -> None:
     for root in short_root():
         write_config(root, "nrtd0.json", {"name": "nrtd0", "server_port": "unix:/run/neuron.sock0", "devices": [0]})
         env = {"NRT_LAB_ROOT": str(root), "NEURON_RTD_ADDRESS": "unix:/run/neuron.sock0"}
-        assert daemon_ncg_count(env=env) is None  # nothing answers: nothing to refuse
+        assert daemon_ncg_count("unix:/run/neuron.sock0", root) is None  # nothing answers: nothing to refuse
         check_no_daemon_ncgs(env=env)
         daemon = start_daemon(root, instance="0")
         try:
-            assert daemon_ncg_count(env=env) == 0
+            assert daemon_ncg_count("unix:/run/neuron.sock0", root) == 0
             channel = grpc.insecure_channel(channel_target("unix:/run/neuron.sock0", root))
             stub = pb_grpc.nmgr_v1Stub(channel)  # type: ignore[no-untyped-call]
             for _ in range(2):

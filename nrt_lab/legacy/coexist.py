@@ -9,12 +9,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from nrt_lab.driver import resolve_root
-from nrt_lab.legacy.client import DaemonUnreachable, connect
+from nrt_lab.legacy.client import daemon_ncg_count
 from nrt_lab.legacy.paths import DEFAULT_ADDRESS
-from nrt_lab.legacy.proto import nrt_v1_pb2 as pb
-from nrt_lab.legacy.proto import nrt_v1_pb2_grpc as pb_grpc
 
-__all__ = ["OCCUPIED_MESSAGE", "DaemonOccupiedError", "check_no_daemon_ncgs", "daemon_ncg_count"]
+__all__ = ["OCCUPIED_MESSAGE", "DaemonOccupiedError", "check_no_daemon_ncgs"]
 
 OCCUPIED_MESSAGE = ("Detected occupied neuron-rtd ({count}) NeuronCore groups. Please stop it by "
                     "'sudo systemctl stop neuron-rtd'")
@@ -29,30 +27,13 @@ class DaemonOccupiedError(RuntimeError):
         self.address = address
 
 
-def daemon_ncg_count(address: str | None = None, *, env: Mapping[str, str] | None = None,
-                     root: Path | str | None = None, timeout_s: float = 1.0) -> int | None:
-    """How many NeuronCore groups the daemon at ``address`` (default ``NEURON_RTD_ADDRESS``) has; None when no
-    daemon answers there."""
+def check_no_daemon_ncgs(address: str | None = None, *, env: Mapping[str, str] | None = None,
+                         root: Path | str | None = None, timeout_s: float = 1.0) -> None:
+    """What a 2.x framework does first: raise DaemonOccupiedError when the daemon at ``address`` (default
+    ``NEURON_RTD_ADDRESS``, else ``unix:/run/neuron.sock``) holds NCGs; nothing answering there is fine."""
     environment = dict(os.environ if env is None else env)
     where = address or environment.get("NEURON_RTD_ADDRESS") or DEFAULT_ADDRESS
     state_root = Path(root) if root is not None else resolve_root(environment)
-    try:
-        channel = connect(where, state_root, timeout_s)
-    except DaemonUnreachable:
-        return None
-    try:
-        stub = pb_grpc.nmgr_v1Stub(channel)  # type: ignore[no-untyped-call]
-        response: pb.out_list_egs = stub.list_egs(pb.empty(), timeout=max(timeout_s, 5.0))
-        return len(response.eg_info)
-    finally:
-        channel.close()
-
-
-def check_no_daemon_ncgs(address: str | None = None, *, env: Mapping[str, str] | None = None,
-                         root: Path | str | None = None, timeout_s: float = 1.0) -> None:
-    """What a 2.x framework does first: raise DaemonOccupiedError when the daemon at ``address`` holds NCGs."""
-    environment = dict(os.environ if env is None else env)
-    where = address or environment.get("NEURON_RTD_ADDRESS") or DEFAULT_ADDRESS
-    count = daemon_ncg_count(where, env=environment, root=root, timeout_s=timeout_s)
+    count = daemon_ncg_count(where, state_root, timeout_s)
     if count:
         raise DaemonOccupiedError(count, where)
