@@ -50,6 +50,8 @@ def test_install_runtime_pulls_base_and_writes_the_conffile(machine: Machine,
     code, out, _ = _pkg(capsys, "list", "--json")
     rows = {r["package"]: r for r in json.loads(out)}
     assert rows["aws-neuron-runtime"]["version"] == "1.5.0.0" and rows["aws-neuron-tools"]["installed"] is False
+    machine.destroy()  # a new instance has none of the old one's packages
+    assert packages.installed_packages(machine.root) == {}
 
 
 def test_remove_checks_dependencies_then_keeps_the_conffile(machine: Machine,

@@ -215,7 +215,7 @@ class Machine:
         """Remove the machine and its driver (the next use provisions the default again)."""
         with allocation_lock(self.root):
             self._refuse_if_in_use("destroy the machine", self._current_or_none())
-            for name in ("machine.json", "driver.json"):
+            for name in ("machine.json", "driver.json", "packages.json"):  # packages.json: nrt-lab pkg
                 unlink_state_file(self.root / name)
             for sub in ("procs", "faults", "rtd"):
                 reset_state_dir(self.root / sub)
