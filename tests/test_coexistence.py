@@ -22,6 +22,7 @@ from nrt_lab.legacy.coexist import DaemonOccupiedError, check_no_daemon_ncgs
 from nrt_lab.legacy.proto import nrt_v1_pb2 as pb
 from nrt_lab.legacy.proto import nrt_v1_pb2_grpc as pb_grpc
 from nrt_lab.monitor import Monitor, diagnose
+from nrt_lab.neff import GraphBuilder
 from nrt_lab.nrt import Framework, nrt_init
 from nrt_lab.runtime import get_runtime
 from nrt_lab.tools import cli
@@ -153,3 +154,28 @@ def test_core_map_labels_the_daemons_cores(machine: Machine, tmp_path: Path) -> 
             assert [c for c, pid in core_map.core_owners().items() if pid == daemon.pid] == [2, 3]
         finally:
             core_map.close()
+
+
+def test_doctor_checks_neff_versions_against_both_runtimes(machine: Machine, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    paths = {}
+    for name, version in (("old", (1, 1)), ("new", (2, 0)), ("future", (3, 0))):
+        g = GraphBuilder(name=name)
+        g.output("y", g.op("relu", [g.input("x", "float32", (2, 2))]))
+        paths[name] = tmp_path / f"{name}.neff"
+        paths[name].write_bytes(g.build(neff_version=version))
+    (tmp_path / "junk.neff").write_bytes(b"not a neff")
+    os.mkfifo(tmp_path / "pipe.neff")
+    args = [a for p in [*paths.values(), tmp_path / "junk.neff", tmp_path / "pipe.neff", tmp_path / "nope.neff"]
+            for a in ("--neff", str(p))]
+    assert cli.main(["doctor", "--json", *args]) == 1
+    found = {(f["id"], f["severity"], f["title"].split(" ")[0]) for f in json.loads(capsys.readouterr().out)["findings"]}
+    assert {("neff:both", "info", str(paths["old"])), ("neff:rtd", "info", str(paths["new"])),
+            ("neff:version", "error", str(paths["future"])), ("neff:invalid", "error", str(tmp_path / "junk.neff")),
+            ("neff:unreadable", "error", str(tmp_path / "pipe.neff")),
+            ("neff:unreadable", "error", str(tmp_path / "nope.neff"))} <= found
+    with FakeDaemon(machine.root, tmp_path):
+        assert cli.main(["doctor", "--neff", str(paths["new"])]) == 0
+        out = capsys.readouterr().out
+        assert f"WARNING: {paths['new']} is NEFF 2.0: Runtime 2.x only (a neuron-rtd is running)" in out
+        assert "load fails with 10: NEFF version mismatch supported: 1.1 received: 2.0" in out

@@ -34,7 +34,7 @@ from nrt_lab.legacy.proto import nrt_lab_ext_pb2 as ext
 from nrt_lab.legacy.proto import nrt_lab_ext_pb2_grpc as ext_grpc
 from nrt_lab.legacy.proto import nrt_v1_pb2 as pb
 from nrt_lab.legacy.proto import nrt_v1_pb2_grpc as pb_grpc
-from nrt_lab.neff import HEADER_SIZE, parse_neff_header
+from nrt_lab.neff import HEADER_SIZE, RUNTIME_1X_NEFF_VERSION, parse_neff_header
 from nrt_lab.runtime import Model, Runtime
 
 __all__ = [
@@ -49,9 +49,7 @@ __all__ = [
     "add_services",
 ]
 
-"""The Runtime 1.x version the emulated daemon reports (get_version, session_monitor, its owner record)."""
-
-SUPPORTED_NEFF: tuple[int, int] = (1, 1)
+SUPPORTED_NEFF: tuple[int, int] = RUNTIME_1X_NEFF_VERSION
 """Newest NEFF version neuron-rtd loads (docs/legacy_daemon.md): models compiled for 1.x run on both runtimes."""
 
 FIRST_NN_ID = 10001

@@ -14,6 +14,7 @@ from nrt_lab.monitor.diagnose import (
     environment_rows,
     installed_frameworks,
     mxnet_1_5_error,
+    neff_findings,
     parse_environment,
     unreadable_machine,
 )
@@ -103,6 +104,7 @@ __all__ = [
     "read_daemon",
     "installed_frameworks",
     "mxnet_1_5_error",
+    "neff_findings",
     "snapshot",
     "HARDWARE_COUNTERS",
     "SYSFS_ROOT",

@@ -42,6 +42,7 @@ __all__ = [
     "describe_owner",
     "installed_frameworks",
     "mxnet_1_5_error",
+    "neff_findings",
     "UPGRADE_DRIVER_VERSION",
 ]
 
@@ -300,6 +301,39 @@ def _framework_findings(frameworks: Mapping[str, str]) -> list[Finding]:
                 "move to Neuron MXNet 1.8 (mx_neuron with aws-mx 1.8), which runs on Runtime 2.x; keep MXNet 1.5.1 "
                 "only on a machine that still runs neuron-rtd (Runtime 1.x)", "docs/legacy.md"))
     return findings
+
+
+def neff_findings(label: str, data: bytes, snapshot: MachineSnapshot | None = None) -> list[Finding]:
+    """What the runtimes say about the NEFF whose first bytes are ``data`` (``label`` names it): too new for
+    Runtime 2.x, too new for a running neuron-rtd, or loadable by both (a 1.x model needs no recompiling)."""
+    from nrt_lab.errors import NrtError, NrtStatus
+    from nrt_lab.neff import HEADER_SIZE, RUNTIME_1X_NEFF_VERSION, parse_neff_header
+
+    try:
+        header = parse_neff_header(data[:HEADER_SIZE])
+    except NrtError as exc:
+        if exc.status == NrtStatus.UNSUPPORTED_NEFF_VERSION:  # the runtime's own check and message
+            return [Finding(
+                "neff:version", "error", f"{label} is newer than Runtime 2.x loads", exc.message,
+                "compile with the Neuron compiler of the same SDK release as the runtime", "docs/behaviour.md §8")]
+        return [Finding("neff:invalid", "error", f"{label} is not a valid NEFF", exc.message,
+                        "recompile the model (neuronx-cc) or check that the file is complete", "docs/behaviour.md §8")]
+    major, minor = header.neff_version
+    version = f"{major}.{minor}"
+    old_max = RUNTIME_1X_NEFF_VERSION
+    if header.neff_version > old_max:
+        daemon = snapshot is not None and snapshot.daemon.running
+        return [Finding(
+            "neff:rtd", "warning" if daemon else "info",
+            f"{label} is NEFF {version}: Runtime 2.x only" + (" (a neuron-rtd is running)" if daemon else ""),
+            f"neuron-rtd loads NEFF <= {old_max[0]}.{old_max[1]} (load fails with 10: NEFF version mismatch "
+            f"supported: {old_max[0]}.{old_max[1]} received: {version})",
+            "run it with Runtime 2.x (in process: nrt_lab.init() and Model.load), not through the daemon",
+            "docs/legacy.md")]
+    return [Finding(
+        "neff:both", "info", f"{label} is NEFF {version}: runs on Runtime 1.x and 2.x",
+        "a model compiled for Runtime 1.x loads unchanged in Runtime 2.x",
+        "no recompiling needed to migrate it to Runtime 2.x", "docs/legacy.md")]
 
 
 def _environment_findings(env: Mapping[str, str], snapshot: MachineSnapshot) -> tuple[RuntimeConfig | None,
