@@ -5,6 +5,7 @@ timeouts, nerr codes and details, logs, device ownership, SIGTERM / SIGKILL, two
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import signal
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import jsonschema
 import numpy as np
 import pytest
 from legacy_helpers import add_neff, child_env, short_root, start_daemon, write_config
@@ -287,6 +289,9 @@ def test_neuron_monitor_polls_the_address_and_warns_when_nothing_answers(
     mon.start()
     now[0] += 1.0
     report = mon.collect()
+    schema = json.loads((Path(__file__).parent / "schemas" / "neuron_monitor_report.schema.json").read_text())
+    errors = [e.message for e in jsonschema.Draft202012Validator(schema).iter_errors(report)]
+    assert not errors, errors
     entries = report["neuron_runtime_data"]
     assert all(e["pid"] != pid for e in entries)  # a daemon is not a 2.x runtime
     polled = next(e for e in entries if e["address"] == "unix:/run/neuron.sock")

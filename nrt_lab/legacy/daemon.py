@@ -29,9 +29,10 @@ from nrt_lab.legacy.paths import DEFAULT_ADDRESS, DEFAULT_CONFIG, NEURON_PREFIX,
 from nrt_lab.legacy.server import LEGACY_RUNTIME_VERSION, Daemon, DaemonLog, Settings, add_services
 from nrt_lab.runtime import OwnerIdentity, init
 
-__all__ = ["CONFIG_MAX_BYTES", "DaemonConfig", "DaemonError", "bind_target", "instance_config", "load_config", "main"]
+__all__ = ["CONFIG_MAX_BYTES", "MAX_CONCURRENT_RPCS", "DaemonConfig", "DaemonError", "bind_target", "instance_config", "load_config", "main"]
 
 CONFIG_MAX_BYTES = 64 * 1024
+MAX_CONCURRENT_RPCS = 256
 _CONFIG_KEYS = {"name", "server_port", "devices", "init_config", "model_cache_count", "timeout", "ninfer",
                 "log_level"}
 _SUN_PATH_MAX = 107
@@ -266,7 +267,10 @@ def _serve(args: argparse.Namespace, argv: list[str], root: Path, env: Mapping[s
     settings = Settings(timeout_s=config.timeout_s, ninfer=config.ninfer, address=address, instance=args.instance,
                         devices=tuple(devices), runtime_version=version)
     daemon = Daemon(runtime, settings, log)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="nrtd-rpc"),
+    # A session holds one server thread for the client's life (session_monitor is a stream): many threads, and
+    # calls beyond MAX_CONCURRENT_RPCS fail at once with RESOURCE_EXHAUSTED instead of queueing forever.
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=MAX_CONCURRENT_RPCS + 8, thread_name_prefix="nrtd-rpc"),
+                         maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,
                          options=[("grpc.max_receive_message_length", 8 << 20),
                                   ("grpc.max_send_message_length", 64 << 20), ("grpc.so_reuseport", 0)])
     add_services(server, daemon)
