@@ -1,4 +1,4 @@
-"""Helpers for the L8b legacy tests: a stand-in neuron-rtd process (tests/neuron-rtd-standin.py) started directly or
+"""Helpers for the packages, systemctl and co-existence tests: a stand-in neuron-rtd process (tests/neuron-rtd-standin.py) started directly or
 found on PATH as ``neuron-rtd`` by ``nrt-lab systemctl``."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A stand-in for ``neuron-rtd`` used only by the L8b tests of packages, systemctl and co-existence: it holds its
+"""A stand-in for ``neuron-rtd`` used only by the fast tests of packages, systemctl and co-existence: it holds its
 devices through the driver's ownership with the daemon's owner record (the contract of docs/legacy.md), writes its
 pid file once "serving", and releases everything on SIGTERM. Tests of the real daemon live in
 test_legacy_daemon.py."""
