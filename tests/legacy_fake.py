@@ -1,5 +1,5 @@
-"""Helpers for the packages, systemctl and co-existence tests: a stand-in neuron-rtd process (tests/neuron-rtd-standin.py) started directly or
-found on PATH as ``neuron-rtd`` by ``nrt-lab systemctl``."""
+"""Helpers for the packages, systemctl and co-existence tests: a stand-in neuron-rtd process
+(tests/neuron-rtd-standin.py) started directly or found on PATH as ``neuron-rtd`` by ``nrt-lab systemctl``."""
 
 from __future__ import annotations
 
