@@ -48,6 +48,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import logging
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -468,7 +469,13 @@ def nrt_init(framework: Framework | int, fw_version: str, fal_version: str) -> N
     for value, what in ((fw_version, "fw_version"), (fal_version, "fal_version")):
         if not isinstance(value, str):
             raise TypeError(f"{what} must be a str, got {type(value).__name__}")
+    from nrt_lab.monitor import mxnet_1_5_error
+
     with _Status() as st:
+        refused = mxnet_1_5_error(fw_version) if framework == Framework.MXNET else None
+        if refused:  # the seed's FAQ: Neuron MXNet 1.5.1 needs neuron-rtd (docs/legacy.md)
+            sys.stderr.write(f"nrt_init: {refused}; use Neuron MXNet 1.8 with Runtime 2.x\n")
+            raise NrtError(NrtStatus.FAILURE, refused)
         init(framework)
     return st.status
 

@@ -112,19 +112,7 @@ def test_unreadable_driver_file_is_reported_not_raised(machine: Machine, capsys:
     assert code == 1 and "ERROR: driver.json is corrupted" in out
 
 
-def test_legacy_daemon_pid_file(machine: Machine) -> None:
-    rtd = machine.root / "rtd"
-    sleeper = subprocess.Popen(["sleep", "30"])
-    try:
-        (rtd / "neuron-rtd.pid").write_text(f"{sleeper.pid}\n", encoding="utf-8")
-        snap = Monitor().sample(runtimes=False)
-        assert snap.daemon.running and snap.daemon.pid == sleeper.pid
-        assert _find()["rtd"].severity == "warning"
-    finally:
-        sleeper.kill()
-        sleeper.wait(timeout=10)
-    snap = Monitor().sample(runtimes=False)
-    assert not snap.daemon.running and "stale pid file" in snap.daemon.text and "rtd" not in _find()
+# The legacy daemon's findings (from its owner record) are tested in test_coexistence.py.
 
 
 # ============================================================================================== diagnose

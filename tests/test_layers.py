@@ -29,7 +29,7 @@ RANKS: dict[str, int] = {
     "nrtpy": 5,
     "tools": 6,
     "widgets": 6,
-    "legacy": 6,
+    "legacy": 5,  # below tools: nrt-lab pkg|systemctl|migrate-check and neuron-monitor/top use it
     "distributed": 6,
     "__init__": 7,
 }

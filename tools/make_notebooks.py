@@ -467,6 +467,137 @@ _ = nrt_lab_cli(["fault", "list"])'''),
 ]
 
 
+NB06 = [
+    ("md", """# 06 — Migrating from Runtime 1.x
+
+Before Neuron 1.16.0 the runtime was a daemon, `neuron-rtd`: a package to install, a systemd service to start,
+a gRPC socket the frameworks talked to, and `neuron-cli` to manage it. Runtime 2.x is a library: an application
+claims NeuronCores when it starts and frees them when it exits. This lesson runs the old world on a scratch
+`inf1.6xlarge`, shows what goes wrong when the two meet, finds the 1.x patterns in a CI script and a Dockerfile,
+removes the daemon and runs the same model on 2.x, faster. Reference: `docs/legacy.md`."""),
+    ("code", """import os
+import tempfile
+import time
+
+import numpy as np
+
+import nrt_lab
+from nrt_lab.legacy.client import Client
+from nrt_lab.legacy.coexist import DaemonOccupiedError, check_no_daemon_ncgs
+from nrt_lab.legacy.neuron_cli import main as neuron_cli
+from nrt_lab.neff import GraphBuilder
+from nrt_lab.tools.cli import main as nrt_lab_cli
+
+os.environ["NRT_LAB_ROOT"] = tempfile.mkdtemp(prefix="nrt-lab-06-")  # a scratch machine for this lesson
+os.environ["GRPC_VERBOSITY"] = "NONE"
+machine = nrt_lab.open_machine()
+machine.create("inf1.6xlarge")
+
+
+def add_neff():
+    \"\"\"out = a + b on 4x3 float32 tensors, compiled "for Runtime 1.x" (NEFF 1.1 runs on both runtimes).\"\"\"
+    g = GraphBuilder(name="add")
+    a, b = g.input("a", "float32", (4, 3)), g.input("b", "float32", (4, 3))
+    g.output("out", g.op("add", [a, b]))
+    return g.build(neff_version=(1, 1), uuid=bytes(range(16)))
+
+
+neff = add_neff()
+inputs = {"a": np.full((4, 3), 1.5, dtype=np.float32), "b": np.arange(12, dtype=np.float32).reshape(4, 3)}"""),
+    ("md", """## 1. Install and start the daemon
+
+`aws-neuron-runtime` brings `neuron-rtd` and its systemd units; `aws-neuron-tools` brings `neuron-cli`."""),
+    ("code", """_ = nrt_lab_cli(["pkg", "install", "aws-neuron-runtime"])
+_ = nrt_lab_cli(["pkg", "install", "aws-neuron-tools"])
+_ = nrt_lab_cli(["pkg", "list"])"""),
+    ("code", """# NBVAL_IGNORE_OUTPUT
+_ = nrt_lab_cli(["systemctl", "start", "neuron-rtd"])
+_ = nrt_lab_cli(["systemctl", "status", "neuron-rtd"])"""),
+    ("md", """## 2. A 1.x application
+
+A pre-1.16 framework opened a session with the daemon at `NEURON_RTD_ADDRESS` (default `unix:/run/neuron.sock`),
+streamed the NEFF to it in 1 MiB chunks and sent every inference over gRPC."""),
+    ("code", """client = Client()
+model_1x = client.load(neff)
+print(model_1x.infer(inputs)["out"])"""),
+    ("md", """`neuron-cli` managed the daemon. It still works against it, and says on every run what replaces it."""),
+    ("code", """_ = neuron_cli(["list-model"])
+_ = neuron_cli(["list-ncg"])"""),
+    ("md", """The 2.x tools see the daemon too: it owns its devices like any runtime (neuron-top shows a tab per daemon)."""),
+    ("code", """# NBVAL_IGNORE_OUTPUT
+from nrt_lab.tools.neuron_top import main as neuron_top
+
+_ = neuron_top(["--once"])"""),
+    ("md", """## 3. A 2.x application beside the daemon
+
+Running both runtimes at once is undefined. The 2.x runtime warns, and the daemon's NeuronCores are busy; a 2.x
+framework also checks the daemon's socket and refuses to start while it holds NeuronCore groups."""),
+    ("code", """os.environ["NEURON_RT_LOG_LEVEL"] = "WARNING"  # show WARNING lines on the console too (default: syslog)
+try:
+    nrt_lab.init()
+except nrt_lab.NrtError as error:
+    print(f"{error.status.c_name} ({int(error.status)}): {error.message}")
+del os.environ["NEURON_RT_LOG_LEVEL"]
+try:
+    check_no_daemon_ncgs()
+except DaemonOccupiedError as error:
+    print(error)"""),
+    ("md", """`nrt-lab doctor` names the problem and the fix, and the driver cannot be upgraded under the daemon either."""),
+    ("code", """_ = nrt_lab_cli(["doctor"])
+_ = nrt_lab_cli(["driver", "install"])"""),
+    ("md", """Before leaving the 1.x world, measure the 1.x latency of this small model (the comparison comes at the end)."""),
+    ("code", """def median_latency_us(call, number=300):
+    samples = []
+    for _ in range(number):
+        start = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - start)
+    return float(np.median(samples)) * 1e6
+
+
+latency_1x = median_latency_us(lambda: model_1x.infer(inputs))"""),
+    ("md", """## 4. Find the 1.x patterns in your scripts
+
+`nrt-lab migrate-check` reads shell scripts, CI files, Dockerfiles, units, manifests and Python, and names the
+migration step for each 1.x pattern (`--format sarif` lets CI annotate the lines)."""),
+    ("code", """work = tempfile.mkdtemp(prefix="nrt-lab-06-src")
+with open(os.path.join(work, "ci.sh"), "w") as f:
+    f.write("#!/bin/bash\\nsudo apt-get install -y aws-neuron-runtime\\nsudo systemctl restart neuron-rtd\\n"
+            "neuron-cli list-model\\nNEURONCORE_GROUP_SIZES=2,2 pytest tests/\\n")
+with open(os.path.join(work, "Dockerfile"), "w") as f:
+    f.write('FROM ubuntu:20.04\\nRUN apt-get install -y aws-neuron-tools\\n'
+            'ENV NEURON_RTD_ADDRESS=unix:/sock/neuron.sock\\nCMD ["neuron-rtd", "-g", "unix:/sock/neuron.sock"]\\n')
+status = nrt_lab_cli(["migrate-check", work])
+print("exit status:", status)"""),
+    ("md", """## 5. Stop and remove the daemon
+
+The migration guide's order: stop the service, remove the package. Then the driver can be updated again."""),
+    ("code", """client.close()
+_ = nrt_lab_cli(["systemctl", "stop", "neuron-rtd"])
+_ = nrt_lab_cli(["pkg", "remove", "aws-neuron-runtime"])
+_ = nrt_lab_cli(["driver", "install"])
+print("owners now:", machine.owners())"""),
+    ("md", """## 6. The same model on Runtime 2.x
+
+No daemon, no socket: the NEFF compiled for 1.x loads in process and runs on a NeuronCore this process owns."""),
+    ("code", """runtime = nrt_lab.init()
+model_2x = nrt_lab.Model.load(neff)
+print(model_2x(inputs)["out"].numpy())
+latency_2x = median_latency_us(lambda: model_2x(inputs))"""),
+    ("code", """# NBVAL_IGNORE_OUTPUT
+import matplotlib.pyplot as plt
+
+print(f"1.x over gRPC: {latency_1x:.0f} µs, 2.x in process: {latency_2x:.0f} µs "
+      f"(2.x takes {latency_2x / latency_1x:.1%} of the 1.x time)")
+fig, ax = plt.subplots(figsize=(6, 2.2))
+ax.barh(["2.x (libnrt, in process)", "1.x (neuron-rtd, gRPC)"], [latency_2x, latency_1x], color=["#2a7", "#c55"])
+ax.set_xscale("log")
+ax.set_xlabel("median latency per inference, µs (log scale)")
+plt.show()"""),
+    ("code", """runtime.close()"""),
+]
+
+
 NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
     "01-getting-started": [
         ("md", """# 01 — Getting started with Neuron Runtime 2.x (emulated)
@@ -527,6 +658,7 @@ again."""),
     "03-live-utilization": NB03,
     "04-troubleshooting": NB04,
     "05-kernels-numpy-cupy": NB05,
+    "06-migrating-from-runtime-1x": NB06,
 }
 
 

@@ -3,6 +3,7 @@
 from nrt_lab.driver.faults import FAULT_KINDS, Fault, FaultError, clear_faults, inject_fault, list_faults
 from nrt_lab.driver.locks import CoreClaim, allocation_lock, list_owners, probe_free, try_claim
 from nrt_lab.driver.machine import (
+    DaemonRunningError,
     Machine,
     MachineInUseError,
     format_core_ranges,
@@ -10,7 +11,7 @@ from nrt_lab.driver.machine import (
     physical_core_count,
     physical_cores_of,
 )
-from nrt_lab.driver.owners import DAEMON_KIND, OwnerRecord
+from nrt_lab.driver.owners import DAEMON_KIND, OwnerRecord, command_line_of
 from nrt_lab.driver.package import (
     DEFAULT_DRIVER_VERSION,
     DRIVER_PACKAGE,
@@ -19,7 +20,17 @@ from nrt_lab.driver.package import (
     DriverVersion,
     parse_driver_version,
 )
-from nrt_lab.driver.state import DEFAULT_INSTANCE, MachineState, StateError, atomic_write_json, resolve_root
+from nrt_lab.driver.state import (
+    DEFAULT_INSTANCE,
+    MachineState,
+    StateError,
+    append_state_text,
+    atomic_write_json,
+    make_state_dir,
+    read_state_json,
+    resolve_root,
+    unlink_state_file,
+)
 
 __all__ = [
     "FAULT_KINDS",
@@ -41,6 +52,7 @@ __all__ = [
     "physical_cores_of",
     "DAEMON_KIND",
     "OwnerRecord",
+    "command_line_of",
     "DEFAULT_DRIVER_VERSION",
     "DRIVER_PACKAGE",
     "MIN_DRIVER_VERSION",
@@ -52,4 +64,9 @@ __all__ = [
     "StateError",
     "resolve_root",
     "atomic_write_json",
+    "append_state_text",
+    "make_state_dir",
+    "read_state_json",
+    "unlink_state_file",
+    "DaemonRunningError",
 ]

@@ -17,6 +17,7 @@ from nrt_lab.driver.locks import allocation_lock, held_cores, list_owners, remov
 from nrt_lab.driver.owners import OwnerRecord
 from nrt_lab.driver.package import (
     DEFAULT_DRIVER_VERSION,
+    DRIVER_PACKAGE,
     DriverState,
     DriverVersion,
     read_driver,
@@ -40,6 +41,7 @@ from nrt_lab.hardware import InstanceSpec, get_instance
 __all__ = [
     "Machine",
     "MachineInUseError",
+    "DaemonRunningError",
     "open_machine",
     "physical_cores_of",
     "physical_core_count",
@@ -63,6 +65,29 @@ class MachineInUseError(StateError):
             f"cannot {action}: module neuron is in use (Used by: {len(owners) or len(held)}): {who}. "
             "Stop those processes (or call nrt_lab.close() in them) and try again."
         )
+
+
+class DaemonRunningError(MachineInUseError):
+    """A driver change was refused because a Runtime 1.x daemon (neuron-rtd) holds devices: the dkms upgrade
+    failure of the troubleshooting guide, with its fix (docs/legacy.md)."""
+
+    def __init__(self, action: str, daemons: Sequence[OwnerRecord]) -> None:
+        super().__init__(action, daemons, [c for d in daemons for c in d.cores])
+        who = "; ".join(
+            f"pid {d.pid} ({_short(d.command)}, {d.extra.get('address', '?')}) holds "
+            f"{format_core_ranges(d.cores, prefix='nc')}" for d in daemons
+        )
+        units = sorted({"neuron-rtd@" + d.extra["instance"] if d.extra.get("instance") else "neuron-rtd"
+                        for d in daemons})
+        self.args = (
+            f"cannot {action}: the Neuron Runtime 1.x daemon is running ({who}). Stop it "
+            f"(sudo systemctl stop {' '.join(units)}; here: nrt-lab systemctl stop {' '.join(units)}), remove "
+            "aws-neuron-runtime (nrt-lab pkg remove aws-neuron-runtime), then install the driver again "
+            "(nrt-lab driver install)",
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 def _short(command: str, limit: int = 60) -> str:
@@ -169,6 +194,11 @@ class Machine:
         if held:
             raise MachineInUseError(action, self.owners(), held)
 
+    def _refuse_if_daemon(self, action: str) -> None:
+        daemons = [o for o in self.owners() if o.is_daemon]
+        if daemons:
+            raise DaemonRunningError(action, daemons)
+
     def create(self, instance_name: str, lnc: int | None = None) -> MachineState:
         """Re-provision as ``instance_name`` (new instance id); refused while any core is owned."""
         instance = get_instance(instance_name, lnc)
@@ -185,7 +215,7 @@ class Machine:
         """Remove the machine and its driver (the next use provisions the default again)."""
         with allocation_lock(self.root):
             self._refuse_if_in_use("destroy the machine", self._current_or_none())
-            for name in ("machine.json", "driver.json"):
+            for name in ("machine.json", "driver.json", "packages.json"):  # packages.json: nrt-lab pkg
                 unlink_state_file(self.root / name)
             for sub in ("procs", "faults", "rtd"):
                 reset_state_dir(self.root / sub)
@@ -205,6 +235,7 @@ class Machine:
         """Install (or up/downgrade) the package; the module is reloaded now unless cores are in use."""
         self.state()
         with allocation_lock(self.root):
+            self._refuse_if_daemon(f"install {DRIVER_PACKAGE} {version}")
             previous = read_driver(self.root)
             in_use = bool(held_cores(self.root, physical_core_count(self.state().instance)))
             loaded = previous.loaded if (in_use and previous is not None) else version
@@ -216,6 +247,7 @@ class Machine:
         """Remove the package; refused while cores are in use (``Cannot unload neuron module``)."""
         self.state()
         with allocation_lock(self.root):
+            self._refuse_if_daemon("uninstall the driver")
             self._refuse_if_in_use("uninstall the driver", self.state().instance)
             self._counters_reset()
             remove_driver(self.root)
@@ -227,6 +259,7 @@ class Machine:
             current = read_driver(self.root)
             if current is None:
                 raise StateError("cannot reload the driver: aws-neuronx-dkms is not installed (nrt-lab driver install)")
+            self._refuse_if_daemon("reload the driver")
             self._refuse_if_in_use("reload the driver", self.state().instance)
             self._counters_reset()
             return write_driver(self.root, current.installed, current.installed)

@@ -40,6 +40,9 @@ __all__ = [
     "environment_rows",
     "parse_environment",
     "describe_owner",
+    "installed_frameworks",
+    "mxnet_1_5_error",
+    "neff_findings",
     "UPGRADE_DRIVER_VERSION",
 ]
 
@@ -169,9 +172,10 @@ def unreadable_machine(error: str) -> Finding:
 
 
 def diagnose(snapshot: MachineSnapshot, env: Mapping[str, str], *, pid: int | None = None,
-             runtime: Runtime | None = None) -> list[Finding]:
+             runtime: Runtime | None = None, frameworks: Mapping[str, str] | None = None) -> list[Finding]:
     """Every finding that applies to process ``pid`` (default: this one) with environment ``env`` on the machine
-    of ``snapshot``; ``runtime`` is that process's live runtime, if any (default: this process's)."""
+    of ``snapshot``; ``runtime`` is that process's live runtime, if any (default: this process's); ``frameworks``
+    the installed Neuron framework distributions and versions (default: :func:`installed_frameworks`)."""
     if pid is None:
         pid = os.getpid()
         if runtime is None:
@@ -182,6 +186,7 @@ def diagnose(snapshot: MachineSnapshot, env: Mapping[str, str], *, pid: int | No
     findings: list[Finding] = []
     findings.extend(_driver_findings(snapshot))
     findings.extend(_daemon_findings(snapshot))
+    findings.extend(_framework_findings(installed_frameworks() if frameworks is None else frameworks))
     config, env_findings = _environment_findings(env, snapshot)
     findings.extend(env_findings)
     if live and runtime is not None and _neuron_env(env) != runtime.config.neuron_env:
@@ -236,13 +241,99 @@ def _driver_findings(snapshot: MachineSnapshot) -> list[Finding]:
 
 
 def _daemon_findings(snapshot: MachineSnapshot) -> list[Finding]:
-    if not snapshot.daemon.running:
+    """Runtime 1.x daemons holding devices (their owner records), and 2.x applications running beside them."""
+    daemons = snapshot.daemon.daemons
+    if not daemons:
         return []
+    units = " ".join(sorted({f"neuron-rtd@{d.extra['instance']}" if d.extra.get("instance") else "neuron-rtd"
+                             for d in daemons}))
+    held = format_core_ranges([c for d in daemons for c in d.machine_cores], prefix="nc")
+    findings = [Finding(
+        "rtd", "warning", "neuron-rtd (Runtime 1.x) is running: running Runtime 2.x applications beside it is "
+        "undefined", f"neuron-rtd {snapshot.daemon.text}; its NeuronCores {held} are busy for 2.x applications",
+        f"stop it for Runtime 2.x applications: sudo systemctl stop {units} (here: nrt-lab systemctl stop {units}); "
+        "leaving 1.x for good: also nrt-lab pkg remove aws-neuron-runtime; restart it only for 1.x applications",
+        "docs/legacy.md")]
+    beside = [o for o in snapshot.owners if o.is_runtime and not o.is_daemon]
+    if beside:
+        findings.append(Finding(
+            "rtd:beside", "warning", "Runtime 1.x and 2.x run side by side",
+            "2.x: " + "; ".join(describe_owner(o) for o in beside) + f" | 1.x: {snapshot.daemon.text}",
+            "run one runtime at a time: move the 1.x applications to Runtime 2.x (nrt-lab migrate-check finds "
+            f"what to change), then stop the daemon (nrt-lab systemctl stop {units})", "docs/legacy.md"))
+    return findings
+
+
+# Distributions of the Neuron MXNet integration and the versions that need Runtime 1.x (the seed's FAQ: "Neuron
+# MXNet 1.5.1 does not support Neuron Runtime 2.x").
+_MXNET_DISTRIBUTIONS = ("mxnet-neuron", "mxnet_neuron")
+
+
+def installed_frameworks() -> dict[str, str]:
+    """The Neuron framework distributions installed in this Python environment, with their versions."""
+    from importlib import metadata
+
+    found: dict[str, str] = {}
+    for name in _MXNET_DISTRIBUTIONS:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def mxnet_1_5_error(version: str) -> str | None:
+    """Why Neuron MXNet ``version`` cannot run on Runtime 2.x (None when it can): 1.5.x needs neuron-rtd."""
+    parts = version.split(".")
+    if parts[:2] != ["1", "5"]:
+        return None
+    return (f"Neuron MXNet {version} (MXNet 1.5.1) does not support Neuron Runtime 2.x (libnrt.so): it talks only "
+            "to the Runtime 1.x daemon neuron-rtd, and it is in maintenance mode")
+
+
+def _framework_findings(frameworks: Mapping[str, str]) -> list[Finding]:
+    findings: list[Finding] = []
+    for name, version in sorted(frameworks.items()):
+        error = mxnet_1_5_error(version) if name in _MXNET_DISTRIBUTIONS else None
+        if error:
+            findings.append(Finding(
+                "framework:mxnet15", "error", f"{name} {version} cannot run on Neuron Runtime 2.x", error,
+                "move to Neuron MXNet 1.8 (mx_neuron with aws-mx 1.8), which runs on Runtime 2.x; keep MXNet 1.5.1 "
+                "only on a machine that still runs neuron-rtd (Runtime 1.x)", "docs/legacy.md"))
+    return findings
+
+
+def neff_findings(label: str, data: bytes, snapshot: MachineSnapshot | None = None) -> list[Finding]:
+    """What the runtimes say about the NEFF whose first bytes are ``data`` (``label`` names it): too new for
+    Runtime 2.x, too new for a running neuron-rtd, or loadable by both (a 1.x model needs no recompiling)."""
+    from nrt_lab.errors import NrtError, NrtStatus
+    from nrt_lab.neff import HEADER_SIZE, RUNTIME_1X_NEFF_VERSION, parse_neff_header
+
+    try:
+        header = parse_neff_header(data[:HEADER_SIZE])
+    except NrtError as exc:
+        if exc.status == NrtStatus.UNSUPPORTED_NEFF_VERSION:  # the runtime's own check and message
+            return [Finding(
+                "neff:version", "error", f"{label} is newer than Runtime 2.x loads", exc.message,
+                "compile with the Neuron compiler of the same SDK release as the runtime", "docs/behaviour.md §8")]
+        return [Finding("neff:invalid", "error", f"{label} is not a valid NEFF", exc.message,
+                        "recompile the model (neuronx-cc) or check that the file is complete", "docs/behaviour.md §8")]
+    major, minor = header.neff_version
+    version = f"{major}.{minor}"
+    old_max = RUNTIME_1X_NEFF_VERSION
+    if header.neff_version > old_max:
+        daemon = snapshot is not None and snapshot.daemon.running
+        return [Finding(
+            "neff:rtd", "warning" if daemon else "info",
+            f"{label} is NEFF {version}: Runtime 2.x only" + (" (a neuron-rtd is running)" if daemon else ""),
+            f"neuron-rtd loads NEFF <= {old_max[0]}.{old_max[1]} (load fails with 10: NEFF version mismatch "
+            f"supported: {old_max[0]}.{old_max[1]} received: {version})",
+            "run it with Runtime 2.x (in process: nrt_lab.init() and Model.load), not through the daemon",
+            "docs/legacy.md")]
     return [Finding(
-        "rtd", "warning", "neuron-rtd (runtime 1.x) is running: running libnrt beside it is undefined",
-        f"neuron-rtd {snapshot.daemon.text}",
-        "stop neuron-rtd for libnrt applications: sudo systemctl stop neuron-rtd (restart it only for 1.x "
-        "applications)", "legacy runtime")]
+        "neff:both", "info", f"{label} is NEFF {version}: runs on Runtime 1.x and 2.x",
+        "a model compiled for Runtime 1.x loads unchanged in Runtime 2.x",
+        "no recompiling needed to migrate it to Runtime 2.x", "docs/legacy.md")]
 
 
 def _environment_findings(env: Mapping[str, str], snapshot: MachineSnapshot) -> tuple[RuntimeConfig | None,

@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from nrt_lab.driver import DriverState, MachineState
+from nrt_lab.driver import DriverState, MachineState, OwnerRecord
 from nrt_lab.hardware import InstanceSpec
 from nrt_lab.monitor.readers import (
     DEVICE_MEMORY_KINDS,
@@ -40,6 +40,9 @@ __all__ = [
     "neuroncore_counters",
     "read_hardware_counters",
     "runtime_entry",
+    "daemon_at",
+    "daemon_entry",
+    "no_daemon_error",
     "runtime_vcpu_usage",
     "system_vcpu_usage",
 ]
@@ -71,6 +74,23 @@ def counter_delta(now: int, before: int) -> int:
 def runtime_entry(pid: int, tag: str) -> dict[str, Any]:
     """A ``neuron_runtime_data`` entry without any group yet (``report`` is filled with the due groups)."""
     return {"pid": pid, "address": "", "neuron_runtime_tag": tag, "error": "", "report": {}}
+
+
+def daemon_entry(address: str, error: str = "") -> dict[str, Any]:
+    """The entry of a Runtime 1.x daemon polled at ``address`` (docs/legacy_daemon.md): ``pid`` 0, the address as
+    both ``address`` and ``neuron_runtime_tag``, as neuron-monitor 2.x reports a 1.x runtime."""
+    return {"pid": 0, "address": address, "neuron_runtime_tag": address, "error": error, "report": {}}
+
+
+def daemon_at(owners: Iterable[OwnerRecord], address: str) -> OwnerRecord | None:
+    """The live neuron-rtd owner record serving ``address`` (the 2.x side knows daemons only by these records)."""
+    return next((o for o in owners if o.is_daemon and o.extra.get("address") == address), None)
+
+
+def no_daemon_error(address: str) -> str:
+    """What a report says when nothing answers at ``address``."""
+    return (f"no Neuron Runtime 1.x daemon (neuron-rtd) answers at {address}; start it (nrt-lab systemctl start "
+            "neuron-rtd) or remove this address entry (Runtime 2.x applications are selected by tag_filter)")
 
 
 def neuroncore_counters(rt: RuntimeSnapshot, view: InstanceSpec) -> dict[str, Any]:

@@ -26,7 +26,15 @@ from typing import Any, Protocol, TypeVar, cast
 import numpy as np
 import psutil
 
-from nrt_lab.driver import DriverState, Machine, OwnerRecord, StateError, open_machine, physical_core_count
+from nrt_lab.driver import (
+    DAEMON_KIND,
+    DriverState,
+    Machine,
+    OwnerRecord,
+    StateError,
+    open_machine,
+    physical_core_count,
+)
 from nrt_lab.driver.locks import OwnerCache, list_owner_files
 from nrt_lab.driver.state import read_state_json
 from nrt_lab.driver.stats import DEVICE_MEMORY_KINDS, ERROR_KINDS, HOST_MEMORY_KINDS, OUTCOMES, StatsReader
@@ -39,6 +47,7 @@ __all__ = [
     "SYSTEM_CLOCK",
     "DaemonState",
     "OwnerView",
+    "daemon_state",
     "read_daemon",
     "machine_view_cores",
     "printable",
@@ -117,49 +126,53 @@ class OwnerView:
     lnc: int  # the LNC the process numbers its cores with
     cores: tuple[int, ...]  # in the process's own LNC view
     machine_cores: tuple[int, ...]  # the same cores in the machine's logical view
+    extra: Mapping[str, str] = field(default_factory=dict)  # the record's extra fields (framework, daemon kind)
 
     @property
     def is_runtime(self) -> bool:
         """True for a process holding NeuronCores (a device user without cores is not)."""
         return bool(self.cores)
 
+    @property
+    def is_daemon(self) -> bool:
+        """Whether this owner is a Runtime 1.x daemon (neuron-rtd) rather than a 2.x application."""
+        return self.extra.get("kind") == DAEMON_KIND
+
 
 @dataclass(frozen=True)
 class DaemonState:
-    """The legacy neuron-rtd (runtime 1.x) daemon, from its pid file under ``<root>/rtd/``."""
+    """The legacy neuron-rtd (runtime 1.x) daemons, from their owner records (``OwnerRecord.is_daemon``)."""
 
     running: bool = False
-    pid: int = 0
+    pid: int = 0  # the first daemon's pid
     text: str = "not running"
+    address: str = ""  # the first daemon's gRPC address as users write it (unix:/run/neuron.sock)
+    daemons: tuple[OwnerView, ...] = ()  # every running daemon
+
+
+def daemon_state(owners: Sequence[OwnerView]) -> DaemonState:
+    """The daemons among ``owners`` (their records say ``kind: neuron-rtd``), described for people."""
+    daemons = tuple(o for o in owners if o.is_daemon)
+    if not daemons:
+        return DaemonState()
+    text = "; ".join(
+        f"running (pid {d.pid}, {d.extra.get('address') or 'unix:/run/neuron.sock'}"
+        + (f", instance {d.extra['instance']}" if d.extra.get("instance") else "")
+        + f", {len(d.machine_cores)} NeuronCores)" for d in daemons)
+    first = daemons[0]
+    return DaemonState(True, first.pid, text, first.extra.get("address", ""), daemons)
 
 
 def read_daemon(root: Path) -> DaemonState:
-    """The legacy neuron-rtd daemon as seen in ``<root>/rtd/``: running, stale pid file, or not running."""
-    rtd = root / "rtd"
-    try:
-        entries = sorted(rtd.iterdir()) if rtd.is_dir() else []
-    except OSError:
-        entries = []
-    pid_files = [p for p in entries if p.suffix == ".pid"]
-    sockets = [p for p in entries if p.suffix in (".sock", ".socket") or p.is_socket()]
-    for pid_file in pid_files:
-        try:
-            if not pid_file.is_file() or pid_file.stat().st_size > 64:
-                continue
-            pid = int(pid_file.read_text(encoding="utf-8").split()[0])
-        except (OSError, ValueError, IndexError):
-            continue
-        if pid <= 0:
-            continue
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return DaemonState(False, pid, f"not running (stale pid file {pid_file.name}, pid {pid})")
-        except PermissionError:
-            pass
-        where = f", socket {sockets[0].name}" if sockets else ""
-        return DaemonState(True, pid, f"running (pid {pid}{where})")
-    return DaemonState()
+    """The legacy neuron-rtd daemons holding devices of the machine at ``root`` (from its owner records)."""
+    views = []
+    for record, _path in list_owner_files(root):
+        views.append(OwnerView(
+            pid=record.pid, command=record.command, runtime_version=record.runtime_version, tag=record.tag,
+            start_time=record.start_time, kernel_id=record.kernel_id, lnc=record.lnc, cores=record.cores,
+            machine_cores=record.cores, extra=dict(record.extra),
+        ))
+    return daemon_state(views)
 
 
 class NotApplicable:
@@ -421,7 +434,7 @@ class Monitor:
             owners.append(OwnerView(
                 pid=record.pid, command=record.command, runtime_version=record.runtime_version, tag=record.tag,
                 start_time=record.start_time, kernel_id=record.kernel_id, lnc=record.lnc, cores=record.cores,
-                machine_cores=machine_view_cores(state.instance, record.lnc, record.cores),
+                machine_cores=machine_view_cores(state.instance, record.lnc, record.cores), extra=dict(record.extra),
             ))
             if not runtimes or not record.cores:  # a tool that only opened the devices: no runtime
                 continue
@@ -444,7 +457,7 @@ class Monitor:
             system, period = self._last_system or (_EMPTY_SYSTEM, 0.0)
         return MachineSnapshot(
             now, state.instance, state.instance_id, driver, tuple(found), system, period, root=machine.root,
-            owners=tuple(owners), driver_error=driver_error, daemon=read_daemon(machine.root), errors=tuple(errors),
+            owners=tuple(owners), driver_error=driver_error, daemon=daemon_state(owners), errors=tuple(errors),
         )
 
     def _unless_unchanged(self, path: Path, read: Callable[[], _T]) -> _T:

@@ -12,11 +12,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from nrt_lab.driver import physical_cores_of
+from nrt_lab.driver import OwnerRecord, physical_cores_of
 from nrt_lab.monitor.diagnose import Finding
 from nrt_lab.monitor.snapshot import NA, MachineSnapshot, NotApplicable, RuntimeSnapshot, get_view
 
 __all__ = [
+    "DaemonRow",
+    "daemon_labels",
+    "daemon_rows",
     "findings_summary",
     "notable_findings",
     "ALL_TAB",
@@ -78,13 +81,50 @@ def runtime_key(runtime: RuntimeSnapshot) -> str:
     return f"{runtime.pid}@{runtime.start_time:.6f}"
 
 
-def tabs_of(snapshot: MachineSnapshot | None) -> list[Tab]:
-    """``all`` then one tab per live runtime (oldest first), labelled with the runtime's process tag."""
+def tabs_of(snapshot: MachineSnapshot | None, labels: Mapping[int, str] | None = None) -> list[Tab]:
+    """``all`` then one tab per live runtime (oldest first), labelled with the runtime's process tag (or with
+    ``labels[pid]``: neuron-top labels a Runtime 1.x daemon by its address)."""
     tabs = [Tab(ALL_TAB, ALL_TAB, None)]
     if snapshot is not None:
         for rt in sorted(snapshot.runtimes, key=lambda r: (r.start_time, r.pid)):
-            tabs.append(Tab(runtime_key(rt), rt.tag or str(rt.pid), rt))
+            label = (labels or {}).get(rt.pid) or rt.tag or str(rt.pid)
+            tabs.append(Tab(runtime_key(rt), label, rt))
     return tabs
+
+
+@dataclass(frozen=True)
+class DaemonRow:
+    """A Runtime 1.x daemon neuron-top was asked to show: its address and, when one answers there, its owner
+    record (pid, cores, command line) and runtime snapshot (models, utilization)."""
+
+    address: str
+    owner: OwnerRecord | None
+    runtime: RuntimeSnapshot | None
+
+    @property
+    def answers(self) -> bool:
+        """Whether a live daemon serves this address."""
+        return self.owner is not None
+
+
+def daemon_rows(owners: Iterable[OwnerRecord], snapshot: MachineSnapshot | None,
+                addresses: Sequence[str]) -> list[DaemonRow]:
+    """Each requested address (duplicates once) with the daemon serving it, found by its owner record; the daemons
+    serving other addresses follow, so none is hidden."""
+    daemons = [o for o in owners if o.is_daemon]
+    wanted = list(dict.fromkeys(addresses))
+    wanted += [a for a in (o.extra.get("address", "") for o in daemons) if a and a not in wanted]
+    runtimes = {rt.pid: rt for rt in snapshot.runtimes} if snapshot is not None else {}
+    rows = []
+    for address in wanted:
+        owner = next((o for o in daemons if o.extra.get("address") == address), None)
+        rows.append(DaemonRow(address, owner, runtimes.get(owner.pid) if owner is not None else None))
+    return rows
+
+
+def daemon_labels(rows: Iterable[DaemonRow]) -> dict[int, str]:
+    """Tab labels of the daemons: ``neuron-rtd <address>``."""
+    return {row.owner.pid: f"neuron-rtd {row.address}" for row in rows if row.owner is not None}
 
 
 def selected_runtimes(snapshot: MachineSnapshot, tab: Tab) -> tuple[RuntimeSnapshot, ...]:

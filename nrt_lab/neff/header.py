@@ -35,6 +35,7 @@ __all__ = [
     "MAX_SUBGRAPHS",
     "PKG_VERSION",
     "SUPPORTED_NEFF_VERSION",
+    "RUNTIME_1X_NEFF_VERSION",
     "NeffHeader",
     "check_neff_version",
     "parse_neff_header",
@@ -55,6 +56,9 @@ PKG_VERSION = 3
 
 SUPPORTED_NEFF_VERSION: tuple[int, int] = (2, 0)
 """Newest NEFF (major, minor) the emulated runtime 2.x loads; every older version (0.6, 1.0, …) loads too."""
+
+RUNTIME_1X_NEFF_VERSION: tuple[int, int] = (1, 1)
+"""Newest NEFF (major, minor) the Runtime 1.x daemon neuron-rtd loads: models compiled for 1.x run on both runtimes."""
 
 MAX_SUBGRAPHS = 64
 """Most subgraphs a NEFF may hold (``tpb_per_node`` has 64 entries)."""

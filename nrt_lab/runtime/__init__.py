@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from nrt_lab.runtime.config import RuntimeConfig
     from nrt_lab.runtime.core import (
         Framework,
+        OwnerIdentity,
         Runtime,
         close,
         driver_gate,
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 _LAZY = {
     **dict.fromkeys(("CoresBusyError", "NotContiguousError"), "nrt_lab.runtime.allocation"),
     "RuntimeConfig": "nrt_lab.runtime.config",
-    **dict.fromkeys(("Framework", "Runtime", "close", "driver_gate", "get_runtime", "init", "require_runtime",
+    **dict.fromkeys(("Framework", "OwnerIdentity", "Runtime", "close", "driver_gate", "get_runtime", "init", "require_runtime",
                      "total_nc_count", "visible_nc_count"), "nrt_lab.runtime.core"),
     "LogLevel": "nrt_lab.runtime.logging",
     **dict.fromkeys(("BenchmarkResult", "Model", "TensorInfo"), "nrt_lab.runtime.model"),
@@ -59,6 +60,7 @@ __all__ = [
     "RuntimeConfig",
     "RUNTIME_VERSION",
     "Framework",
+    "OwnerIdentity",
     "Runtime",
     "close",
     "driver_gate",

@@ -51,6 +51,7 @@ from nrt_lab.runtime.version import RUNTIME_VERSION
 
 __all__ = [
     "Framework",
+    "OwnerIdentity",
     "Runtime",
     "init",
     "close",
@@ -101,6 +102,17 @@ def _jupyter_kernel_id() -> str:
         return ""
     name = Path(connection_file).stem
     return name[len("kernel-") :] if name.startswith("kernel-") else name
+
+
+@dataclass(frozen=True)
+class OwnerIdentity:
+    """Who the owner record says holds the cores, for a process that is not a plain libnrt application: the
+    Runtime 1.x daemon claims its devices through this same ownership but publishes its own command line, 1.x
+    runtime version and ``extra`` (``{"kind": "neuron-rtd", ...}``, docs/architecture.md)."""
+
+    command: str
+    runtime_version: str
+    extra: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -293,8 +305,12 @@ def init(
     *,
     env: Mapping[str, str] | None = None,
     root: Path | str | None = None,
+    owner: OwnerIdentity | None = None,
 ) -> Runtime:
     """``nrt_init``: read the variables, check the driver, claim NeuronCores; NrtError on any failure.
+
+    ``owner`` replaces the command line, runtime version and extra fields of the published owner record (the
+    1.x daemon uses it); by default they describe this libnrt process.
 
     If this process already has a live runtime it is returned unchanged (close it first to re-read the
     environment). ``env`` and ``root`` exist for tests and tools; by default the process environment is used.
@@ -326,6 +342,11 @@ def init(
 
         state = _machine_state(machine, logger)  # the machine is read once per init and passed along
         _check_driver(machine, state, logger)
+        for daemon in ([] if owner is not None else [o for o in machine.owners() if o.is_daemon]):
+            # Runtime 1.x beside 2.x is undefined (docs/legacy.md): say so; its devices are busy like any owner's.
+            logger.warn("NRT", "nrt_init", f"Neuron Runtime 1.x (neuron-rtd, pid {daemon.pid}, "
+                        f"{daemon.extra.get('address', 'unix:/run/neuron.sock')}) is running: running Neuron Runtime "
+                        "2.x beside it is undefined; stop it with 'sudo systemctl stop neuron-rtd'")
         instance, instance_id = _view(state, config, logger)
         _check_ncg(config, fw, logger)
         if config.async_inflight_set:
@@ -343,6 +364,11 @@ def init(
         pid = os.getpid()
 
         def make_record(cores: tuple[int, ...]) -> OwnerRecord:
+            if owner is not None:
+                return OwnerRecord(
+                    pid=pid, command=owner.command, runtime_version=owner.runtime_version, cores=cores,
+                    tag=config.process_tag, start_time=time.time(), lnc=instance.lnc, extra=dict(owner.extra),
+                )
             return OwnerRecord(
                 pid=pid, command=process_command_line(), runtime_version=RUNTIME_VERSION, cores=cores,
                 tag=config.process_tag, start_time=time.time(), kernel_id=_jupyter_kernel_id(),

@@ -26,6 +26,7 @@ from nrt_lab.driver import (
     parse_driver_version,
 )
 from nrt_lab.hardware import CatalogueError, instance_names
+from nrt_lab.legacy import migrate, packages, systemctl
 from nrt_lab.runtime import RUNTIME_VERSION, NrtError, driver_gate
 from nrt_lab.tools import _cli, doctor, driver_cli
 
@@ -71,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     driver_cli.add_parsers(sub)  # fault inject|list|clear, sysfs
     doctor.add_parser(sub)
+    packages.add_parser(sub)
+    systemctl.add_parser(sub)
+    migrate.add_parser(sub)
     return parser
 
 
@@ -228,6 +232,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _neff_inspect(args.file)
     if args.group == "doctor":
         return doctor.run(args)
+    if args.group == "pkg":
+        return packages.run(args)
+    if args.group == "systemctl":
+        return systemctl.run(args)
+    if args.group == "migrate-check":
+        return migrate.run(args)
     handled = driver_cli.dispatch(args)
     if handled is not None:
         return handled

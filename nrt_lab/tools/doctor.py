@@ -9,11 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import stat
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
-from nrt_lab.monitor import SEVERITIES, Finding, Monitor, diagnose, unreadable_machine
+from nrt_lab.monitor import SEVERITIES, Finding, Monitor, diagnose, neff_findings, unreadable_machine
+from nrt_lab.neff import HEADER_SIZE
 
 __all__ = ["add_parser", "run", "render_text", "collect", "main"]
 
@@ -24,16 +26,32 @@ def add_parser(sub: Any) -> None:
     """Register ``doctor`` on the ``nrt-lab`` sub-parsers object."""
     doctor = sub.add_parser("doctor", help="check the driver, the machine and this shell's NEURON_* variables")
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
+    doctor.add_argument("--neff", action="append", default=[], metavar="FILE",
+                        help="also check this NEFF's version against Runtime 2.x and neuron-rtd (repeatable)")
 
 
-def collect(env: Mapping[str, str] | None = None) -> list[Finding]:
-    """The findings for ``env`` (default: this process's environment) on the machine of ``NRT_LAB_ROOT``."""
+def collect(env: Mapping[str, str] | None = None, neffs: Sequence[str] = ()) -> list[Finding]:
+    """The findings for ``env`` (default: this process's environment) on the machine of ``NRT_LAB_ROOT``, and for
+    the NEFF files ``neffs``."""
     env = dict(os.environ) if env is None else dict(env)
     try:
         snapshot = Monitor().sample(runtimes=False)
     except Exception as exc:  # noqa: BLE001 - an unusable state root is itself the finding to report
         return [unreadable_machine(str(exc) or type(exc).__name__)]
-    return diagnose(snapshot, env)
+    findings = diagnose(snapshot, env)
+    for path in neffs:
+        try:  # the header is all it takes: never the whole (large) file; never wait on a FIFO
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            with os.fdopen(fd, "rb") as handle:
+                if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                    raise OSError(0, "not a regular file")
+                head = handle.read(HEADER_SIZE)
+        except OSError as exc:
+            findings.append(Finding("neff:unreadable", "error", f"{path} cannot be read", exc.strerror or str(exc),
+                                    "give the path of a readable .neff file", ""))
+            continue
+        findings.extend(neff_findings(path, head, snapshot))
+    return findings
 
 
 def render_text(findings: Sequence[Finding]) -> str:
@@ -63,7 +81,7 @@ def _write(stream: TextIO, text: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``nrt-lab doctor`` with parsed arguments; returns the exit status."""
-    findings = collect()
+    findings = collect(neffs=getattr(args, "neff", ()))
     if args.json:
         text = json.dumps({"findings": [f.to_json() for f in findings],
                            "errors": sum(1 for f in findings if f.severity == "error")}, indent=2) + "\n"

@@ -46,6 +46,10 @@ Decisions (documented here because the real tool's documentation is silent or wa
   when unset); absent = every runtime. A runtime matching several entries appears once, with the union of
   their groups (the first entry wins for a group listed twice). Core keys are global logical NeuronCore ids;
   on trn2 with LNC=2 each core adds ``v3d: {"nc_v3.<physical>": {neuroncore_utilization}}``.
+* **Runtime 1.x daemons.** An entry with ``address`` (e.g. ``"unix:/run/neuron.sock"``) instead of
+  ``tag_filter`` polls the neuron-rtd serving that address (found by its owner record) and reports it with
+  ``"pid": 0``, ``"address"`` and ``"neuron_runtime_tag"`` = the address; when no daemon answers there the entry
+  carries an ``error`` saying so (and ``--verbose`` ≥ 1 warns). ``tag_filter`` entries never list daemons.
 * **instance_info** comes from the emulated machine (``instance_type``, ``instance_id``); the placement
   fields are fixed emulated values, :data:`EMULATED_PLACEMENT` (the user guide's example values).
 * **neuron_hw_counters** are read through :func:`read_hardware_counters`, the seam to fault injection:
@@ -81,12 +85,15 @@ from nrt_lab.monitor.report import (
     EMULATED_PLACEMENT,
     HW_COUNTER_NAMES,
     counter_delta,
+    daemon_at,
+    daemon_entry,
     execution_stats,
     hardware_counter_deltas,
     machine_info,
     memory_info,
     memory_used,
     neuroncore_counters,
+    no_daemon_error,
     read_hardware_counters,
     runtime_entry,
     runtime_vcpu_usage,
@@ -158,6 +165,7 @@ class RuntimeGroupConfig:
 
     tag_filter: str | None
     metrics: tuple[MetricGroup, ...]
+    address: str | None = None  # a Runtime 1.x daemon's gRPC address: poll that daemon instead of 2.x runtimes
 
     @property
     def pattern(self) -> re.Pattern[str] | None:
@@ -283,12 +291,17 @@ def parse_config(data: Any, source: str = "configuration") -> MonitorConfig:
                     raise ConfigError(f"{at}.tag_filter {json.dumps(tag_filter)} is not a valid regular "
                                       f"expression ({exc}); accepted: a regular expression such as \".*\" or "
                                       "\"^my_app\"") from None
-            if "address" in entry and not isinstance(entry["address"], str):
-                raise ConfigError(f"{at}.address is a JSON {_json_type(entry['address'])}; accepted: a string "
-                                  "(ignored: runtime 1.x daemons only)")
+            address = entry.get("address")
+            if address is not None:
+                if not isinstance(address, str) or not address.strip():
+                    raise ConfigError(f"{at}.address is {json.dumps(address)}; accepted: a Runtime 1.x daemon "
+                                      "address such as \"unix:/run/neuron.sock\"")
+                if tag_filter is not None:
+                    raise ConfigError(f"{at} has both address and tag_filter; accepted: address (a Runtime 1.x "
+                                      "daemon) or tag_filter (Runtime 2.x applications), one per entry")
             metrics = _groups(entry.get("metrics", []), f"{at}.metrics", period, RUNTIME_METRIC_TYPES,
                               SYSTEM_METRIC_TYPES, "system_metrics")
-            runtimes.append(RuntimeGroupConfig(tag_filter, metrics))
+            runtimes.append(RuntimeGroupConfig(tag_filter, metrics, address))
         system = _groups(root.get("system_metrics", []), f"{source}: system_metrics", root_period,
                          SYSTEM_METRIC_TYPES, RUNTIME_METRIC_TYPES, "neuron_runtimes[].metrics")
     except RecursionError:
@@ -436,15 +449,18 @@ class NeuronMonitor:
         system_data: dict[str, Any] = {}
         for index, entry in enumerate(self.config.runtimes):
             entry_slots = [slot for slot in due if slot.owner == index]
-            if entry_slots:
+            if owners is None:
+                owners = self._owners()
+            if entry.address is not None:
+                self._collect_daemon(index, entry.address, entry_slots, owners, runtimes)
+            elif entry_slots:
+                daemons = {o.pid for o in owners if o.is_daemon}
                 for slot in entry_slots:
-                    self._collect_runtimes(slot, entry.tag_filter, runtimes)
+                    self._collect_runtimes(slot, entry.tag_filter, runtimes, skip=daemons)
             else:
-                if owners is None:
-                    owners = self._owners()
                 pattern = self._patterns[index]
                 for record in owners:
-                    if pattern is None or pattern.search(record.tag):
+                    if not record.is_daemon and (pattern is None or pattern.search(record.tag)):
                         runtimes.setdefault((record.pid, record.start_time), runtime_entry(record.pid, record.tag))
         for slot in due:
             if slot.owner == -1:
@@ -481,8 +497,23 @@ class NeuronMonitor:
                 slot.executions[(rt.pid, rt.start_time)] = (dict(rt.execution_summary), dict(rt.error_summary))
         return snap
 
+    def _collect_daemon(self, index: int, address: str, slots: Sequence[_Slot], owners: Sequence[OwnerRecord],
+                        runtimes: dict[tuple[int, float], dict[str, Any]]) -> None:
+        """A 1.x ``address`` entry: the daemon's groups (it executes through the same runtime, so its stats page
+        has them) under pid 0 and its address; an error entry (and a warning) when no daemon answers there."""
+        key = (0, float(index))
+        daemon = daemon_at(owners, address)
+        if daemon is None:
+            runtimes[key] = daemon_entry(address, no_daemon_error(address))
+            self.log(1, no_daemon_error(address), label="WARNING")
+            return
+        runtimes.setdefault(key, daemon_entry(address))
+        for slot in slots:
+            self._collect_runtimes(slot, None, runtimes, only=daemon.pid, key=key)
+
     def _collect_runtimes(self, slot: _Slot, tag_filter: str | None,
-                          runtimes: dict[tuple[int, float], dict[str, Any]]) -> None:
+                          runtimes: dict[tuple[int, float], dict[str, Any]], *, skip: set[int] | None = None,
+                          only: int | None = None, key: tuple[int, float] | None = None) -> None:
         started = time.perf_counter()
         try:
             snap = slot.monitor.sample(tag_filter)
@@ -493,11 +524,11 @@ class NeuronMonitor:
         seen: set[tuple[int, float]] = set()
         vcpus = snap.system.vcpu_count or 1
         for rt in snap.runtimes:
-            if rt.runtime_version == "NA":
+            if rt.runtime_version == "NA" or (skip and rt.pid in skip) or (only is not None and rt.pid != only):
                 continue
-            key = (rt.pid, rt.start_time)
-            seen.add(key)
-            entry = runtimes.setdefault(key, runtime_entry(rt.pid, rt.tag))
+            own = (rt.pid, rt.start_time)
+            seen.add(own)
+            entry = runtimes.setdefault(key or own, runtime_entry(rt.pid, rt.tag))
             if rt.error:
                 entry["error"] = rt.error
                 self.log(1, f"runtime {rt.pid} (tag {rt.tag}): {rt.error}")
@@ -509,8 +540,8 @@ class NeuronMonitor:
                 if kind == "neuroncore_counters":
                     entry["report"][kind] = neuroncore_counters(rt, view)
                 elif kind == "execution_stats":
-                    before = slot.executions.get(key)
-                    slot.executions[key] = (dict(rt.execution_summary), dict(rt.error_summary))
+                    before = slot.executions.get(own)
+                    slot.executions[own] = (dict(rt.execution_summary), dict(rt.error_summary))
                     entry["report"][kind] = execution_stats(rt, before)
                 elif kind == "memory_used":
                     entry["report"][kind] = memory_used(rt, view)

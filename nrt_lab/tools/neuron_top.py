@@ -21,12 +21,21 @@ import importlib
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nrt_lab.monitor import Monitor, diagnose, register_device_user
-from nrt_lab.monitor.top import ALL_TAB, CoreCell, MemoryNode, Tab, core_cells, memory_nodes, tabs_of
+from nrt_lab.monitor.top import (
+    ALL_TAB,
+    CoreCell,
+    MemoryNode,
+    Tab,
+    core_cells,
+    daemon_rows,
+    memory_nodes,
+    tabs_of,
+)
 from nrt_lab.tools import _cli
 from nrt_lab.tools.neuron_top_render import WIDTH, format_bytes, render_once
 
@@ -44,6 +53,7 @@ __all__ = [
     "Tab",
     "build_parser",
     "core_cells",
+    "daemon_addresses",
     "format_bytes",
     "main",
     "memory_nodes",
@@ -62,15 +72,25 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def daemon_addresses(arguments: Sequence[str], env: Mapping[str, str]) -> list[str]:
+    """The Runtime 1.x daemons to show: ``NEURON_RTD_ADDRESS`` (when set) then the addresses given as arguments
+    (``neuron-top unix:/run/neuron2.sock``); running daemons at other addresses are shown too."""
+    first = [env["NEURON_RTD_ADDRESS"]] if env.get("NEURON_RTD_ADDRESS") else []
+    return first + list(arguments)
+
+
 def once_output(*, period: float = 1.0, tag_filter: str | None = None, root: Path | str | None = None,
-                flops: bool = False, sleep: Callable[[float], object] = time.sleep) -> str:
+                flops: bool = False, sleep: Callable[[float], object] = time.sleep,
+                addresses: Sequence[str] = ()) -> str:
     """Sample the machine twice ``period`` seconds apart (``sleep`` waits) and render the second sample, with
-    the troubleshooting findings for this environment (the same diagnose() as ``nrt-lab doctor``)."""
+    the troubleshooting findings for this environment (the same diagnose() as ``nrt-lab doctor``) and the
+    Runtime 1.x daemons (those at ``addresses`` and any other running one)."""
     monitor = Monitor(Path(root) if root is not None else None)
     monitor.sample(tag_filter)
     sleep(period)
     snapshot = monitor.sample(tag_filter)
-    return render_once(snapshot, flops=flops, findings=diagnose(snapshot, os.environ))
+    daemons = daemon_rows(monitor.machine.owners(), snapshot, addresses)
+    return render_once(snapshot, flops=flops, findings=diagnose(snapshot, os.environ), daemons=daemons)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print one plain-text snapshot (two samples PERIOD apart) and exit")
     parser.add_argument("--tag", type=_cli.regex, default=None, metavar="REGEX",
                         help="only show runtimes whose process tag matches REGEX")
+    parser.add_argument("addresses", nargs="*", metavar="ADDRESS",
+                        help="also show the Runtime 1.x daemon (neuron-rtd) at ADDRESS, e.g. unix:/run/neuron2.sock "
+                             "(NEURON_RTD_ADDRESS is shown too)")
     return parser
 
 
@@ -95,7 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.once:
         try:
             with _cli.stop_on_signals() as stop:
-                text = once_output(period=args.period, tag_filter=args.tag, sleep=stop.wait)
+                text = once_output(period=args.period, tag_filter=args.tag, sleep=stop.wait,
+                                   addresses=daemon_addresses(args.addresses, os.environ))
                 if stop.is_set():
                     return 0
         except _cli.machine_errors() + (ValueError,) as exc:  # an unusable machine or state root: one line
@@ -109,7 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from nrt_lab.tools.neuron_top_app import NeuronTopApp
 
-        app = NeuronTopApp(period=args.period, tag_filter=args.tag)
+        app = NeuronTopApp(period=args.period, tag_filter=args.tag,
+                           addresses=daemon_addresses(args.addresses, os.environ))
         # SIGTERM (and SIGINT, should it arrive) quit the app like `q`: the terminal is restored and the
         # device-user record withdrawn, instead of dying in raw mode.
         with _cli.stop_on_signals(lambda _signum: app.exit()):

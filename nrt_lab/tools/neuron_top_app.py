@@ -8,7 +8,7 @@ sample, a key or a resize). Imported only when the UI starts (textual is slow to
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -25,6 +25,8 @@ from nrt_lab.monitor.top import (
     MemoryNode,
     Tab,
     core_cells,
+    daemon_labels,
+    daemon_rows,
     findings_summary,
     memory_nodes,
     selected_runtimes,
@@ -108,9 +110,12 @@ class NeuronTopApp(App[int]):
     HINT = "1-9/a/d tab  F %/TF  x tree  q quit"
 
     def __init__(self, *, period: float = 1.0, tag_filter: str | None = None, root: Path | str | None = None,
-                 monitor: Monitor | None = None) -> None:
-        """``period`` seconds between samples; ``tag_filter`` keeps runtimes whose tag matches the regex."""
+                 monitor: Monitor | None = None, addresses: Sequence[str] = ()) -> None:
+        """``period`` seconds between samples; ``tag_filter`` keeps runtimes whose tag matches the regex;
+        Runtime 1.x daemons (at ``addresses`` or elsewhere) get tabs labelled ``neuron-rtd <address>``."""
         super().__init__()
+        self.addresses = tuple(addresses)
+        self.labels: dict[int, str] = {}
         self.period = period
         self.tag_filter = tag_filter
         self.monitor = monitor if monitor is not None else Monitor(Path(root) if root is not None else None)
@@ -160,6 +165,7 @@ class NeuronTopApp(App[int]):
     def _sample_in_thread(self) -> None:
         try:
             snapshot = self.monitor.sample(self.tag_filter)
+            self.labels = daemon_labels(daemon_rows(self.monitor.machine.owners(), snapshot, self.addresses))
             message = SnapshotReady(snapshot, findings=findings_summary(diagnose(snapshot, os.environ)))
         except Exception as exc:  # noqa: BLE001 - a failed sample is shown, never fatal to the UI
             message = SnapshotReady(None, f"{type(exc).__name__}: {exc}")
@@ -180,7 +186,7 @@ class NeuronTopApp(App[int]):
     @property
     def tabs(self) -> list[Tab]:
         """The tabs of the latest snapshot."""
-        return tabs_of(self.snapshot)
+        return tabs_of(self.snapshot, self.labels)
 
     @property
     def active_index(self) -> int:

@@ -13,14 +13,16 @@ from collections.abc import Sequence
 
 from rich.text import Text
 
-from nrt_lab.monitor import NA, Finding, MachineSnapshot, NotApplicable, RuntimeSnapshot
+from nrt_lab.monitor import NA, Finding, MachineSnapshot, NotApplicable, RuntimeSnapshot, format_core_ranges
 from nrt_lab.monitor.top import (
     DEVICE_ROWS,
     HOST_ROWS,
     CoreCell,
+    DaemonRow,
     MemoryNode,
     Tab,
     core_cells,
+    daemon_labels,
     device_totals,
     host_totals,
     memory_nodes,
@@ -32,6 +34,7 @@ from nrt_lab.runtime import RUNTIME_VERSION
 from nrt_lab.tools._cli import printable
 
 __all__ = [
+    "daemons_text",
     "DETAILS_NAME_WIDTH",
     "FIXED_ROWS",
     "MIN_TREE_ROWS",
@@ -306,11 +309,26 @@ def findings_text(findings: Sequence[Finding], width: int = WIDTH) -> Text:
     return text
 
 
+def daemons_text(rows: Sequence[DaemonRow], width: int = WIDTH) -> Text:
+    """The ``Runtime 1.x daemons`` section: each address with the daemon serving it, or that nothing answers."""
+    text = _rule("Runtime 1.x daemons (neuron-rtd)", width)
+    for row in rows:
+        text.append(f"\n {printable(row.address):<28} ")
+        if row.owner is None:
+            text.append("nothing answers (nrt-lab systemctl start neuron-rtd)", style="yellow")
+            continue
+        models = len(row.runtime.models) if row.runtime is not None else 0
+        text.append(f"pid {row.owner.pid}  {row.owner.runtime_version}  "
+                    f"{format_core_ranges(row.owner.cores, prefix='nc')}  {models} model(s)")
+    return text
+
+
 def render_once(snapshot: MachineSnapshot, *, flops: bool = False, width: int = WIDTH,
-                findings: Sequence[Finding] = ()) -> str:
+                findings: Sequence[Finding] = (), daemons: Sequence[DaemonRow] = ()) -> str:
     """The ``all`` tab as plain text (every section, the tree expanded), for ``neuron-top --once``; the
-    errors and warnings among ``findings`` (diagnose()'s) come just above the tab bar."""
-    tabs = tabs_of(snapshot)
+    errors and warnings among ``findings`` (diagnose()'s) and the Runtime 1.x ``daemons`` come just above the
+    tab bar."""
+    tabs = tabs_of(snapshot, daemon_labels(daemons))
     version, cells = core_cells(snapshot)
     parts = [
         title_text(snapshot, width),
@@ -322,6 +340,8 @@ def render_once(snapshot: MachineSnapshot, *, flops: bool = False, width: int = 
         details_tree_text(memory_nodes(snapshot)),
         tab_bar_text(tabs, 0, width),
     ]
+    if daemons:
+        parts.insert(-1, daemons_text(daemons, width))
     if notable_findings(findings):
         parts.insert(-1, findings_text(findings, width))  # the tab bar stays last, as on screen
     lines: list[str] = []

@@ -109,7 +109,9 @@ class CoreMap(LiveWidget):
         owner_of: dict[int, int] = {}
         for owner in observation.owners:
             state[f"o{owner.pid}"] = {
-                "pid": owner.pid, "tag": printable(owner.tag) or str(owner.pid), "cmd": printable(owner.command),
+                # A Runtime 1.x daemon is labelled as such on its cores (its tag is only its pid).
+                "pid": owner.pid, "tag": "neuron-rtd" if owner.is_daemon else (printable(owner.tag) or str(owner.pid)),
+                "cmd": printable(owner.command),
                 "kernel": printable(owner.kernel_id), "rt": printable(owner.runtime_version),
                 "start": owner.start_time, "color": owner_color(owner.pid, owner.start_time),
                 "cores": list(owner.machine_cores),

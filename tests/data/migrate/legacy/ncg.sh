@@ -1,0 +1,5 @@
+#!/bin/bash
+export NEURONCORE_GROUP_SIZES=2,2
+export NEURON_FRAMEWORK_INFER_TIMEOUT_SEC=30
+export NEURON_MAX_NUM_INFERS=8
+python serve.py
