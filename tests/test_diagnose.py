@@ -263,3 +263,14 @@ def test_a_polling_monitor_reparses_state_files_only_when_they_change(
     assert again.owners == first.owners and again.runtimes[0].pid == owner["pid"]
     machine.install_driver(parse_driver_version("2.23.0.0"))
     assert str(monitor.sample().driver.installed) == "2.23.0.0"  # type: ignore[union-attr]
+
+
+def test_doctor_text_counts_each_severity_in_words() -> None:
+    from nrt_lab.monitor import Finding
+    from nrt_lab.tools.doctor import render_text
+
+    findings = [Finding("a", "warning", "w1", "", "r"), Finding("b", "warning", "w2", "", "r"),
+                Finding("c", "info", "i", "", "r")]
+    assert render_text(findings).splitlines()[-1] == "0 errors, 2 warnings, 1 info"
+    assert render_text([Finding("d", "error", "e", "", "r")]).splitlines()[-1] == "1 error, 0 warnings, 0 info"
+    assert render_text([]) == "No problem found.\n"

@@ -441,7 +441,7 @@ def _ownership_findings(snapshot: MachineSnapshot, config: RuntimeConfig | None,
         who = "; ".join(describe_owner(o) for o in blockers)
         findings.append(Finding(
             "cores:busy", "warning",
-            f"nrt_lab.init() in this process would fail with these variables: NeuronCores are held by {who}",
+            f"nrt_lab.init() in this process would fail with these variables: {who}",
             message,
             "stop the other process or kernel (nrt_lab.close() there, or CoreMap's Terminate), or ask for free "
             "cores with NEURON_RT_NUM_CORES / NEURON_RT_VISIBLE_CORES", "docs/behaviour.md §0; troubleshooting 4"))

@@ -12,10 +12,11 @@ import os
 import stat
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any, TextIO
+from typing import Any
 
 from nrt_lab.monitor import SEVERITIES, Finding, Monitor, diagnose, neff_findings, unreadable_machine
 from nrt_lab.neff import HEADER_SIZE
+from nrt_lab.tools import _cli
 
 __all__ = ["add_parser", "run", "render_text", "collect", "main"]
 
@@ -54,6 +55,11 @@ def collect(env: Mapping[str, str] | None = None, neffs: Sequence[str] = ()) -> 
     return findings
 
 
+def _counted(count: int, severity: str) -> str:
+    """``1 error``, ``2 warnings``, ``3 info``."""
+    return f"{count} {severity}{'' if count == 1 or severity == 'info' else 's'}"
+
+
 def render_text(findings: Sequence[Finding]) -> str:
     """Findings as text, errors first, each with its detail and remedy."""
     if not findings:
@@ -65,18 +71,8 @@ def render_text(findings: Sequence[Finding]) -> str:
             if finding.detail:
                 lines.append(f"  {finding.detail}")
             lines.append(f"  remedy: {finding.remedy}" + (f" ({finding.ref})" if finding.ref else ""))
-    counts = ", ".join(f"{sum(1 for f in findings if f.severity == s)} {s}" for s in SEVERITIES)
+    counts = ", ".join(_counted(sum(1 for f in findings if f.severity == s), s) for s in SEVERITIES)
     return "\n".join(lines) + f"\n{counts}\n"
-
-
-def _write(stream: TextIO, text: str) -> None:
-    try:
-        stream.write(text)
-        stream.flush()
-    except BrokenPipeError:  # `nrt-lab doctor | head`: the reader left, nothing more to say
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, stream.fileno())
-        os.close(devnull)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -87,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
                            "errors": sum(1 for f in findings if f.severity == "error")}, indent=2) + "\n"
     else:
         text = render_text(findings)
-    _write(sys.stdout, text)
+    _cli.write_output(text)
     return EXIT_ERROR if any(f.severity == "error" for f in findings) else EXIT_OK
 
 
