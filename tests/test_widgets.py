@@ -613,3 +613,124 @@ def test_widgets_import_only_the_read_side_api() -> None:
     assert found == []
     assert {p.name for p in (package / "static").iterdir()} >= {"common.js", "core_map.js", "driver_status.js",
                                                                  "top_view.js", "widgets.css"}
+
+
+# ============================================================================================== issue 9 defects
+
+
+def _delta_e(first: str, second: str) -> float:
+    """CIE76 colour difference of two ``#rrggbb`` colours (≥ 20: told apart at a glance)."""
+    import math
+
+    def lab(color: str) -> tuple[float, float, float]:
+        def lin(c: float) -> float:
+            return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+        r, g, b = (lin(int(color[i : i + 2], 16) / 255) for i in (1, 3, 5))
+        x = (0.4124 * r + 0.3576 * g + 0.1805 * b) / 0.95047
+        y = 0.2126 * r + 0.7152 * g + 0.0722 * b
+        z = (0.0193 * r + 0.1192 * g + 0.9505 * b) / 1.08883
+
+        def f(t: float) -> float:
+            return t ** (1 / 3) if t > 0.008856 else 7.787 * t + 16 / 116
+        return 116 * f(y) - 16, 500 * (f(x) - f(y)), 200 * (f(y) - f(z))
+
+    return math.dist(lab(first), lab(second))
+
+
+def test_owner_palette_is_fixed_ordered_distinct_and_readable() -> None:
+    from nrt_lab.widgets._palette import OWNER_PALETTE, OwnerPalette, contrast_ratio, text_color
+
+    assert len(OWNER_PALETTE) >= 12
+    for i, first in enumerate(OWNER_PALETTE):
+        assert contrast_ratio(first, text_color(first)) >= 4.5, first
+        for second in OWNER_PALETTE[i + 1:]:
+            assert _delta_e(first, second) >= 20, (first, second)
+    palette = OwnerPalette()
+    owners = [(1000 + i, 50.0 + i) for i in range(12)]
+    # Given out of order: colours still follow arrival (start time), not pid or the order of the list.
+    colors = palette.assign(reversed(owners))
+    assert [colors[pid] for pid, _ in owners] == list(OWNER_PALETTE[:12])
+    assert palette.color(1003, 53.0) == OWNER_PALETTE[3]  # the same colour everywhere it is asked
+    # Owner 1001 leaves, a newcomer arrives: it takes the freed colour; nobody else changes.
+    later = palette.assign([o for o in owners if o[0] != 1001] + [(2000, 99.0)])
+    assert later[2000] == OWNER_PALETTE[1]
+    assert all(later[pid] == colors[pid] for pid, _ in owners if pid != 1001)
+    # A pid reused by a new process (other start time) is a new owner.
+    assert palette.assign([(1000, 50.0), (1002, 120.0)])[1002] == OWNER_PALETTE[1] != colors[1002]
+    assert len(set(palette.assign((i, float(i)) for i in range(15)).values())) == 15
+
+
+@pytest.mark.parametrize(("value", "text"), [
+    (100, "100"), (190, "190"), (220, "220"), (1e-05, "1e-5"), (0, "0"), (-0.0, "0"), (-220, "-220"),
+    (-3.5, "-3.5"), (float("nan"), "-"), (None, "-"), (float("inf"), "inf"), (0.5, "0.5"), (12.345, "12.3"),
+    (1234, "1234"), (999.6, "1000"), (99.96, "100"), (2.5e-07, "2.5e-7"), (0.00123, "0.00123"),
+])
+def test_format_number_keeps_significant_zeros(value: float | None, text: str) -> None:
+    from nrt_lab.widgets._static import format_number
+
+    assert format_number(value) == text
+
+
+def test_owner_colours_agree_between_core_map_and_top_view(machine: Machine, spawn: Spawn,
+                                                           widgets: list[Any]) -> None:
+    from nrt_lab.widgets._palette import OWNER_PALETTE
+
+    first, second = spawn({"NEURON_RT_NUM_CORES": "2", "NEURON_PROCESS_TAG": "first"},
+                          {"NEURON_RT_NUM_CORES": "2", "NEURON_PROCESS_TAG": "second"})
+    core_map, top = CoreMap(autostart=False), TopView(autostart=False)
+    widgets.extend([core_map, top])
+    by_map = {o["pid"]: o["color"] for o in core_map.owners()}
+    by_top = {p["pid"]: p["color"] for p in top.processes()}
+    assert by_map == by_top and len(set(by_map.values())) == 2
+    ordered = sorted(core_map.owners(), key=lambda o: (o["start"], o["pid"]))
+    assert [o["color"] for o in ordered] == list(OWNER_PALETTE[:2])  # order of arrival
+
+
+def test_driver_status_is_calm_when_only_others_own_cores(machine: Machine, spawn: Spawn,
+                                                          widgets: list[Any]) -> None:
+    spawn({"NEURON_RT_NUM_CORES": "8", "NEURON_PROCESS_TAG": "other"})
+    status = DriverStatus(autostart=False, env={"NEURON_RT_NUM_CORES": "4"})
+    widgets.append(status)
+    verdict = status.current_state()["verdict"]
+    assert verdict == {"level": "calm", "text": "OK for this kernel (1 note)"}, verdict
+    html = status._repr_html_()
+    assert "#b71c1c" not in html and "#c62828" not in html and "ERROR" not in html  # no red anywhere
+    # Asking for every core while others hold some: init() here would fail, diagnose() says "warning" (amber,
+    # with the allocator's line), never the red error the issue saw.
+    status.set_environment({})
+    assert status.current_state()["verdict"] == {"level": "warning", "text": "1 warning for this kernel"}
+    assert "#b71c1c" not in status._repr_html_()
+    status.set_environment({"NEURON_RT_VISIBLE_CORES": "zero"})
+    assert status.current_state()["verdict"]["level"] == "error"  # a real problem of this kernel is red
+
+
+def test_core_map_messages_and_selections_do_not_go_stale(machine: Machine, spawn: Spawn,
+                                                          widgets: list[Any]) -> None:
+    from nrt_lab.widgets.core_map import MESSAGE_TTL_S
+
+    (victim,) = spawn({"NEURON_RT_NUM_CORES": "2", "NEURON_PROCESS_TAG": "victim"})
+    clock = FakeClock()
+    core_map = CoreMap(autostart=False, clock=clock)
+    widgets.append(core_map)
+    assert core_map.release_own_cores().startswith("This process holds no NeuronCore")
+    clock.advance(MESSAGE_TTL_S / 2)
+    core_map.refresh()
+    assert core_map.message  # still fresh
+    clock.advance(MESSAGE_TTL_S / 2)
+    core_map.refresh()
+    assert core_map.message == ""  # stale: gone
+    core_map.request_terminate(victim.pid)
+    clock.advance(MESSAGE_TTL_S * 3)
+    core_map.refresh()
+    assert core_map.pending["pid"] == victim.pid and core_map.message  # a pending choice waits for the user
+    victim.proc.kill()
+    victim.proc.wait(timeout=10)
+    core_map.refresh()
+    assert core_map.pending == {} and core_map.message.startswith(f"Pid {victim.pid} no longer owns")
+
+
+def test_dashboard_draws_the_core_grid_once(machine: Machine, widgets: list[Any]) -> None:
+    board = Dashboard(autostart=False)
+    widgets.append(board)
+    assert board.core_map.show_grid is False and board._repr_html_().count('class="nrt-core-grid"') == 1
+    assert CoreMap(autostart=False, show_grid=True)._repr_html_().count('class="nrt-core-grid"') == 1

@@ -29,10 +29,13 @@ from nrt_lab.hardware import InstanceSpec, classify, grid_position
 from nrt_lab.monitor import ActionRefused, OwnerView, printable, release, terminate
 from nrt_lab.widgets._assets import CORE_MAP_JS, CSS, widget_esm
 from nrt_lab.widgets._base import LiveWidget
+from nrt_lab.widgets._palette import PALETTE
 from nrt_lab.widgets._sampler import Observation, current_kernel_id
-from nrt_lab.widgets._static import core_map_html, format_ranges, owner_color
+from nrt_lab.widgets._static import core_map_html, format_ranges
 
-__all__ = ["CoreMap", "ActionRefused", "device_layout"]
+__all__ = ["CoreMap", "ActionRefused", "MESSAGE_TTL_S", "device_layout"]
+
+MESSAGE_TTL_S = 10.0  # an action's outcome ("Released ...") is cleared this long after it was said
 
 
 def device_layout(instance: InstanceSpec) -> tuple[str, list[list[float]], list[list[int]]]:
@@ -80,6 +83,9 @@ class CoreMap(LiveWidget):
     view = traitlets.Unicode("grid").tag(sync=True)  # "grid" or "topology"
     pending = traitlets.Dict().tag(sync=True)  # the owner selected for termination, awaiting confirmation
     message = traitlets.Unicode("").tag(sync=True)  # outcome of the last action
+    # False in the Dashboard: TopView's grid already shows every core (owner colour as frame, utilization as
+    # fill), so the core map shows only its legend, actions and topology there, not a second grid.
+    show_grid = traitlets.Bool(True).tag(sync=True)
 
     _default_period = 1.0
 
@@ -88,6 +94,7 @@ class CoreMap(LiveWidget):
         self._pid = os.getpid()
         self._kernel_id = current_kernel_id()
         self._pending_record: OwnerView | None = None
+        self._said_at: float | None = None
         super().__init__(root=root, period=period, autostart=autostart, **kwargs)
         self.on_msg(self._on_front_end_message)
 
@@ -106,12 +113,14 @@ class CoreMap(LiveWidget):
             "me": {"pid": self._pid, "kernel": self._kernel_id},
             "err": "",
         }
+        self._expire(observation)
         owner_of: dict[int, int] = {}
+        colors = PALETTE.assign((o.pid, o.start_time) for o in observation.owners)
         for owner in observation.owners:
             state[f"o{owner.pid}"] = {
                 "pid": owner.pid, "tag": printable(owner.tag) or str(owner.pid), "cmd": printable(owner.command),
                 "kernel": printable(owner.kernel_id), "rt": printable(owner.runtime_version),
-                "start": owner.start_time, "color": owner_color(owner.pid, owner.start_time),
+                "start": owner.start_time, "color": colors[owner.pid],
                 "cores": list(owner.machine_cores),
             }
             for core in owner.machine_cores:
@@ -121,7 +130,7 @@ class CoreMap(LiveWidget):
         return state
 
     def _static_html(self, state: Mapping[str, Any]) -> str:
-        return core_map_html(state)
+        return core_map_html(state, grid=self.show_grid)
 
     def _plain(self, state: Mapping[str, Any]) -> str:
         inst = state.get("inst")
@@ -250,6 +259,20 @@ class CoreMap(LiveWidget):
     def _say(self, text: str) -> None:
         with self._nrt_lock:
             self.message = text
+            self._said_at = self._sampler.clock.monotonic()
+
+    def _expire(self, observation: Observation) -> None:
+        """Clear what went stale: a pending selection whose owner is gone, a message older than MESSAGE_TTL_S."""
+        if self._pending_record is not None:
+            key = (self._pending_record.pid, self._pending_record.start_time)
+            if key not in {(o.pid, o.start_time) for o in observation.owners}:
+                self._clear_pending()
+                self._say(f"Pid {key[0]} no longer owns NeuronCores; nothing to terminate.")
+                return
+        if (self.message and not self.pending and self._said_at is not None
+                and self._sampler.clock.monotonic() - self._said_at >= MESSAGE_TTL_S):
+            self.message = ""
+            self._said_at = None
 
     def _refuse(self, text: str) -> NoReturn:
         self._say(text)

@@ -32,7 +32,9 @@ class Dashboard(ipywidgets.VBox):  # type: ignore[misc]
                  **kwargs: Any) -> None:
         self.sampler = Sampler(root, name="Dashboard")
         self.driver_status = DriverStatus(sampler=self.sampler, autostart=False)
-        self.core_map = CoreMap(sampler=self.sampler, autostart=False, period=max(1.0, period))
+        # One grid only: TopView's (owner colour as frame, utilization as fill); the core map keeps its legend,
+        # actions and topology view.
+        self.core_map = CoreMap(sampler=self.sampler, autostart=False, period=max(1.0, period), show_grid=False)
         self.top_view = TopView(sampler=self.sampler, autostart=False, period=period)
         super().__init__(children=[self.driver_status, self.core_map, self.top_view], **kwargs)
         if autostart:

@@ -26,8 +26,9 @@ from nrt_lab.monitor import (
 )
 from nrt_lab.widgets._assets import CSS, TOP_VIEW_JS, widget_esm
 from nrt_lab.widgets._base import LiveWidget
+from nrt_lab.widgets._palette import PALETTE
 from nrt_lab.widgets._sampler import Observation
-from nrt_lab.widgets._static import format_ranges, owner_color, top_view_html
+from nrt_lab.widgets._static import format_ranges, top_view_html
 
 __all__ = ["TopView", "HOST_KINDS", "DEVICE_KINDS", "OUTCOME_KINDS", "ERROR_KINDS"]
 
@@ -104,9 +105,11 @@ class TopView(LiveWidget):
         util = [0.0] * total
         flops = [0.0] * total
         owner = [0] * total
+        # The same owners as CoreMap's legend take part, so both widgets agree on every colour.
+        colors = PALETTE.assign((o.pid, o.start_time) for o in snap.runtime_owners)
         for rt in snap.runtimes:
             cores = self._place(rt, instance, util, flops, owner)
-            self._process(state, rt, cores, lnc)
+            self._process(state, rt, cores, lnc, colors.get(rt.pid) or PALETTE.color(rt.pid, rt.start_time))
         for core in range(total):
             state[f"c{core}"] = [round(util[core] / lnc, 1), _sig(flops[core] / 1e12), owner[core]]
         if self.tab != "all" and f"p{self.tab}" not in state:
@@ -140,12 +143,12 @@ class TopView(LiveWidget):
                     mine.add(core)
         return sorted(mine)
 
-    def _process(self, state: dict[str, Any], rt: RuntimeSnapshot, cores: list[int], lnc: int) -> None:
+    def _process(self, state: dict[str, Any], rt: RuntimeSnapshot, cores: list[int], lnc: int, color: str) -> None:
         pid = rt.pid
         state[f"p{pid}"] = {
             "pid": pid, "tag": printable(rt.tag) or str(pid), "cmd": printable(rt.command),
             "kernel": printable(rt.kernel_id), "rt": printable(rt.runtime_version),
-            "start": rt.start_time, "color": owner_color(pid, rt.start_time), "cores": format_ranges(cores),
+            "start": rt.start_time, "color": color, "cores": format_ranges(cores),
             "n": len(cores), "lnc": rt.lnc, "error": rt.error,
         }
         state[f"x{pid}"] = ([int(rt.execution_summary.get(k, 0)) for k in OUTCOME_KINDS]

@@ -7,8 +7,10 @@ class CoreMapView {
     this.legend = h("div");
     this.actions = h("div");
     el.append(this.head, this.body, this.detail, this.legend, this.actions);
+    // Hover details belong to the pointer: gone when it leaves the grid (or topology), never left stale.
+    this.body.addEventListener("mouseleave", () => { this.hovered = null; this.showDetail(); });
     this.ctl = controls(model);
-    for (const name of ["pending", "message", "view"]) model.on(`change:${name}`, () => this.update(null));
+    for (const name of ["pending", "message", "view", "show_grid"]) model.on(`change:${name}`, () => this.update(null));
   }
   owners() { return entries(this.store.state, "o"); }
   send(msg) { this.model.send(msg); }
@@ -33,7 +35,11 @@ class CoreMapView {
       h("button", { onclick: () => this.send({ action: "refresh" }), title: "read the machine now" }, "Refresh"),
       this.ctl);
     if (st.err) { this.body.replaceChildren(h("div", { class: "nrtw-error" }, st.err)); return; }
-    this.body.replaceChildren(view === "topology" ? this.topology(st, inst, byPid, me) : this.grid(st, inst, byPid, me));
+    const showGrid = this.model.get("show_grid") !== false;
+    this.body.replaceChildren(view === "topology" ? this.topology(st, inst, byPid, me)
+      : showGrid ? this.grid(st, inst, byPid, me)
+      : h("div", { class: "nrtw-muted" }, "Cores: see the utilization grid (owner colour as frame)."));
+    this.detail.style.display = view !== "topology" && !showGrid ? "none" : "";
     this.showDetail();
     this.legend.replaceChildren(this.legendTable(owners, me));
     this.actions.replaceChildren(this.actionBar(st, byPid, me));
@@ -60,11 +66,10 @@ class CoreMapView {
   cell(core, st, byPid, me) {
     const pid = st[`c${core}`] || 0;
     const o = byPid[pid];
-    const bg = o ? o.color : "#e6e6e6";
     const label = o ? short(o.tag, 6) : "·";
     const el = h("div", {
-      class: "nrtw-cell" + (o && pid === me ? " me" : ""),
-      style: `background:${bg};color:${textColor(bg)}`,
+      class: "nrtw-cell" + (o ? "" : " free") + (o && pid === me ? " me" : ""),
+      style: o ? `background:${o.color};color:${textColor(o.color)}` : "",
       title: this.coreInfo(core),
       onmouseenter: () => { this.hovered = core; this.showDetail(); },
     }, h("span", {}, String(core)), h("span", {}, label));
@@ -109,7 +114,7 @@ class CoreMapView {
         const core = first + j, pid = st[`c${core}`] || 0, o = byPid[pid];
         const cx = x - w / 2 + 4 + (j % cols) * size, cy = y - hgt / 2 + 14 + Math.floor(j / cols) * size;
         const r = svg("rect", { x: cx, y: cy, width: size - 2, height: size - 2, rx: 2,
-          fill: o ? o.color : "#e6e6e6", stroke: o && pid === me ? "#000" : "rgba(0,0,0,0.3)",
+          fill: o ? o.color : "var(--nrtw-free-bg)", stroke: o && pid === me ? "#000" : "rgba(0,0,0,0.3)",
           "stroke-width": o && pid === me ? 2 : 1 });
         const t = svg("title", {}); t.textContent = this.coreInfo(core); r.append(t);
         r.addEventListener("mouseenter", () => { this.hovered = core; this.showDetail(); });

@@ -21,12 +21,6 @@ const ERRORS = ["generic", "numerical", "transient", "model", "runtime", "hardwa
 const HOST = ["App. Memory", "Constants", "DMA Buffers", "Tensors"];
 const DEVICE = ["Constants", "Model Code", "Model Scratchpad", "Runtime Memory", "Tensors"];
 
-function heat(u) {
-  const l = Math.max(0, Math.min(1, u / 100));
-  const c = (a, b) => Math.round(a - l * (a - b));
-  return `rgb(${c(255, 46)},${c(255, 125)},${c(255, 50)})`;
-}
-
 class TopView {
   constructor(model, el, store) {
     this.model = model; this.store = store; this.cells = {}; this.layout = null; this.selected = null;
@@ -93,10 +87,12 @@ class TopView {
     const p = st[`p${pid}`];
     const value = !pid ? "·" : mode === "tflops" ? fmtNum(f, 3) : `${Math.round(u)}%`;
     el.replaceChildren(h("span", {}, String(core)), h("span", {}, value));
-    el.style.background = heat(u);
-    el.style.color = u > 60 ? "#fff" : "";
-    el.style.borderLeft = p ? `4px solid ${p.color}` : "";
-    el.className = "nrtw-cell" + (pid && !shown.has(pid) && this.model.get("tab") !== "all" ? " dim" : "") +
+    const idle = !(u >= 0.5);
+    const bg = idle ? "" : heatColor(u);
+    el.style.background = bg;
+    el.style.color = idle ? "" : textColor(bg);
+    el.style.border = p ? `3px solid ${p.color}` : "";  // owner colour as frame, utilization as fill
+    el.className = "nrtw-cell" + (idle ? " free" : "") + (pid && !shown.has(pid) && this.model.get("tab") !== "all" ? " dim" : "") +
       (!pid && this.model.get("tab") !== "all" ? " dim" : "") + (this.selected === core ? " sel" : "");
     el.title = `nc${core}: ${u.toFixed(1)} % · ${fmtNum(f, 4)} TFLOPS` + (p ? ` · pid ${pid} (${p.tag})` : " · free");
   }
