@@ -16,6 +16,11 @@ function h(tag, attrs, ...children) {
   return el;
 }
 
+// A wide table in a box that scrolls sideways on its own (narrow notebooks: nothing clipped, tokens unbroken).
+function scroller(child) {
+  return h("div", { class: "nrtw-scroll" }, child);
+}
+
 function svg(tag, attrs) {
   const el = document.createElementNS(SVGNS, tag);
   for (const [key, value] of Object.entries(attrs || {})) el.setAttribute(key, String(value));

@@ -41,7 +41,7 @@ class CoreMapView {
       : h("div", { class: "nrtw-muted" }, "Cores: see the utilization grid (owner colour as frame)."));
     this.detail.style.display = view !== "topology" && !showGrid ? "none" : "";
     this.showDetail();
-    this.legend.replaceChildren(this.legendTable(owners, me));
+    this.legend.replaceChildren(scroller(this.legendTable(owners, me)));
     this.actions.replaceChildren(this.actionBar(st, byPid, me));
   }
   coreInfo(core) {

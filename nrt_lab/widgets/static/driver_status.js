@@ -42,8 +42,8 @@ class DriverStatusView {
       f.detail ? h("div", {}, h("code", {}, f.detail)) : null,
       h("div", { class: "wrap" }, "Remedy: ", f.remedy, f.ref ? h("span", { class: "nrtw-muted" }, ` (${f.ref})`) : null))))
       : h("div", { class: "nrtw-sev-ok" }, "No problem found.");
-    this.body.replaceChildren(info,
-      h("div", { class: "nrtw-section" }, "NEURON_* configuration of this kernel"), config, effective,
+    this.body.replaceChildren(scroller(info),
+      h("div", { class: "nrtw-section" }, "NEURON_* configuration of this kernel"), scroller(config), effective,
       h("div", { class: "nrtw-section" }, "Troubleshooting"), findings);
   }
 }

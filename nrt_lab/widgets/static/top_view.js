@@ -173,10 +173,10 @@ class TopView {
       `System: ${sys[0] ?? "?"} vCPUs, user ${fmtNum(sys[1], 3)} %, system ${fmtNum(sys[2], 3)} %, ` +
       `host memory ${fmtBytes(sys[3])} of ${fmtBytes(sys[4])}`);
     this.tables.replaceChildren(
-      h("div", { class: "nrtw-section" }, "Executions and latency"), exec,
+      h("div", { class: "nrtw-section" }, "Executions and latency"), scroller(exec),
       h("div", { class: "nrtw-cols" },
-        h("div", {}, h("div", { class: "nrtw-section" }, "Memory Usage Summary"), memTable),
-        h("div", {}, h("div", { class: "nrtw-section" }, "Memory Usage Details (models)"), modelTable)),
+        h("div", { class: "nrtw-scroll" }, h("div", { class: "nrtw-section" }, "Memory Usage Summary"), memTable),
+        h("div", { class: "nrtw-scroll" }, h("div", { class: "nrtw-section" }, "Memory Usage Details (models)"), modelTable)),
       system);
   }
 }
