@@ -29,6 +29,7 @@ from nrt_lab.driver import Machine
 from nrt_lab.widgets import CoreMap, DriverStatus, TopView
 from nrt_lab.widgets._assets import COMMON_JS, CSS
 from nrt_lab.widgets._palette import OWNER_PALETTE, text_color
+from nrt_lab.widgets._plotly import PlotlyLibrary, plotly_source
 from nrt_lab.widgets._static import format_number
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -84,6 +85,16 @@ async ([esm, traits, id]) => {
   document.getElementById("out").append(el);
   widget.initialize({ model });
   widget.render({ model, el });
+  (globalThis.__models = globalThis.__models || {})[id] = model;
+}
+"""
+
+# The library model's ES module, as the front end runs it when the model is created (initialize only).
+_LOAD_LIBRARY = """
+async ([esm, source]) => {
+  const url = URL.createObjectURL(new Blob([esm], { type: "text/javascript" }));
+  const mod = await import(url);
+  mod.default.initialize({ model: { get: (k) => (k === "source" ? source : undefined), on: () => {} } });
 }
 """
 
@@ -269,5 +280,45 @@ def test_widgets_fit_800_px_without_clipping_or_broken_tokens(browser: Any,
                                ".find((el) => el.scrollWidth > el.clientWidth + 1); if (!t) return null;"
                                " t.scrollLeft = 10000; return t.scrollLeft; }")
         assert widest, "...so its own box scrolls sideways (not the page, not the whole widget)"
+    finally:
+        page.close()
+
+
+def test_plotly_charts_load_the_library_once_render_axes_and_extend(
+        browser: Any, scene: list[tuple[str, str, dict[str, Any]]]) -> None:
+    page = _page(browser, "light", 1400)
+    try:
+        (_, top_esm, top_traits), = [item for item in scene if item[0] == "top"]
+        # Two TopViews before the library arrives (a reload can order models either way), then the library.
+        page.evaluate(_RENDER, [top_esm, top_traits, "top"])
+        page.evaluate(_RENDER, [top_esm, json.loads(json.dumps(top_traits)), "top2"])
+        page.evaluate(_LOAD_LIBRARY, [PlotlyLibrary._esm, plotly_source()])
+        page.evaluate(_LOAD_LIBRARY, [PlotlyLibrary._esm, plotly_source()])  # a second library model: no reload
+        page.wait_for_selector("#top2 .nrtw-chart-heat .main-svg")
+        assert page.evaluate("() => globalThis.__nrtLabPlotlyLoads") == 1
+        info = page.evaluate("""() => {
+          const area = document.querySelector('#top .nrtw-chart-area'), heat = document.querySelector('#top .nrtw-chart-heat');
+          return { areaTraces: area.data.map((t) => t.name), heatRows: heat.data[0].z.length,
+                   cores: heat.data[0].z[0].length,
+                   titles: [...document.querySelectorAll('#top .g-xtitle, #top .g-ytitle')].map((e) => e.textContent) };
+        }""")
+        assert len(info["areaTraces"]) == 3 and all("(" in name for name in info["areaTraces"])
+        assert info["heatRows"] == 1 and info["cores"] == 32
+        assert {"time", "% of machine", "NeuronCore"} <= set(info["titles"])
+        # One update: a delta appends one column to every trace (extendTraces), it does not redraw.
+        page.evaluate("""() => { const m = globalThis.__models.top, st = m.get('state');
+          m.set('delta', { seq: st.seq + 1, set: { t: st.t + 1, c0: [55, 0, st.c0[2]] }, del: [] }); }""")
+        grown = page.evaluate("() => { const d = document.querySelector('#top .nrtw-chart-heat').data[0];"
+                              " return [d.z.length, d.z[1][0], document.querySelector('#top .nrtw-chart-area')"
+                              ".data[0].y.length]; }")
+        assert grown == [2, 55, 2]
+        # Hover shows the core, the time and the value.
+        box = page.locator("#top .nrtw-chart-heat .nsewdrag").first.bounding_box()
+        assert box is not None
+        page.mouse.move(box["x"] + box["width"] * 0.9, box["y"] + 3)
+        page.wait_for_selector("#top .nrtw-chart-heat .hovertext", timeout=5000)
+        assert "nc" in page.locator("#top .nrtw-chart-heat .hovertext").first.text_content()
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "widgets-charts.png"), full_page=True)
     finally:
         page.close()

@@ -734,3 +734,15 @@ def test_dashboard_draws_the_core_grid_once(machine: Machine, widgets: list[Any]
     widgets.append(board)
     assert board.core_map.show_grid is False and board._repr_html_().count('class="nrt-core-grid"') == 1
     assert CoreMap(autostart=False, show_grid=True)._repr_html_().count('class="nrt-core-grid"') == 1
+
+
+def test_plotly_library_is_one_model_per_kernel(machine: Machine, widgets: list[Any]) -> None:
+    from nrt_lab.widgets._plotly import PlotlyLibrary
+
+    top, board = TopView(autostart=False), Dashboard(autostart=False)
+    plain = TopView(autostart=False, charts=False)
+    widgets.extend([top, board, plain])
+    assert isinstance(top.plotly, PlotlyLibrary) and top.plotly is board.top_view.plotly
+    assert plain.plotly is None and plain.charts is False
+    assert len(top.plotly.source) > 3_000_000 and "newPlot" in top.plotly.source  # the real plotly.min.js
+    assert top.state_bytes() < 100_000  # the chart widget's own state does not carry the library

@@ -27,6 +27,7 @@ from nrt_lab.monitor import (
 from nrt_lab.widgets._assets import CSS, TOP_VIEW_JS, widget_esm
 from nrt_lab.widgets._base import LiveWidget
 from nrt_lab.widgets._palette import PALETTE
+from nrt_lab.widgets._plotly import PLOTLY_READY_JS, plotly_library
 from nrt_lab.widgets._sampler import Observation
 from nrt_lab.widgets._static import format_ranges, top_view_html
 
@@ -56,10 +57,11 @@ class TopView(LiveWidget):
     ``"tflops"``), ``tab`` (``"all"`` or a pid as text), plus the base ``paused``, ``period``, ``running``.
     """
 
-    _esm = widget_esm(TOP_VIEW_JS)
+    _esm = widget_esm(PLOTLY_READY_JS + TOP_VIEW_JS)
     _css = CSS
 
     mode = traitlets.Unicode("percent").tag(sync=True)
+    charts = traitlets.Bool(True).tag(sync=True)  # the plotly charts (False: grid and tables only)
     tab = traitlets.Unicode("all").tag(sync=True)
 
     _default_period = 1.0
@@ -75,6 +77,8 @@ class TopView(LiveWidget):
 
     def __init__(self, *, root: Any = None, period: float | None = None, autostart: bool = True,
                  history_size: int = 60, **kwargs: Any) -> None:
+        # plotly.js reaches the page once, through this kernel's one library model, however many charts there are.
+        self.plotly = plotly_library() if kwargs.get("charts", True) else None
         super().__init__(root=root, period=period, autostart=autostart, history_size=history_size, **kwargs)
         self.on_msg(lambda _w, content, _b: self.refresh()
                     if isinstance(content, Mapping) and content.get("action") == "refresh" else None)

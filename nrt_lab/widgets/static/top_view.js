@@ -29,13 +29,26 @@ class TopView {
     this.grid = h("div", { class: "nrtw-grid" });
     this.spark = h("div", { class: "nrtw-bar" });
     this.tables = h("div");
-    el.append(this.head, this.tabs, this.grid, this.spark, this.tables);
+    this.el = el;
+    this.charts = h("div", { class: "nrtw-charts" });
+    this.areaDiv = h("div", { class: "nrtw-chart nrtw-chart-area" });
+    this.heatDiv = h("div", { class: "nrtw-chart nrtw-chart-heat" });
+    this.csvBtn = h("button", { title: "download the history shown in the charts as CSV", onclick: () => this.downloadCsv() }, "CSV");
+    this.charts.append(this.areaDiv, this.heatDiv);
+    el.append(this.head, this.tabs, this.grid, this.charts, this.spark, this.tables);
+    this.P = null; this.chartKey = null;
+    if (model.get("charts") !== false) {
+      this.areaDiv.textContent = "Loading plotly.js …";
+      plotlyReady().then((P) => { this.P = P; this.areaDiv.textContent = ""; this.drawCharts(null); });
+    } else {
+      this.charts.style.display = "none";
+    }
     this.title = h("span", { class: "nrtw-title" });
     this.info = h("span", { class: "nrtw-muted" });
     this.modeBtn = h("button", { title: "toggle % and TFLOPS (neuron-top key F)", onclick: () => {
       this.model.set("mode", this.model.get("mode") === "tflops" ? "percent" : "tflops"); this.model.save_changes();
     } });
-    this.head.append(this.title, this.info, this.modeBtn, controls(model));
+    this.head.append(this.title, this.info, this.modeBtn, this.csvBtn, controls(model));
     for (const name of ["mode", "tab"]) model.on(`change:${name}`, () => this.update(null));
   }
   procs() { return entries(this.store.state, "p"); }
@@ -65,6 +78,7 @@ class TopView {
       if (changed === null || changed.has(`c${i}`) || procChanged) this.drawCell(i, st, mode, shown);
     }
     this.drawSpark(st, inst, mode, shown);
+    this.drawCharts(changed);
     this.drawTables(st, shown);
   }
   buildGrid(inst) {
@@ -103,6 +117,80 @@ class TopView {
       h("button", { class: tab === "all" ? "on" : "", onclick: () => pick("all") }, "all"),
       ...this.procs().map((p) => h("button", { class: tab === String(p.pid) ? "on" : "", onclick: () => pick(String(p.pid)),
         title: p.cmd }, h("span", { class: "nrtw-swatch", style: `background:${p.color}` }), ` ${p.tag} (${p.pid})`)));
+  }
+  // ---- plotly charts: utilization per process (stacked area; machine TFLOPS in TFLOPS mode) and per core
+  // (heatmap cores x time). A full draw (Plotly.react) only when the layout, the mode or the set of processes
+  // changes; every other update appends one column with Plotly.extendTraces, bounded by the history size.
+  chartRows() {
+    const st = this.store.state, hist = st.hist || [], per = Number(st.per) || 1, t = Number(st.t) || 0;
+    return hist.map((row, i) => [new Date((t - (hist.length - 1 - i) * per) * 1000), row]);
+  }
+  chartProcs() {
+    const st = this.store.state, total = (st.inst || {}).total || 0, shown = this.shownPids();
+    const cores = {};
+    for (let i = 0; i < total; i++) {
+      const v = st[`c${i}`];
+      if (v && v[2] && shown.has(v[2])) (cores[v[2]] = cores[v[2]] || []).push(i);
+    }
+    return this.procs().filter((p) => cores[p.pid]).map((p) => ({ p, cores: cores[p.pid] }));
+  }
+  chartStyle() {
+    const fg = getComputedStyle(this.el).color || "#222";
+    const grid = "rgba(128,128,128,0.3)";
+    return { paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)", font: { color: fg, size: 11 },
+      margin: { l: 56, r: 12, t: 30, b: 30 }, height: 250,
+      xaxis: { type: "date", title: { text: "time" }, gridcolor: grid, zeroline: false },
+      legend: { orientation: "h", y: -0.42 } };
+  }
+  drawCharts(changed) {
+    if (!this.P || this.model.get("charts") === false) return;
+    const P = this.P, st = this.store.state, inst = st.inst || { total: 0 };
+    if (st.err || !inst.total) return;
+    const mode = this.model.get("mode") || "percent", cap = st.cap || 60;
+    const procs = this.chartProcs();
+    const key = JSON.stringify([mode, inst.total, this.model.get("tab") || "all", procs.map((x) => x.p.pid)]);
+    const rows = this.chartRows();
+    const share = (row, cores) => cores.reduce((a, c) => a + row[c + 1], 0) / inst.total;
+    const config = { displaylogo: false, responsive: true,
+      toImageButtonOptions: { format: "png", filename: `nrt_lab-${inst.name}-utilization` } };
+    if (changed === null || key !== this.chartKey || !this.areaDiv.data) {
+      this.chartKey = key;
+      const base = this.chartStyle();
+      const area = mode === "tflops"
+        ? [{ type: "scatter", mode: "lines", name: "machine TFLOPS", x: rows.map((r) => r[0]), y: rows.map((r) => r[1][0]),
+             fill: "tozeroy", line: { color: "#2e7d32" }, hovertemplate: "%{x|%H:%M:%S}<br>%{y:.4g} TFLOPS<extra></extra>" }]
+        : procs.map(({ p, cores }) => ({ type: "scatter", mode: "lines", stackgroup: "u", name: `${p.tag} (${p.pid})`,
+             x: rows.map((r) => r[0]), y: rows.map((r) => share(r[1], cores)), line: { color: p.color, width: 1 },
+             fillcolor: p.color, hovertemplate: `${p.tag} (pid ${p.pid}, ${p.cores})<br>%{x|%H:%M:%S}<br>%{y:.1f} % of the machine<extra></extra>` }));
+      P.react(this.areaDiv, area, Object.assign({}, base, {
+        title: { text: mode === "tflops" ? "Machine TFLOPS over time" : "Utilization per process (stacked, % of all cores)", font: { size: 12 } },
+        yaxis: { title: { text: mode === "tflops" ? "TFLOPS" : "% of machine" }, rangemode: "tozero",
+                 range: mode === "tflops" ? undefined : [0, 100], gridcolor: base.xaxis.gridcolor } }), config);
+      P.react(this.heatDiv, [{ type: "heatmap", transpose: true, x: rows.map((r) => r[0]), y: Array.from({ length: inst.total }, (_, i) => i),
+        z: rows.map((r) => r[1].slice(1)), zmin: 0, zmax: 100, colorscale: "Greens", reversescale: true,
+        colorbar: { title: { text: "%" }, thickness: 10 },
+        hovertemplate: "nc%{y}<br>%{x|%H:%M:%S}<br>%{z:.1f} %<extra></extra>" }],
+        Object.assign({}, base, { title: { text: "Utilization per NeuronCore (%)", font: { size: 12 } }, showlegend: false,
+          yaxis: { title: { text: "NeuronCore" }, autorange: "reversed", gridcolor: base.xaxis.gridcolor } }), config);
+      return;
+    }
+    if (!changed.size || !rows.length) return;
+    const [x, row] = rows[rows.length - 1];
+    if (this.lastX && this.lastX.getTime() === x.getTime()) return;
+    this.lastX = x;
+    if (mode === "tflops") P.extendTraces(this.areaDiv, { x: [[x]], y: [[row[0]]] }, [0], cap);
+    else if (procs.length) P.extendTraces(this.areaDiv, { x: procs.map(() => [x]), y: procs.map(({ cores }) => [share(row, cores)]) },
+      procs.map((_, i) => i), cap);
+    P.extendTraces(this.heatDiv, { x: [[x]], z: [[row.slice(1)]] }, [0], cap);
+  }
+  downloadCsv() {
+    const st = this.store.state, total = (st.inst || {}).total || 0;
+    const head = ["time", "machine_tflops"].concat(Array.from({ length: total }, (_, i) => `nc${i}_util_pct`));
+    const lines = [head.join(",")].concat(this.chartRows().map(([x, row]) => [x.toISOString()].concat(row).join(",")));
+    const url = URL.createObjectURL(new Blob([lines.join("\n") + "\n"], { type: "text/csv" }));
+    const a = h("a", { href: url, download: `nrt_lab-${(st.inst || {}).name || "machine"}-history.csv` });
+    document.body.append(a); a.click(); a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 1000);
   }
   drawSpark(st, inst, mode, shown) {
     const hist = st.hist || [];
