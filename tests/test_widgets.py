@@ -44,6 +44,7 @@ from nrt_lab.widgets import (
 )
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+PLOTLY_MIME = "application/vnd.plotly.v1+json"
 
 # No kernel runs here, so widgets get the comm package's DummyComm, which sends nowhere (record_messages still
 # sees every message). Importing ipykernel's kernel app (some pytest plugins do) replaces the comm factory with
@@ -570,7 +571,13 @@ def test_static_html_and_deterministic_text(machine: Machine, widgets: list[Any]
     widgets.extend(made + again)
     for first, second in zip(made, again, strict=True):
         bundle, _ = first._repr_mimebundle_()
-        assert set(bundle) == {"text/plain", "text/html", WIDGET_MIME}
+        charts = {PLOTLY_MIME} if isinstance(first, TopView) else set()  # its static chart (nbviewer, Voila)
+        assert set(bundle) == {"text/plain", "text/html", WIDGET_MIME} | charts
+        if charts:
+            figure = bundle[PLOTLY_MIME]
+            assert figure["data"][0]["type"] == "heatmap" and len(figure["data"][0]["y"]) == 32
+            assert "uid" not in json.dumps(figure)  # deterministic: strict nbval can compare it
+            assert figure == first._repr_mimebundle_()[0][PLOTLY_MIME]
         assert bundle[WIDGET_MIME]["model_id"] == first.model_id
         assert bundle["text/html"] == first._repr_html_() and "<script" not in bundle["text/html"]
         text = bundle["text/plain"]
@@ -746,3 +753,64 @@ def test_plotly_library_is_one_model_per_kernel(machine: Machine, widgets: list[
     assert plain.plotly is None and plain.charts is False
     assert len(top.plotly.source) > 3_000_000 and "newPlot" in top.plotly.source  # the real plotly.min.js
     assert top.state_bytes() < 100_000  # the chart widget's own state does not carry the library
+
+
+# ============================================================================================== nrt_lab.plot
+
+
+def _report(pid: int, util: list[float], completed: int = 10, errors: int = 0) -> dict[str, Any]:
+    """One neuron-monitor report line (the fields nrt_lab.plot reads) for one runtime."""
+    cores = {str(i): {"neuroncore_utilization": u, "flops": int(u * 1e9)} for i, u in enumerate(util)}
+    return {"neuron_runtime_data": [{"pid": pid, "neuron_runtime_tag": f"t{pid}", "report": {
+        "neuroncore_counters": {"period": 1.0, "neuroncores_in_use": cores},
+        "memory_used": {"neuron_runtime_used_bytes": {"usage_breakdown": {"neuroncore_memory_usage": {
+            "0": {"constants": 1 << 20, "model_code": 1 << 27}}}}},
+        "execution_stats": {"period": 1.0, "execution_summary": {"completed": completed},
+                            "error_summary": {"generic": errors},
+                            "latency_stats": {"total_latency": {"p50": 0.1, "p99": 0.19, "p100": 0.22}}}}}],
+        "neuron_hardware_info": {"neuron_device_memory_size": 32 << 30, "neuroncore_per_device_count": 2},
+        "instance_info": {"instance_type": "trn1.2xlarge"}}
+
+
+def test_plot_reads_a_recording_and_builds_every_chart(tmp_path: Path) -> None:
+    from nrt_lab import plot
+
+    path = tmp_path / "run.jsonl"
+    lines = [_report(7, [50.0, 0.0]), _report(7, [100.0, 20.0], completed=20, errors=2), _report(7, [0.0, 0.0])]
+    path.write_text("\n".join(json.dumps(r) for r in lines) + "\n\n", encoding="utf-8")
+    rec = plot.read_recording(path)
+    assert rec.times == [1.0, 2.0, 3.0] and rec.cores == [0, 1] and rec.owners == {7: "t7"}
+    assert rec.core_capacity == 16 << 30 and rec.instance == "trn1.2xlarge"
+    charts = plot.figures(rec)
+    area = charts["utilization"].data[0]
+    assert list(area.y) == [25.0, 60.0, 0.0] and area.stackgroup == "u" and area.name == "t7 (7)"
+    assert [list(row) for row in charts["cores"].data[0].z] == [[50.0, 100.0, 0.0], [0.0, 20.0, 0.0]]
+    names = [t.name for t in charts["executions"].data]
+    assert names == ["t7 (7) executions/s", "t7 (7) latency p50", "t7 (7) latency p99", "t7 (7) latency p100",
+                     "t7 (7) errors"]
+    assert list(charts["executions"].data[3].y) == pytest.approx([220.0] * 3)  # p100 220 ms, not "22"
+    assert list(charts["executions"].data[4].x) == [2.0]  # the error marker sits where errors happened
+    memory = charts["memory"]
+    assert [t.name for t in memory.data] == ["constants", "model_code", "capacity"]
+    assert list(memory.data[2].y) == [16.0]
+    assert list(plot.utilization_figure(rec, "tflops").data[0].y) == pytest.approx([0.05, 0.12, 0.0])
+    assert charts["cores"].layout.xaxis.title.text and charts["cores"].layout.yaxis.title.text == "NeuronCore"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('{"neuron_runtime_data": []}\n{not json\n', "run.jsonl line 2: not JSON"),
+    ('[1, 2]\n', "run.jsonl line 1: not a neuron-monitor report"),
+    ('{"neuron_runtime_data": [{"pid": "x"}]}\n', "run.jsonl line 1: malformed neuron-monitor report"),
+    ("\n\n", "holds no neuron-monitor report"),
+])
+def test_plot_names_the_bad_line(tmp_path: Path, text: str, message: str) -> None:
+    from nrt_lab import plot
+
+    path = tmp_path / "run.jsonl"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        plot.read_recording(path)
+    with pytest.raises(ValueError, match="cannot read the recording"):
+        plot.read_recording(tmp_path / "missing.jsonl")
+    with pytest.raises(ValueError, match="accepted: 'percent' or 'tflops'"):
+        plot.utilization_figure(plot.parse_reports([_report(1, [1.0])]), "watts")

@@ -16,7 +16,7 @@ from nrt_lab.widgets._base import WIDGET_VIEW_MIME
 from nrt_lab.widgets._sampler import Sampler
 from nrt_lab.widgets.core_map import CoreMap
 from nrt_lab.widgets.driver_status import DriverStatus
-from nrt_lab.widgets.top_view import TopView
+from nrt_lab.widgets.top_view import PLOTLY_MIME, TopView
 
 __all__ = ["Dashboard", "show"]
 
@@ -98,6 +98,9 @@ class Dashboard(ipywidgets.VBox):  # type: ignore[misc]
 
     def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         data: dict[str, Any] = {"text/plain": self._plain(), "text/html": self._repr_html_()}
+        figure = self.top_view.figure_json()
+        if figure is not None:
+            data[PLOTLY_MIME] = figure
         if self.comm is not None and self._view_name is not None:
             data[WIDGET_VIEW_MIME] = {"version_major": 2, "version_minor": 0, "model_id": self.model_id}
         return data, {}

@@ -8,6 +8,7 @@ history ring (``hist``: one row per update, total TFLOPS then every core's utili
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,7 +32,9 @@ from nrt_lab.widgets._plotly import PLOTLY_READY_JS, plotly_library
 from nrt_lab.widgets._sampler import Observation
 from nrt_lab.widgets._static import format_ranges, top_view_html
 
-__all__ = ["TopView", "HOST_KINDS", "DEVICE_KINDS", "OUTCOME_KINDS", "ERROR_KINDS"]
+__all__ = ["TopView", "HOST_KINDS", "DEVICE_KINDS", "OUTCOME_KINDS", "ERROR_KINDS", "PLOTLY_MIME"]
+
+PLOTLY_MIME = "application/vnd.plotly.v1+json"
 
 # The counter kinds, in the order the front end indexes them (defined once, by the stats page).
 HOST_KINDS = HOST_MEMORY_KINDS
@@ -191,6 +194,25 @@ class TopView(LiveWidget):
 
     def _static_html(self, state: Mapping[str, Any]) -> str:
         return top_view_html(state, self.mode, self.tab)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[Any, Any], dict[Any, Any]] | None:
+        """Live view, HTML tables, and the core heatmap as plotly's mime bundle (nbviewer, Voila, stored files)."""
+        bundle = super()._repr_mimebundle_(**kwargs)
+        assert bundle is not None
+        data, metadata = bundle
+        figure = self.figure_json()
+        if figure is not None:
+            data[PLOTLY_MIME] = figure
+        return data, metadata
+
+    def figure_json(self) -> dict[str, Any] | None:
+        """The core heatmap of the history as plotly JSON (None when plotly is not installed)."""
+        try:
+            from nrt_lab.widgets._figures import from_top_view
+        except ImportError:
+            return None
+        result: dict[str, Any] = json.loads(from_top_view(self.current_state()).to_json())
+        return result
 
     def _plain(self, state: Mapping[str, Any]) -> str:
         inst = state.get("inst")

@@ -139,7 +139,7 @@ class TopView {
     const grid = "rgba(128,128,128,0.3)";
     return { paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)", font: { color: fg, size: 11 },
       margin: { l: 56, r: 12, t: 30, b: 30 }, height: 250,
-      xaxis: { type: "date", title: { text: "time" }, gridcolor: grid, zeroline: false },
+      xaxis: { type: "date", title: { text: "time" }, tickformat: "%H:%M:%S", gridcolor: grid, zeroline: false },
       legend: { orientation: "h", y: -0.42 } };
   }
   drawCharts(changed) {
@@ -166,12 +166,12 @@ class TopView {
         title: { text: mode === "tflops" ? "Machine TFLOPS over time" : "Utilization per process (stacked, % of all cores)", font: { size: 12 } },
         yaxis: { title: { text: mode === "tflops" ? "TFLOPS" : "% of machine" }, rangemode: "tozero",
                  range: mode === "tflops" ? undefined : [0, 100], gridcolor: base.xaxis.gridcolor } }), config);
-      P.react(this.heatDiv, [{ type: "heatmap", transpose: true, x: rows.map((r) => r[0]), y: Array.from({ length: inst.total }, (_, i) => i),
+      P.react(this.heatDiv, [{ type: "heatmap", transpose: true, x: rows.map((r) => r[0]), y: Array.from({ length: inst.total }, (_, i) => `nc${i}`),
         z: rows.map((r) => r[1].slice(1)), zmin: 0, zmax: 100, colorscale: "Greens", reversescale: true,
         colorbar: { title: { text: "%" }, thickness: 10 },
-        hovertemplate: "nc%{y}<br>%{x|%H:%M:%S}<br>%{z:.1f} %<extra></extra>" }],
+        hovertemplate: "%{y}<br>%{x|%H:%M:%S}<br>%{z:.1f} %<extra></extra>" }],
         Object.assign({}, base, { title: { text: "Utilization per NeuronCore (%)", font: { size: 12 } }, showlegend: false,
-          yaxis: { title: { text: "NeuronCore" }, autorange: "reversed", gridcolor: base.xaxis.gridcolor } }), config);
+          yaxis: { title: { text: "NeuronCore" }, type: "category", autorange: "reversed", gridcolor: base.xaxis.gridcolor } }), config);
       return;
     }
     if (!changed.size || !rows.length) return;
