@@ -204,7 +204,7 @@ def scene(machine: Machine, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tu
 def _page(browser: Any, theme: str, width: int) -> Any:
     page = browser.new_page(viewport={"width": width, "height": 1000})
     light = "true" if theme == "light" else "false"
-    page.set_content(f'<html><body data-jp-theme-light="{light}" data-jp-theme-name="JupyterLab {theme.title()}">'
+    page.set_content(f'<!DOCTYPE html><html><body data-jp-theme-light="{light}" data-jp-theme-name="JupyterLab {theme.title()}">'
                      '<div id="out" style="padding:8px"></div></body></html>')
     page.add_style_tag(content=_theme_css(theme))
     page.add_style_tag(content="body { background: var(--jp-layout-color0); color: var(--jp-ui-font-color1);"
@@ -322,3 +322,50 @@ def test_plotly_charts_load_the_library_once_render_axes_and_extend(
         page.screenshot(path=str(ARTIFACTS / "widgets-charts.png"), full_page=True)
     finally:
         page.close()
+
+
+# JupyterLab 4 at 1366 x 768, file browser closed: the output area is about 1190 px wide, and under the menu,
+# tab bar, notebook toolbar, status bar and the cell's own input (`nrt_lab.show()`) about 610 px remain.
+DASHBOARD_BOX = {"width": 1190, "height": 610}
+
+
+def test_dashboard_fits_one_screen_with_8_owners(browser: Any, machine: Machine) -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_widgets import _kill, _start
+
+    from nrt_lab.widgets import Dashboard
+
+    started: list[Any] = []
+    board = None
+    try:
+        _start(machine.root, [{"NEURON_RT_NUM_CORES": "4", "NEURON_PROCESS_TAG": f"job{i}"} for i in range(8)],
+               started)
+        board = Dashboard(autostart=False)
+        parts = [("status", board.driver_status), ("top", board.top_view), ("coremap", board.core_map)]
+        page = _page(browser, "light", 1366)
+        try:
+            page.evaluate(f"""() => {{ const out = document.getElementById('out');
+              out.style.width = '{DASHBOARD_BOX["width"]}px';
+              out.innerHTML = '<div id="slot-status"></div><div id="row" style="display:flex;flex-flow:row wrap;'
+                + 'align-items:flex-start"><div id="slot-top" style="flex:3 1 560px;min-width:0"></div>'
+                + '<div id="slot-coremap" style="flex:2 1 360px;min-width:0"></div></div>'; }}""")
+            page.evaluate(_LOAD_LIBRARY, [PlotlyLibrary._esm, plotly_source()])
+            for name, widget in parts:
+                page.evaluate(_RENDER.replace('document.getElementById("out")', f'document.getElementById("slot-{name}")'),
+                              [widget._esm, _traits(widget), name])
+            page.wait_for_selector("#top .nrtw-chart-heat .main-svg")
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "dashboard-1366x768.png"),
+                            clip={"x": 0, "y": 0, "width": 1366, "height": 768})
+            height = page.evaluate("() => document.getElementById('out').getBoundingClientRect().height")
+            legend_rows = page.locator("#coremap table tr").count()
+            assert legend_rows == 9  # header + 8 owners
+            assert page.locator(".nrtw-grid").count() == 1  # one core grid
+            assert height <= DASHBOARD_BOX["height"], f"the dashboard is {height:.0f} px tall"
+            print(f"dashboard height {height:.0f} px of {DASHBOARD_BOX['height']}")
+        finally:
+            page.close()
+    finally:
+        if board is not None:
+            board.close()
+        _kill(started)

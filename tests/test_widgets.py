@@ -24,6 +24,7 @@ from typing import Any
 
 import comm
 import pytest
+import traitlets
 from IPython.core.formatters import DisplayFormatter
 
 import nrt_lab
@@ -814,3 +815,25 @@ def test_plot_names_the_bad_line(tmp_path: Path, text: str, message: str) -> Non
         plot.read_recording(tmp_path / "missing.jsonl")
     with pytest.raises(ValueError, match="accepted: 'percent' or 'tflops'"):
         plot.utilization_figure(plot.parse_reports([_report(1, [1.0])]), "watts")
+
+
+def test_dashboard_is_one_screen_with_a_calm_header_presentation_size_and_side_panel(
+        machine: Machine, widgets: list[Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    import IPython.display
+    from sidecar import Sidecar
+
+    board = Dashboard(autostart=False)
+    widgets.append(board)
+    assert board.driver_status.collapsed is True and board.top_view.compact is True
+    assert board.core_map.show_grid is False and board.size == "normal"
+    board.size = "presentation"
+    assert {part.size for part in board.parts} == {"presentation"}
+    with pytest.raises(traitlets.TraitError, match="accepted: 'normal', 'presentation'"):
+        board.top_view.size = "huge"
+    with pytest.raises(ValueError, match="size='huge' is invalid"):
+        Dashboard(autostart=False, size="huge")
+    shown: list[Any] = []
+    monkeypatch.setattr(IPython.display, "display", lambda *objs, **kw: shown.extend(objs))
+    panel = board.open_in_sidecar("cores")
+    widgets.append(panel)
+    assert isinstance(panel, Sidecar) and panel.title == "cores" and shown == [board]

@@ -11,6 +11,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+import traitlets
+
 from nrt_lab.monitor import (
     MIN_DRIVER_VERSION,
     SEVERITIES,
@@ -60,6 +62,9 @@ class DriverStatus(LiveWidget):
 
     _esm = widget_esm(DRIVER_STATUS_JS)
     _css = CSS
+
+    # True: only the one-line verdict (a header, as in the Dashboard); "Details" opens the tables.
+    collapsed = traitlets.Bool(False).tag(sync=True)
     _default_period = 2.0
     _layout_keys = ()
 

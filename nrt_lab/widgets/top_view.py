@@ -65,6 +65,7 @@ class TopView(LiveWidget):
 
     mode = traitlets.Unicode("percent").tag(sync=True)
     charts = traitlets.Bool(True).tag(sync=True)  # the plotly charts (False: grid and tables only)
+    compact = traitlets.Bool(False).tag(sync=True)  # the Dashboard's: no sparkline, no memory tables
     tab = traitlets.Unicode("all").tag(sync=True)
 
     _default_period = 1.0

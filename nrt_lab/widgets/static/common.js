@@ -171,6 +171,9 @@ function makeWidget(derive, View) {
       render({ model, el }) {
         if (!store) store = createStore(model, derive);
         el.classList.add("nrtw");
+        const sized = () => el.classList.toggle("nrtw-big", model.get("size") === "presentation");
+        sized();
+        model.on("change:size", sized);
         const view = new View(model, el, store);
         const listener = (changed) => view.update(changed);
         store.listeners.add(listener);

@@ -5,6 +5,9 @@ class DriverStatusView {
     this.body = h("div");
     el.append(this.head, this.body);
     this.ctl = controls(model);
+    this.toggle = h("button", { class: "nrtw-toggle", title: "show or hide the driver, configuration and findings",
+      onclick: () => { this.model.set("collapsed", !this.model.get("collapsed")); this.model.save_changes(); } });
+    model.on("change:collapsed", () => this.update());
   }
   update() {
     const st = this.store.state;
@@ -13,7 +16,11 @@ class DriverStatusView {
       h("span", { class: "nrtw-title" }, "Neuron driver & runtime"),
       // Calm (neutral) unless something is wrong for THIS kernel (the severity diagnose() gives this process).
       h("span", { class: `nrtw-verdict nrtw-sev-${(st.verdict || {}).level || "calm"}` }, (st.verdict || {}).text || ""),
-      h("button", { onclick: () => this.model.send({ action: "refresh" }) }, "Refresh"), this.ctl);
+      this.toggle, h("button", { onclick: () => this.model.send({ action: "refresh" }) }, "Refresh"), this.ctl);
+    const collapsed = !!this.model.get("collapsed");
+    this.toggle.textContent = collapsed ? "Details ▸" : "Details ▾";
+    this.toggle.setAttribute("aria-expanded", String(!collapsed));
+    this.body.style.display = collapsed ? "none" : "";
     if (st.err) { this.body.replaceChildren(h("div", { class: "nrtw-error" }, st.err)); return; }
     const row = (k, v, cls) => h("tr", {}, h("th", {}, k), h("td", { class: cls || "" }, v));
     const info = h("table", {},

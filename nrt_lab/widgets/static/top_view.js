@@ -49,7 +49,7 @@ class TopView {
       this.model.set("mode", this.model.get("mode") === "tflops" ? "percent" : "tflops"); this.model.save_changes();
     } });
     this.head.append(this.title, this.info, this.modeBtn, this.csvBtn, controls(model));
-    for (const name of ["mode", "tab"]) model.on(`change:${name}`, () => this.update(null));
+    for (const name of ["mode", "tab", "compact", "size"]) model.on(`change:${name}`, () => this.update(null));
   }
   procs() { return entries(this.store.state, "p"); }
   shownPids() {
@@ -60,7 +60,9 @@ class TopView {
     const st = this.store.state;
     const inst = st.inst || { devices: [], total: 0 };
     const mode = this.model.get("mode") || "percent";
-    this.title.textContent = `NeuronCore ${inst.version || ""} Utilization`;
+    const compactView = !!this.model.get("compact");
+    this.el.classList.toggle("nrtw-compact", compactView);
+    this.title.textContent = compactView ? "Utilization" : `NeuronCore ${inst.version || ""} Utilization`;
     this.info.textContent = `${inst.name || "?"} · lnc ${inst.lnc} · ${inst.total} cores · ` +
       `${this.procs().length} runtime(s) · period ${st.per ?? "-"} s`;
     this.modeBtn.textContent = mode === "tflops" ? "Show %" : "Show TFLOPS";
@@ -72,12 +74,15 @@ class TopView {
       changed = null;
     }
     const procChanged = changed === null || [...changed].some((k) => !/^c\d+$/.test(k) && k !== "t" && k !== "per");
+    this.tabs.style.display = this.model.get("compact") ? "none" : "";  // the table below keys the owners
     if (procChanged) this.drawTabs();
     const shown = this.shownPids();
     for (let i = 0; i < inst.total; i++) {
       if (changed === null || changed.has(`c${i}`) || procChanged) this.drawCell(i, st, mode, shown);
     }
-    this.drawSpark(st, inst, mode, shown);
+    const compact = !!this.model.get("compact");
+    this.spark.style.display = compact ? "none" : "";
+    if (!compact) this.drawSpark(st, inst, mode, shown);
     this.drawCharts(changed);
     this.drawTables(st, shown);
   }
@@ -136,9 +141,11 @@ class TopView {
   }
   chartStyle() {
     const fg = getComputedStyle(this.el).color || "#222";
+    const big = this.model.get("size") === "presentation";
     const grid = "rgba(128,128,128,0.3)";
-    return { paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)", font: { color: fg, size: 11 },
-      margin: { l: 56, r: 12, t: 30, b: 30 }, height: 250,
+    return { paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)", font: { color: fg, size: big ? 15 : 11 },
+      margin: { l: 56, r: 12, t: 30, b: 30 }, height: big ? 320 : this.model.get("compact") ? 200 : 250,
+      showlegend: !this.model.get("compact"),  // compact: the owner colours are keyed by the table below
       xaxis: { type: "date", title: { text: "time" }, tickformat: "%H:%M:%S", gridcolor: grid, zeroline: false },
       legend: { orientation: "h", y: -0.42 } };
   }
@@ -148,7 +155,8 @@ class TopView {
     if (st.err || !inst.total) return;
     const mode = this.model.get("mode") || "percent", cap = st.cap || 60;
     const procs = this.chartProcs();
-    const key = JSON.stringify([mode, inst.total, this.model.get("tab") || "all", procs.map((x) => x.p.pid)]);
+    const key = JSON.stringify([mode, inst.total, this.model.get("tab") || "all", procs.map((x) => x.p.pid),
+      this.model.get("size"), !!this.model.get("compact")]);
     const rows = this.chartRows();
     const share = (row, cores) => cores.reduce((a, c) => a + row[c + 1], 0) / inst.total;
     const config = { displaylogo: false, responsive: true,
@@ -260,6 +268,10 @@ class TopView {
     const system = h("div", { class: "nrtw-muted" },
       `System: ${sys[0] ?? "?"} vCPUs, user ${fmtNum(sys[1], 3)} %, system ${fmtNum(sys[2], 3)} %, ` +
       `host memory ${fmtBytes(sys[3])} of ${fmtBytes(sys[4])}`);
+    if (this.model.get("compact")) {  // the Dashboard: executions only, memory in TopView itself
+      this.tables.replaceChildren(scroller(exec));
+      return;
+    }
     this.tables.replaceChildren(
       h("div", { class: "nrtw-section" }, "Executions and latency"), scroller(exec),
       h("div", { class: "nrtw-cols" },
