@@ -386,6 +386,10 @@ class Monitor:
     _previous: dict[tuple[int, float], _Previous] = field(default_factory=dict, repr=False)
     _system_cpu: tuple[Any, list[Any], float] | None = field(default=None, repr=False)
     _last_system: tuple[SystemSnapshot, float] | None = field(default=None, repr=False)
+    # Reused between samples (a widget samples 10 times a second): psutil handles of live runtimes, and each
+    # (instance, lnc)'s core -> device table.
+    _processes: dict[tuple[int, float], Any] = field(default_factory=dict, repr=False)
+    _devices: dict[tuple[str, int, int], dict[int, int]] = field(default_factory=dict, repr=False)
     clock: Clock = field(default=SYSTEM_CLOCK, repr=False, kw_only=True)
 
     @property
@@ -431,6 +435,8 @@ class Monitor:
         if runtimes:
             for stale in set(self._previous) - seen:
                 del self._previous[stale]
+            for stale in set(self._processes) - seen:
+                del self._processes[stale]
             system, period = self._system()
         else:
             system, period = self._last_system or (_EMPTY_SYSTEM, 0.0)
@@ -445,9 +451,13 @@ class Monitor:
         cpu_user: float | NotApplicable = NA
         cpu_system: float | NotApplicable = NA
         try:
-            times = psutil.Process(record.pid).cpu_times()
+            process = self._processes.get(key)
+            if process is None:
+                process = self._processes[key] = psutil.Process(record.pid)
+            times = process.cpu_times()
             user_s, system_s = float(times.user), float(times.system)
         except (psutil.Error, OSError):
+            self._processes.pop(key, None)
             user_s = system_s = -1.0
         if page is None:
             return RuntimeSnapshot(
@@ -464,7 +474,7 @@ class Monitor:
         cores: list[CoreSample] = []
         busy_now: dict[int, int] = {}
         flops_now: dict[int, int] = {}
-        lnc_view = get_view(instance, record.lnc)
+        device_of = self._device_table(instance, record.lnc)
         for c in page.cores:
             busy = c.busy_ns + (max(0, page.taken_ns - c.running_since_ns) if c.running_since_ns else 0)
             busy_now[c.core], flops_now[c.core] = busy, c.flops
@@ -472,7 +482,8 @@ class Monitor:
             prev_flops = previous.flops.get(c.core, 0) if previous else 0
             utilization = min(100.0, max(0.0, 100.0 * (busy - prev_busy) / period_ns))
             cores.append(CoreSample(
-                core=c.core, device=lnc_view.device_of_core(c.core), utilization=utilization,
+                core=c.core, device=device_of[c.core] if c.core in device_of else
+                get_view(instance, record.lnc).device_of_core(c.core), utilization=utilization,
                 flops_per_s=max(0, c.flops - prev_flops) / (period_ns / 1e9), busy_ns=c.busy_ns, flops=c.flops,
                 inferences=c.inferences, model_loads=c.model_loads, memory=c.memory, memory_peak=c.memory_peak,
                 outcomes=c.outcomes, errors=c.errors, status=c.status, running=bool(c.running_since_ns),
@@ -502,6 +513,16 @@ class Monitor:
             device_latency=percentiles(recent[:, 2]) if recent.size else None,
             vcpu_user=cpu_user, vcpu_system=cpu_system, period=period_ns / 1e9,
         )
+
+    def _device_table(self, instance: InstanceSpec, lnc: int) -> dict[int, int]:
+        """Core -> device index of ``instance`` seen at LNC ``lnc`` (computed once per instance and LNC)."""
+        key = (instance.name, instance.lnc, lnc)
+        table = self._devices.get(key)
+        if table is None:
+            view = get_view(instance, lnc)
+            table = {core: dev.index for dev in view.devices for core in dev.cores}
+            self._devices[key] = table
+        return table
 
     def sample_system(self) -> tuple[SystemSnapshot, float]:
         """Host CPU and memory only (no runtime is read), and the seconds its CPU rates cover (0 the first time)."""
