@@ -308,6 +308,8 @@ def test_plotly_charts_load_the_library_once_render_axes_and_extend(
         # One update: a delta appends one column to every trace (extendTraces), it does not redraw.
         page.evaluate("""() => { const m = globalThis.__models.top, st = m.get('state');
           m.set('delta', { seq: st.seq + 1, set: { t: st.t + 1, c0: [55, 0, st.c0[2]] }, del: [] }); }""")
+        page.wait_for_function("() => document.querySelector('#top .nrtw-chart-heat').data[0].z.length === 2",
+                               timeout=5000)  # drawn on the next frame (charts at most every 0.5 s)
         grown = page.evaluate("() => { const d = document.querySelector('#top .nrtw-chart-heat').data[0];"
                               " return [d.z.length, d.z[1][0], document.querySelector('#top .nrtw-chart-area')"
                               ".data[0].y.length]; }")

@@ -175,7 +175,16 @@ function makeWidget(derive, View) {
         sized();
         model.on("change:size", sized);
         const view = new View(model, el, store);
-        const listener = (changed) => view.update(changed);
+        // Deltas are applied to the store at once, drawn at most once per animation frame (their changed keys
+        // merged): a 10 Hz stream to several widgets never queues redraws (and a hidden tab draws nothing).
+        let pending, scheduled = false;
+        const flush = () => { scheduled = false; const c = pending; pending = undefined; view.update(c); };
+        const later = globalThis.requestAnimationFrame || ((fn) => setTimeout(fn, 16));
+        const listener = (changed) => {
+          if (changed === null || pending === null) pending = null;
+          else { pending = pending || new Set(); for (const k of changed) pending.add(k); }
+          if (!scheduled) { scheduled = true; later(flush); }
+        };
         store.listeners.add(listener);
         view.update(null);
         return () => { store.listeners.delete(listener); };

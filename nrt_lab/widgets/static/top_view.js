@@ -21,6 +21,8 @@ const ERRORS = ["generic", "numerical", "transient", "model", "runtime", "hardwa
 const HOST = ["App. Memory", "Constants", "DMA Buffers", "Tensors"];
 const DEVICE = ["Constants", "Model Code", "Model Scratchpad", "Runtime Memory", "Tensors"];
 
+const CHART_MS = 500, CHART_SHARE = 0.3;
+
 class TopView {
   constructor(model, el, store) {
     this.model = model; this.store = store; this.cells = {}; this.layout = null; this.selected = null;
@@ -84,7 +86,8 @@ class TopView {
     this.spark.style.display = compact ? "none" : "";
     if (!compact) this.drawSpark(st, inst, mode, shown);
     this.drawCharts(changed);
-    this.drawTables(st, shown);
+    // Tables only when something they show changed (not on a delta of core values alone).
+    if (changed === null || procChanged || [...changed].some((k) => /^(x|l|m|md|v)\d+$|^sys$/.test(k))) this.drawTables(st, shown);
   }
   buildGrid(inst) {
     this.cells = {};
@@ -163,6 +166,7 @@ class TopView {
       toImageButtonOptions: { format: "png", filename: `nrt_lab-${inst.name}-utilization` } };
     if (changed === null || key !== this.chartKey || !this.areaDiv.data) {
       this.chartKey = key;
+      this.chartSeq = st.seq || 0;
       const base = this.chartStyle();
       const area = mode === "tflops"
         ? [{ type: "scatter", mode: "lines", name: "machine TFLOPS", x: rows.map((r) => r[0]), y: rows.map((r) => r[1][0]),
@@ -182,14 +186,30 @@ class TopView {
           yaxis: { title: { text: "NeuronCore" }, type: "category", autorange: "reversed", gridcolor: base.xaxis.gridcolor } }), config);
       return;
     }
-    if (!changed.size || !rows.length) return;
-    const [x, row] = rows[rows.length - 1];
-    if (this.lastX && this.lastX.getTime() === x.getTime()) return;
-    this.lastX = x;
-    if (mode === "tflops") P.extendTraces(this.areaDiv, { x: [[x]], y: [[row[0]]] }, [0], cap);
-    else if (procs.length) P.extendTraces(this.areaDiv, { x: procs.map(() => [x]), y: procs.map(({ cores }) => [share(row, cores)]) },
-      procs.map((_, i) => i), cap);
-    P.extendTraces(this.heatDiv, { x: [[x]], z: [[row.slice(1)]] }, [0], cap);
+    // Charts redraw at most every CHART_MS (plotly redraws a whole heatmap per call): rows that arrive in
+    // between are appended together at the next draw, so the grid keeps up with a 10 Hz stream.
+    // All views of the page share one budget: chart drawing takes at most CHART_SHARE of the main thread, so
+    // many 128-core widgets still apply every delta and redraw their grids at 10 Hz.
+    const gate = (globalThis.__nrtLabChartGate = globalThis.__nrtLabChartGate || { next: 0 });
+    const now = performance.now(), wait = Math.max((this.chartAt || 0) + CHART_MS, gate.next) - now;
+    if (wait > 0) {
+      if (!this.chartTimer) this.chartTimer = setTimeout(() => { this.chartTimer = null; this.drawCharts(new Set(["t"])); }, wait);
+      return;
+    }
+    this.chartAt = now;
+    const gateDone = () => { const end = performance.now(); gate.next = end + (end - now) * (1 / CHART_SHARE - 1); };
+    // Every history row added since the last draw (several when frames were coalesced), in one call per chart.
+    const fresh = Math.min(rows.length, Math.max(0, (st.seq || 0) - (this.chartSeq ?? (st.seq || 0))));
+    this.chartSeq = st.seq || 0;
+    if (!fresh) return;
+    const added = rows.slice(rows.length - fresh);
+    const xs = added.map((r) => r[0]);
+    if (mode === "tflops") P.extendTraces(this.areaDiv, { x: [xs], y: [added.map((r) => r[1][0])] }, [0], cap);
+    else if (procs.length) P.extendTraces(this.areaDiv, { x: procs.map(() => xs),
+      y: procs.map(({ cores }) => added.map((r) => share(r[1], cores))) }, procs.map((_, i) => i), cap);
+    P.extendTraces(this.heatDiv, { x: [xs], z: [added.map((r) => r[1].slice(1))] }, [0], cap);
+    gateDone();
+    globalThis.__nrtLabChartDraws = (globalThis.__nrtLabChartDraws || 0) + 1;
   }
   downloadCsv() {
     const st = this.store.state, total = (st.inst || {}).total || 0;
