@@ -314,6 +314,9 @@ def test_plotly_charts_load_the_library_once_render_axes_and_extend(
                               " return [d.z.length, d.z[1][0], document.querySelector('#top .nrtw-chart-area')"
                               ".data[0].y.length]; }")
         assert grown == [2, 55, 2]
+        execs = page.evaluate("() => { const d = document.querySelector('#top .nrtw-chart-exec').data;"
+                              " return [d.length, d[0].y.length, d[0].y[1], d[1].yaxis]; }")
+        assert execs == [12, 2, 0, "y2"]  # per process: executions/s, p50, p99, error markers
         # Hover shows the core, the time and the value.
         box = page.locator("#top .nrtw-chart-heat .nsewdrag").first.bounding_box()
         assert box is not None

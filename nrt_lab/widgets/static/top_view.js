@@ -36,7 +36,9 @@ class TopView {
     this.areaDiv = h("div", { class: "nrtw-chart nrtw-chart-area" });
     this.heatDiv = h("div", { class: "nrtw-chart nrtw-chart-heat" });
     this.csvBtn = h("button", { title: "download the history shown in the charts as CSV", onclick: () => this.downloadCsv() }, "CSV");
-    this.charts.append(this.areaDiv, this.heatDiv);
+    this.execDiv = h("div", { class: "nrtw-chart nrtw-chart-exec" });
+    this.charts.append(this.areaDiv, this.heatDiv, this.execDiv);
+    this.execRing = []; this.execPrev = {}; this.execAdded = 0; this.execT = null;
     el.append(this.head, this.tabs, this.grid, this.charts, this.spark, this.tables);
     this.P = null; this.chartKey = null;
     if (model.get("charts") !== false) {
@@ -85,6 +87,8 @@ class TopView {
     const compact = !!this.model.get("compact");
     this.spark.style.display = compact ? "none" : "";
     if (!compact) this.drawSpark(st, inst, mode, shown);
+    this.recordExec(st);
+    this.execDiv.style.display = compactView ? "none" : "";  // the Dashboard: its executions table says it
     this.drawCharts(changed);
     // Tables only when something they show changed (not on a delta of core values alone).
     if (changed === null || procChanged || [...changed].some((k) => /^(x|l|m|md|v)\d+$|^sys$/.test(k))) this.drawTables(st, shown);
@@ -184,6 +188,12 @@ class TopView {
         hovertemplate: "%{y}<br>%{x|%H:%M:%S}<br>%{z:.1f} %<extra></extra>" }],
         Object.assign({}, base, { title: { text: "Utilization per NeuronCore (%)", font: { size: 12 } }, showlegend: false,
           yaxis: { title: { text: "NeuronCore" }, type: "category", autorange: "reversed", gridcolor: base.xaxis.gridcolor } }), config);
+      P.react(this.execDiv, this.execTraces(procs), Object.assign({}, base, {
+        title: { text: "Executions/s (solid), latency p50 (dotted) / p99 (dashed), errors ×", font: { size: 12 } },
+        margin: Object.assign({}, base.margin, { r: 50 }),
+        yaxis: { title: { text: "executions/s" }, rangemode: "tozero", gridcolor: base.xaxis.gridcolor },
+        yaxis2: { title: { text: "latency (ms)" }, overlaying: "y", side: "right", rangemode: "tozero", showgrid: false } }), config);
+      this.execAdded = 0;
       return;
     }
     // Charts redraw at most every CHART_MS (plotly redraws a whole heatmap per call): rows that arrive in
@@ -208,8 +218,61 @@ class TopView {
     else if (procs.length) P.extendTraces(this.areaDiv, { x: procs.map(() => xs),
       y: procs.map(({ cores }) => added.map((r) => share(r[1], cores))) }, procs.map((_, i) => i), cap);
     P.extendTraces(this.heatDiv, { x: [xs], z: [added.map((r) => r[1].slice(1))] }, [0], cap);
+    const newExec = this.execRing.slice(this.execRing.length - Math.min(this.execRing.length, this.execAdded));
+    this.execAdded = 0;
+    if (newExec.length && procs.length) {
+      const cols = this.execColumns(newExec, procs), ex = newExec.map((e) => e.x);
+      P.extendTraces(this.execDiv, { x: cols.map(() => ex), y: cols }, cols.map((_, i) => i), cap);
+    }
     gateDone();
     globalThis.__nrtLabChartDraws = (globalThis.__nrtLabChartDraws || 0) + 1;
+  }
+  // Executions per second, latency percentiles and new errors per process, one entry per update this view saw
+  // (rates from the cumulative counters; a new view starts its own record).
+  recordExec(st) {
+    const t = Number(st.t);
+    if (!t || t === this.execT) return;
+    this.execT = t;
+    const entry = { x: new Date(t * 1000), p: {} };
+    for (const p of this.procs()) {
+      const x = st[`x${p.pid}`] || [], l = (st[`l${p.pid}`] || {}).t;
+      const done = x[0] || 0, errs = x.slice(6, 12).reduce((a, b) => a + (b || 0), 0);
+      const prev = this.execPrev[p.pid];
+      entry.p[p.pid] = {
+        rate: prev && t > prev.t ? Math.max(0, (done - prev.c) / (t - prev.t)) : null,
+        p50: l ? l[3] : null, p99: l ? l[5] : null, err: prev && errs > prev.e ? errs - prev.e : null,
+      };
+      this.execPrev[p.pid] = { c: done, e: errs, t };
+    }
+    this.execRing.push(entry);
+    this.execAdded++;
+    const cap = st.cap || 60;
+    while (this.execRing.length > cap) this.execRing.shift();
+  }
+  execColumns(entries, procs) {
+    const cols = [];
+    for (const { p } of procs) {
+      const v = (e, k) => (e.p[p.pid] ? e.p[p.pid][k] : null);
+      cols.push(entries.map((e) => v(e, "rate")), entries.map((e) => v(e, "p50")), entries.map((e) => v(e, "p99")),
+        entries.map((e) => (v(e, "err") ? 0 : null)));
+    }
+    return cols;
+  }
+  execTraces(procs) {
+    const xs = this.execRing.map((e) => e.x), cols = this.execColumns(this.execRing, procs), traces = [];
+    procs.forEach(({ p }, i) => {
+      const who = `${p.tag} (${p.pid})`;
+      traces.push(
+        { type: "scatter", mode: "lines", name: who, legendgroup: who, x: xs, y: cols[4 * i], line: { color: p.color },
+          hovertemplate: `${who}<br>%{x|%H:%M:%S}<br>%{y:.4g} executions/s<extra></extra>` },
+        { type: "scatter", mode: "lines", name: `${who} latency p50`, legendgroup: who, showlegend: false, x: xs, y: cols[4 * i + 1], yaxis: "y2",
+          line: { color: p.color, dash: "dot", width: 1 }, hovertemplate: `${who} p50<br>%{y:.4g} ms<extra></extra>` },
+        { type: "scatter", mode: "lines", name: `${who} latency p99`, legendgroup: who, showlegend: false, x: xs, y: cols[4 * i + 2], yaxis: "y2",
+          line: { color: p.color, dash: "dash", width: 1 }, hovertemplate: `${who} p99<br>%{y:.4g} ms<extra></extra>` },
+        { type: "scatter", mode: "markers", name: `${who} errors`, legendgroup: who, showlegend: false, x: xs, y: cols[4 * i + 3],
+          marker: { color: "#d32f2f", symbol: "x", size: 9 }, hovertemplate: `${who}: new errors at %{x|%H:%M:%S}<extra></extra>` });
+    });
+    return traces;
   }
   downloadCsv() {
     const st = this.store.state, total = (st.inst || {}).total || 0;
