@@ -374,3 +374,28 @@ def test_dashboard_fits_one_screen_with_8_owners(browser: Any, machine: Machine)
         if board is not None:
             board.close()
         _kill(started)
+
+
+def test_topology_view_shows_utilization_and_details(browser: Any,
+                                                     scene: list[tuple[str, str, dict[str, Any]]]) -> None:
+    (_, esm, traits), = [item for item in scene if item[0] == "coremap"]
+    traits = json.loads(json.dumps(traits))
+    traits["view"] = "topology"
+    traits["state"]["u"] = [(core * 7) % 101 for core in range(32)]
+    page = _page(browser, "dark", 1000)
+    try:
+        page.evaluate(_RENDER, [esm, traits, "topo"])
+        cores = page.locator("#topo .nrtw-topo-core")
+        assert cores.count() == 32
+        info = page.evaluate("""() => { const r = document.querySelectorAll('#topo .nrtw-topo-core');
+          return { fill: r[12].getAttribute('fill'), free: r[0].getAttribute('fill'), title: r[12].textContent,
+                   device: document.querySelector('#topo svg g rect title').textContent,
+                   link: document.querySelector('#topo svg line title').textContent }; }""")
+        assert info["fill"] == "#37743b" and "utilization: 84 %" in info["title"]  # the heat scale at 84 %
+        assert info["free"] == "var(--nrtw-free-bg)"  # 0 %: the theme's neutral cell
+        assert info["device"].startswith("nd0: NeuronCores nc0-nc1, 32.0 GiB device memory; connected to nd")
+        assert info["link"].startswith("link nd")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "topology-dark.png"), full_page=True)
+    finally:
+        page.close()

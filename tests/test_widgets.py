@@ -837,3 +837,21 @@ def test_dashboard_is_one_screen_with_a_calm_header_presentation_size_and_side_p
     panel = board.open_in_sidecar("cores")
     widgets.append(panel)
     assert isinstance(panel, Sidecar) and panel.title == "cores" and shown == [board]
+
+
+def test_core_map_topology_is_live_with_utilization(busy_machine: tuple[Path, Owner], widgets: list[Any]) -> None:
+    root, owner = busy_machine
+    core_map = CoreMap(root=root, autostart=False)
+    widgets.append(core_map)
+    assert "u" not in core_map.current_state()  # the grid view reads owners only (no stats page)
+    core_map.view = "topology"
+    core_map.refresh()
+    owner.wait_executions(3, cores=2)
+    core_map.refresh()
+    state = core_map.current_state()
+    assert len(state["u"]) == 32 and all(isinstance(u, int) and 0 <= u <= 100 for u in state["u"])
+    assert state["u"][owner.cores[0]] > 0 and state["u"][31] == 0  # a busy core of the owner, a free core
+    assert len(state["inst"]["mem"]) == 16
+    core_map.view = "grid"
+    core_map.refresh()
+    assert "u" not in core_map.current_state()

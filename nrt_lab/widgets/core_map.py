@@ -32,6 +32,7 @@ from nrt_lab.widgets._base import LiveWidget
 from nrt_lab.widgets._palette import PALETTE
 from nrt_lab.widgets._sampler import Observation, current_kernel_id
 from nrt_lab.widgets._static import core_map_html, format_ranges
+from nrt_lab.widgets.top_view import TopView
 
 __all__ = ["CoreMap", "ActionRefused", "MESSAGE_TTL_S", "device_layout"]
 
@@ -109,6 +110,7 @@ class CoreMap(LiveWidget):
                 "name": instance.name, "lnc": instance.lnc, "total": instance.total_cores, "kind": kind,
                 "devices": [[d.first_core, d.core_count] for d in instance.devices], "pos": positions,
                 "links": links, "version": instance.neuroncore_version,
+                "mem": [d.memory_bytes for d in instance.devices],
             },
             "me": {"pid": self._pid, "kernel": self._kernel_id},
             "err": "",
@@ -127,7 +129,24 @@ class CoreMap(LiveWidget):
                 owner_of[core] = owner.pid
         for core in range(instance.total_cores):
             state[f"c{core}"] = owner_of.get(core, 0)
+        snap = observation.snapshot
+        if self.view == "topology" and snap is not None and observation.with_rates:
+            # The topology view is live: each core's utilization (%, whole numbers) fills its square.
+            util = [0.0] * instance.total_cores
+            flops = [0.0] * instance.total_cores
+            holders = [0] * instance.total_cores
+            for rt in snap.runtimes:
+                TopView._place(rt, instance, util, flops, holders)
+            state["u"] = [round(u / instance.lnc) for u in util]
         return state
+
+    def _needs_snapshot(self) -> bool:
+        return self.view == "topology"  # utilization needs the stats pages; the grid view needs owners only
+
+    @traitlets.observe("view")
+    def _view_changed(self, change: Any) -> None:
+        if change["new"] == "topology" and getattr(self, "_sampler", None) is not None:
+            self._sampler.wake()
 
     def _static_html(self, state: Mapping[str, Any]) -> str:
         return core_map_html(state, grid=self.show_grid)
