@@ -317,6 +317,9 @@ def test_plotly_charts_load_the_library_once_render_axes_and_extend(
         execs = page.evaluate("() => { const d = document.querySelector('#top .nrtw-chart-exec').data;"
                               " return [d.length, d[0].y.length, d[0].y[1], d[1].yaxis]; }")
         assert execs == [12, 2, 0, "y2"]  # per process: executions/s, p50, p99, error markers
+        memory = page.evaluate("() => { const d = document.querySelector('#top .nrtw-chart-mem').data[0];"
+                               " return [d.type, d.y.length, Math.max(...d.y), d.text[0]]; }")
+        assert memory[:2] == ["bar", 32] and 0 < memory[2] <= 100 and " of 16.0 GiB" in memory[3], memory
         # Hover shows the core, the time and the value.
         box = page.locator("#top .nrtw-chart-heat .nsewdrag").first.bounding_box()
         assert box is not None

@@ -107,19 +107,22 @@ class TopView(LiveWidget):
         total, lnc = instance.total_cores, instance.lnc
         state: dict[str, Any] = {
             "inst": {"name": instance.name, "lnc": lnc, "total": total, "version": instance.neuroncore_version,
-                     "devices": [[d.first_core, d.core_count] for d in instance.devices]},
+                     "devices": [[d.first_core, d.core_count] for d in instance.devices],
+                     "hbm": [d.memory_bytes for d in instance.devices]},
             "cap": self._history_size, "t": round(snap.timestamp, 3), "per": round(snap.period, 2), "err": "",
         }
         util = [0.0] * total
         flops = [0.0] * total
         owner = [0] * total
+        memory = [0.0] * total
         # The same owners as CoreMap's legend take part, so both widgets agree on every colour.
         colors = PALETTE.assign((o.pid, o.start_time) for o in snap.runtime_owners)
         for rt in snap.runtimes:
-            cores = self._place(rt, instance, util, flops, owner)
+            cores = self._place(rt, instance, util, flops, owner, memory)
             self._process(state, rt, cores, lnc, colors.get(rt.pid) or PALETTE.color(rt.pid, rt.start_time))
         for core in range(total):
-            state[f"c{core}"] = [round(util[core] / lnc, 1), _sig(flops[core] / 1e12), owner[core]]
+            # [utilization %, TFLOPS, owner pid, device memory used (bytes)]
+            state[f"c{core}"] = [round(util[core] / lnc, 1), _sig(flops[core] / 1e12), owner[core], int(memory[core])]
         if self.tab != "all" and f"p{self.tab}" not in state:
             self.tab = "all"  # the process shown by the tab has gone
         system = snap.system
@@ -133,7 +136,7 @@ class TopView(LiveWidget):
 
     @staticmethod
     def _place(rt: RuntimeSnapshot, instance: InstanceSpec, util: list[float], flops: list[float],
-               owner: list[int]) -> list[int]:
+               owner: list[int], memory: list[float] | None = None) -> list[int]:
         """Add ``rt``'s cores (its own LNC view) to the machine-view arrays; returns the machine cores it owns.
 
         A runtime core of LNC ``rt.lnc`` covers ``rt.lnc`` physical cores: each machine core it maps to gets
@@ -148,6 +151,8 @@ class TopView(LiveWidget):
                     util[core] += sample.utilization
                     flops[core] += sample.flops_per_s / rt.lnc
                     owner[core] = rt.pid
+                    if memory is not None:
+                        memory[core] += sum(int(v) for v in sample.memory.values()) / rt.lnc
                     mine.add(core)
         return sorted(mine)
 

@@ -37,7 +37,8 @@ class TopView {
     this.heatDiv = h("div", { class: "nrtw-chart nrtw-chart-heat" });
     this.csvBtn = h("button", { title: "download the history shown in the charts as CSV", onclick: () => this.downloadCsv() }, "CSV");
     this.execDiv = h("div", { class: "nrtw-chart nrtw-chart-exec" });
-    this.charts.append(this.areaDiv, this.heatDiv, this.execDiv);
+    this.memDiv = h("div", { class: "nrtw-chart nrtw-chart-mem" });
+    this.charts.append(this.areaDiv, this.heatDiv, this.execDiv, this.memDiv);
     this.execRing = []; this.execPrev = {}; this.execAdded = 0; this.execT = null;
     el.append(this.head, this.tabs, this.grid, this.charts, this.spark, this.tables);
     this.P = null; this.chartKey = null;
@@ -89,6 +90,7 @@ class TopView {
     if (!compact) this.drawSpark(st, inst, mode, shown);
     this.recordExec(st);
     this.execDiv.style.display = compactView ? "none" : "";  // the Dashboard: its executions table says it
+    this.memDiv.style.display = compactView ? "none" : "";
     this.drawCharts(changed);
     // Tables only when something they show changed (not on a delta of core values alone).
     if (changed === null || procChanged || [...changed].some((k) => /^(x|l|m|md|v)\d+$|^sys$/.test(k))) this.drawTables(st, shown);
@@ -189,11 +191,12 @@ class TopView {
         Object.assign({}, base, { title: { text: "Utilization per NeuronCore (%)", font: { size: 12 } }, showlegend: false,
           yaxis: { title: { text: "NeuronCore" }, type: "category", autorange: "reversed", gridcolor: base.xaxis.gridcolor } }), config);
       P.react(this.execDiv, this.execTraces(procs), Object.assign({}, base, {
-        title: { text: "Executions/s (solid), latency p50 (dotted) / p99 (dashed), errors ×", font: { size: 12 } },
+        title: { text: "Executions/s; latency ms (p50 dotted, p99 dashed)", font: { size: 12 } },
         margin: Object.assign({}, base.margin, { r: 50 }),
         yaxis: { title: { text: "executions/s" }, rangemode: "tozero", gridcolor: base.xaxis.gridcolor },
         yaxis2: { title: { text: "latency (ms)" }, overlaying: "y", side: "right", rangemode: "tozero", showgrid: false } }), config);
       this.execAdded = 0;
+      this.drawMemory(P, base, config, true);
       return;
     }
     // Charts redraw at most every CHART_MS (plotly redraws a whole heatmap per call): rows that arrive in
@@ -224,6 +227,7 @@ class TopView {
       const cols = this.execColumns(newExec, procs), ex = newExec.map((e) => e.x);
       P.extendTraces(this.execDiv, { x: cols.map(() => ex), y: cols }, cols.map((_, i) => i), cap);
     }
+    this.drawMemory(P, this.chartStyle(), config, false);
     gateDone();
     globalThis.__nrtLabChartDraws = (globalThis.__nrtLabChartDraws || 0) + 1;
   }
@@ -248,6 +252,33 @@ class TopView {
     this.execAdded++;
     const cap = st.cap || 60;
     while (this.execRing.length > cap) this.execRing.shift();
+  }
+  // Device memory per NeuronCore as % of its share of the HBM (device memory / cores of the device).
+  memoryBars() {
+    const st = this.store.state, inst = st.inst || { devices: [] }, y = [], text = [], color = [], x = [];
+    inst.devices.forEach(([first, count], d) => {
+      const capacity = (inst.hbm || [])[d] / count;
+      for (let core = first; core < first + count; core++) {
+        const [, , pid, used] = st[`c${core}`] || [0, 0, 0, 0];
+        const p = st[`p${pid}`];
+        x.push(`nc${core}`);
+        y.push(capacity ? Math.round(((used || 0) / capacity) * 1000) / 10 : 0);
+        text.push(`${fmtBytes(used || 0)} of ${fmtBytes(capacity)}` + (p ? ` · ${p.tag} (${pid})` : " · free"));
+        color.push(p ? p.color : "#9e9e9e");
+      }
+    });
+    return { x, y, text, color, key: JSON.stringify([y, color]) };
+  }
+  drawMemory(P, base, config, full) {
+    const bars = this.memoryBars();
+    if (!full && bars.key === this.memKey) return;
+    this.memKey = bars.key;
+    if (!full) { P.restyle(this.memDiv, { y: [bars.y], text: [bars.text], "marker.color": [bars.color] }, [0]); return; }
+    P.react(this.memDiv, [{ type: "bar", x: bars.x, y: bars.y, text: bars.text, marker: { color: bars.color },
+      textposition: "none", hovertemplate: "%{x}: %{y:.1f} % · %{text}<extra></extra>" }],
+      Object.assign({}, base, { title: { text: "Device memory used per NeuronCore (% of its HBM share)", font: { size: 12 } },
+        showlegend: false, xaxis: { type: "category", title: { text: "NeuronCore" }, gridcolor: base.xaxis.gridcolor },
+        yaxis: { title: { text: "% used" }, range: [0, 100], gridcolor: base.xaxis.gridcolor } }), config);
   }
   execColumns(entries, procs) {
     const cols = [];
