@@ -460,6 +460,15 @@ def _check_top_view(page: Page, budget: Budget, sync_api: ModuleType,
     assert second["util"] is not None and second["util"] > 0, second
     assert re.fullmatch(r"0\d+%", second["text"][0]), second["text"]
     assert second["text"][1] == "1·", second["text"]  # the free core
+    # The plotly charts are drawn (axes and data) and keep growing; plotly.js reached this page once.
+    heat = top.locator(".nrtw-chart-heat")
+    expect(heat.locator(".main-svg").first).to_be_visible(timeout=budget.ms(20))
+    columns = "(el) => (el.data && el.data[0] && el.data[0].z ? el.data[0].z.length : 0)"
+    before = heat.evaluate(columns)
+    page.wait_for_function(f"(n) => ({columns})(document.querySelector('.nrtw-chart-heat')) > n", arg=before,
+                           timeout=budget.ms(10))
+    assert heat.locator(".g-ytitle").first.text_content() == "NeuronCore"
+    assert page.evaluate("() => globalThis.__nrtLabPlotlyLoads") == 1
     return first, second
 
 

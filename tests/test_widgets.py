@@ -24,6 +24,7 @@ from typing import Any
 
 import comm
 import pytest
+import traitlets
 from IPython.core.formatters import DisplayFormatter
 
 import nrt_lab
@@ -44,6 +45,7 @@ from nrt_lab.widgets import (
 )
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+PLOTLY_MIME = "application/vnd.plotly.v1+json"
 
 # No kernel runs here, so widgets get the comm package's DummyComm, which sends nowhere (record_messages still
 # sees every message). Importing ipykernel's kernel app (some pytest plugins do) replaces the comm factory with
@@ -553,7 +555,13 @@ def test_static_html_and_deterministic_text(machine: Machine, widgets: list[Any]
     widgets.extend(made + again)
     for first, second in zip(made, again, strict=True):
         bundle, _ = first._repr_mimebundle_()
-        assert set(bundle) == {"text/plain", "text/html", WIDGET_MIME}
+        charts = {PLOTLY_MIME} if isinstance(first, TopView) else set()  # its static chart (nbviewer, Voila)
+        assert set(bundle) == {"text/plain", "text/html", WIDGET_MIME} | charts
+        if charts:
+            figure = bundle[PLOTLY_MIME]
+            assert figure["data"][0]["type"] == "heatmap" and len(figure["data"][0]["y"]) == 32
+            assert "uid" not in json.dumps(figure)  # deterministic: strict nbval can compare it
+            assert figure == first._repr_mimebundle_()[0][PLOTLY_MIME]
         assert bundle[WIDGET_MIME]["model_id"] == first.model_id
         assert bundle["text/html"] == first._repr_html_() and "<script" not in bundle["text/html"]
         text = bundle["text/plain"]
@@ -596,3 +604,237 @@ def test_widgets_import_only_the_read_side_api() -> None:
     assert found == []
     assert {p.name for p in (package / "static").iterdir()} >= {"common.js", "core_map.js", "driver_status.js",
                                                                  "top_view.js", "widgets.css"}
+
+
+# ============================================================================================== issue 9 defects
+
+
+def _delta_e(first: str, second: str) -> float:
+    """CIE76 colour difference of two ``#rrggbb`` colours (≥ 20: told apart at a glance)."""
+    import math
+
+    def lab(color: str) -> tuple[float, float, float]:
+        def lin(c: float) -> float:
+            return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+        r, g, b = (lin(int(color[i : i + 2], 16) / 255) for i in (1, 3, 5))
+        x = (0.4124 * r + 0.3576 * g + 0.1805 * b) / 0.95047
+        y = 0.2126 * r + 0.7152 * g + 0.0722 * b
+        z = (0.0193 * r + 0.1192 * g + 0.9505 * b) / 1.08883
+
+        def f(t: float) -> float:
+            return t ** (1 / 3) if t > 0.008856 else 7.787 * t + 16 / 116
+        return 116 * f(y) - 16, 500 * (f(x) - f(y)), 200 * (f(y) - f(z))
+
+    return math.dist(lab(first), lab(second))
+
+
+def test_owner_palette_is_fixed_ordered_distinct_and_readable() -> None:
+    from nrt_lab.widgets._palette import OWNER_PALETTE, OwnerPalette, contrast_ratio, text_color
+
+    assert len(OWNER_PALETTE) >= 12
+    for i, first in enumerate(OWNER_PALETTE):
+        assert contrast_ratio(first, text_color(first)) >= 4.5, first
+        for second in OWNER_PALETTE[i + 1:]:
+            assert _delta_e(first, second) >= 20, (first, second)
+    palette = OwnerPalette()
+    owners = [(1000 + i, 50.0 + i) for i in range(12)]
+    # Given out of order: colours still follow arrival (start time), not pid or the order of the list.
+    colors = palette.assign(reversed(owners))
+    assert [colors[pid] for pid, _ in owners] == list(OWNER_PALETTE[:12])
+    assert palette.color(1003, 53.0) == OWNER_PALETTE[3]  # the same colour everywhere it is asked
+    # Owner 1001 leaves, a newcomer arrives: it takes the freed colour; nobody else changes.
+    later = palette.assign([o for o in owners if o[0] != 1001] + [(2000, 99.0)])
+    assert later[2000] == OWNER_PALETTE[1]
+    assert all(later[pid] == colors[pid] for pid, _ in owners if pid != 1001)
+    # A pid reused by a new process (other start time) is a new owner.
+    assert palette.assign([(1000, 50.0), (1002, 120.0)])[1002] == OWNER_PALETTE[1] != colors[1002]
+    assert len(set(palette.assign((i, float(i)) for i in range(15)).values())) == 15
+
+
+@pytest.mark.parametrize(("value", "text"), [
+    (100, "100"), (190, "190"), (220, "220"), (1e-05, "1e-5"), (0, "0"), (-0.0, "0"), (-220, "-220"),
+    (-3.5, "-3.5"), (float("nan"), "-"), (None, "-"), (float("inf"), "inf"), (0.5, "0.5"), (12.345, "12.3"),
+    (1234, "1234"), (999.6, "1000"), (99.96, "100"), (2.5e-07, "2.5e-7"), (0.00123, "0.00123"),
+])
+def test_format_number_keeps_significant_zeros(value: float | None, text: str) -> None:
+    from nrt_lab.widgets._static import format_number
+
+    assert format_number(value) == text
+
+
+def test_owner_colours_agree_between_core_map_and_top_view(machine: Machine, spawn: Spawn,
+                                                           widgets: list[Any]) -> None:
+    from nrt_lab.widgets._palette import OWNER_PALETTE
+
+    first, second = spawn({"NEURON_RT_NUM_CORES": "2", "NEURON_PROCESS_TAG": "first"},
+                          {"NEURON_RT_NUM_CORES": "2", "NEURON_PROCESS_TAG": "second"})
+    core_map, top = CoreMap(autostart=False), TopView(autostart=False)
+    widgets.extend([core_map, top])
+    by_map = {o["pid"]: o["color"] for o in core_map.owners()}
+    by_top = {p["pid"]: p["color"] for p in top.processes()}
+    assert by_map == by_top and len(set(by_map.values())) == 2
+    ordered = sorted(core_map.owners(), key=lambda o: (o["start"], o["pid"]))
+    assert [o["color"] for o in ordered] == list(OWNER_PALETTE[:2])  # order of arrival
+
+
+def test_driver_status_is_calm_when_only_others_own_cores(machine: Machine, spawn: Spawn,
+                                                          widgets: list[Any]) -> None:
+    spawn({"NEURON_RT_NUM_CORES": "8", "NEURON_PROCESS_TAG": "other"})
+    status = DriverStatus(autostart=False, env={"NEURON_RT_NUM_CORES": "4"})
+    widgets.append(status)
+    verdict = status.current_state()["verdict"]
+    assert verdict == {"level": "calm", "text": "OK for this kernel (1 note)"}, verdict
+    html = status._repr_html_()
+    assert "#b71c1c" not in html and "#c62828" not in html and "ERROR" not in html  # no red anywhere
+    # Asking for every core while others hold some: init() here would fail, diagnose() says "warning" (amber,
+    # with the allocator's line), never the red error the issue saw.
+    status.set_environment({})
+    assert status.current_state()["verdict"] == {"level": "warning", "text": "1 warning for this kernel"}
+    assert "#b71c1c" not in status._repr_html_()
+    status.set_environment({"NEURON_RT_VISIBLE_CORES": "zero"})
+    assert status.current_state()["verdict"]["level"] == "error"  # a real problem of this kernel is red
+
+
+def test_core_map_messages_and_selections_do_not_go_stale(machine: Machine, spawn: Spawn,
+                                                          widgets: list[Any]) -> None:
+    from nrt_lab.widgets.core_map import MESSAGE_TTL_S
+
+    (victim,) = spawn({"NEURON_RT_NUM_CORES": "2", "NEURON_PROCESS_TAG": "victim"})
+    clock = FakeClock()
+    core_map = CoreMap(autostart=False, clock=clock)
+    widgets.append(core_map)
+    assert core_map.release_own_cores().startswith("This process holds no NeuronCore")
+    clock.advance(MESSAGE_TTL_S / 2)
+    core_map.refresh()
+    assert core_map.message  # still fresh
+    clock.advance(MESSAGE_TTL_S / 2)
+    core_map.refresh()
+    assert core_map.message == ""  # stale: gone
+    core_map.request_terminate(victim.pid)
+    clock.advance(MESSAGE_TTL_S * 3)
+    core_map.refresh()
+    assert core_map.pending["pid"] == victim.pid and core_map.message  # a pending choice waits for the user
+    victim.proc.kill()
+    victim.proc.wait(timeout=10)
+    core_map.refresh()
+    assert core_map.pending == {} and core_map.message.startswith(f"Pid {victim.pid} no longer owns")
+
+
+def test_dashboard_draws_the_core_grid_once(machine: Machine, widgets: list[Any]) -> None:
+    board = Dashboard(autostart=False)
+    widgets.append(board)
+    assert board.core_map.show_grid is False and board._repr_html_().count('class="nrt-core-grid"') == 1
+    assert CoreMap(autostart=False, show_grid=True)._repr_html_().count('class="nrt-core-grid"') == 1
+
+
+def test_plotly_library_is_one_model_per_kernel(machine: Machine, widgets: list[Any]) -> None:
+    from nrt_lab.widgets._plotly import PlotlyLibrary
+
+    top, board = TopView(autostart=False), Dashboard(autostart=False)
+    plain = TopView(autostart=False, charts=False)
+    widgets.extend([top, board, plain])
+    assert isinstance(top.plotly, PlotlyLibrary) and top.plotly is board.top_view.plotly
+    assert plain.plotly is None and plain.charts is False
+    assert len(top.plotly.source) > 3_000_000 and "newPlot" in top.plotly.source  # the real plotly.min.js
+    assert top.state_bytes() < 100_000  # the chart widget's own state does not carry the library
+
+
+# ============================================================================================== nrt_lab.plot
+
+
+def _report(pid: int, util: list[float], completed: int = 10, errors: int = 0) -> dict[str, Any]:
+    """One neuron-monitor report line (the fields nrt_lab.plot reads) for one runtime."""
+    cores = {str(i): {"neuroncore_utilization": u, "flops": int(u * 1e9)} for i, u in enumerate(util)}
+    return {"neuron_runtime_data": [{"pid": pid, "neuron_runtime_tag": f"t{pid}", "report": {
+        "neuroncore_counters": {"period": 1.0, "neuroncores_in_use": cores},
+        "memory_used": {"neuron_runtime_used_bytes": {"usage_breakdown": {"neuroncore_memory_usage": {
+            "0": {"constants": 1 << 20, "model_code": 1 << 27}}}}},
+        "execution_stats": {"period": 1.0, "execution_summary": {"completed": completed},
+                            "error_summary": {"generic": errors},
+                            "latency_stats": {"total_latency": {"p50": 0.1, "p99": 0.19, "p100": 0.22}}}}}],
+        "neuron_hardware_info": {"neuron_device_memory_size": 32 << 30, "neuroncore_per_device_count": 2},
+        "instance_info": {"instance_type": "trn1.2xlarge"}}
+
+
+def test_plot_reads_a_recording_and_builds_every_chart(tmp_path: Path) -> None:
+    from nrt_lab import plot
+
+    path = tmp_path / "run.jsonl"
+    lines = [_report(7, [50.0, 0.0]), _report(7, [100.0, 20.0], completed=20, errors=2), _report(7, [0.0, 0.0])]
+    path.write_text("\n".join(json.dumps(r) for r in lines) + "\n\n", encoding="utf-8")
+    rec = plot.read_recording(path)
+    assert rec.times == [1.0, 2.0, 3.0] and rec.cores == [0, 1] and rec.owners == {7: "t7"}
+    assert rec.core_capacity == 16 << 30 and rec.instance == "trn1.2xlarge"
+    charts = plot.figures(rec)
+    area = charts["utilization"].data[0]
+    assert list(area.y) == [25.0, 60.0, 0.0] and area.stackgroup == "u" and area.name == "t7 (7)"
+    assert [list(row) for row in charts["cores"].data[0].z] == [[50.0, 100.0, 0.0], [0.0, 20.0, 0.0]]
+    names = [t.name for t in charts["executions"].data]
+    assert names == ["t7 (7) executions/s", "t7 (7) latency p50", "t7 (7) latency p99", "t7 (7) latency p100",
+                     "t7 (7) errors"]
+    assert list(charts["executions"].data[3].y) == pytest.approx([220.0] * 3)  # p100 220 ms, not "22"
+    assert list(charts["executions"].data[4].x) == [2.0]  # the error marker sits where errors happened
+    memory = charts["memory"]
+    assert [t.name for t in memory.data] == ["constants", "model_code", "capacity"]
+    assert list(memory.data[2].y) == [16.0]
+    assert list(plot.utilization_figure(rec, "tflops").data[0].y) == pytest.approx([0.05, 0.12, 0.0])
+    assert charts["cores"].layout.xaxis.title.text and charts["cores"].layout.yaxis.title.text == "NeuronCore"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('{"neuron_runtime_data": []}\n{not json\n', "run.jsonl line 2: not JSON"),
+    ('[1, 2]\n', "run.jsonl line 1: not a neuron-monitor report"),
+    ('{"neuron_runtime_data": [{"pid": "x"}]}\n', "run.jsonl line 1: malformed neuron-monitor report"),
+    ("\n\n", "holds no neuron-monitor report"),
+])
+def test_plot_names_the_bad_line(tmp_path: Path, text: str, message: str) -> None:
+    from nrt_lab import plot
+
+    path = tmp_path / "run.jsonl"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        plot.read_recording(path)
+    with pytest.raises(ValueError, match="cannot read the recording"):
+        plot.read_recording(tmp_path / "missing.jsonl")
+    with pytest.raises(ValueError, match="accepted: 'percent' or 'tflops'"):
+        plot.utilization_figure(plot.parse_reports([_report(1, [1.0])]), "watts")
+
+
+def test_dashboard_is_one_screen_with_a_calm_header_presentation_size_and_side_panel(
+        machine: Machine, widgets: list[Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    import IPython.display
+    from sidecar import Sidecar
+
+    board = Dashboard(autostart=False)
+    widgets.append(board)
+    assert board.driver_status.collapsed is True and board.top_view.compact is True
+    assert board.core_map.show_grid is False and board.size == "normal"
+    board.size = "presentation"
+    assert {part.size for part in board.parts} == {"presentation"}
+    with pytest.raises(traitlets.TraitError, match="accepted: 'normal', 'presentation'"):
+        board.top_view.size = "huge"
+    with pytest.raises(ValueError, match="size='huge' is invalid"):
+        Dashboard(autostart=False, size="huge")
+    shown: list[Any] = []
+    monkeypatch.setattr(IPython.display, "display", lambda *objs, **kw: shown.extend(objs))
+    panel = board.open_in_sidecar("cores")
+    widgets.append(panel)
+    assert isinstance(panel, Sidecar) and panel.title == "cores" and shown == [board]
+
+
+def test_core_map_topology_is_live_with_utilization(busy_machine: tuple[Path, Owner], widgets: list[Any]) -> None:
+    root, owner = busy_machine
+    core_map = CoreMap(root=root, autostart=False)
+    widgets.append(core_map)
+    assert "u" not in core_map.current_state()  # the grid view reads owners only (no stats page)
+    core_map.view = "topology"
+    core_map.refresh()
+    owner.wait_executions(3, cores=2)
+    core_map.refresh()
+    state = core_map.current_state()
+    assert len(state["u"]) == 32 and all(isinstance(u, int) and 0 <= u <= 100 for u in state["u"])
+    assert state["u"][owner.cores[0]] > 0 and state["u"][31] == 0  # a busy core of the owner, a free core
+    assert len(state["inst"]["mem"]) == 16
+    core_map.view = "grid"
+    core_map.refresh()
+    assert "u" not in core_map.current_state()

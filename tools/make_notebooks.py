@@ -124,16 +124,18 @@ for name, (model, inputs) in models.items():
     gflops = model.flops_per_execution / (r.mean_ms / 1e3) / 1e9
     print(f"{name:<12} mean {r.mean_ms:8.3f} ms  min {r.min_ms:8.3f} ms  std {r.std_dev_ms:7.3f} ms  "
           f"{gflops:8.2f} GFLOP/s")'''),
+    ("md", '''The same numbers as a plotly chart (hover a bar for its values; the camera icon saves a PNG):'''),
     ("code", '''# NBVAL_IGNORE_OUTPUT
-import matplotlib.pyplot as plt
+import plotly.graph_objects as go
+import plotly.io as pio
 
-fig, ax = plt.subplots(figsize=(6, 2.5))
-ax.barh(list(results), [r.mean_ms for r in results.values()],
-        xerr=[r.std_dev_ms for r in results.values()], color="#4c78a8")
-ax.set_xlabel("mean latency per execution (ms)")
-ax.set_title(f"demo models on the {backend.name} backend")
-fig.tight_layout()
-plt.show()'''),
+pio.renderers.default = "plotly_mimetype"  # the figure as data (JupyterLab, Voila, nbviewer draw it), no 5 MB script
+go.Figure(
+    go.Bar(y=list(results), x=[r.mean_ms for r in results.values()], orientation="h",
+           error_x={"type": "data", "array": [r.std_dev_ms for r in results.values()]},
+           hovertemplate="%{y}: %{x:.3f} ms per execution<extra></extra>"),
+    layout={"title": {"text": f"demo models on the {backend.name} backend"}, "height": 300,
+            "xaxis": {"title": {"text": "mean latency per execution (ms)"}}, "margin": {"l": 110, "t": 40}})'''),
     ("code", '''runtime.close()
 del os.environ["NEURON_RT_NUM_CORES"]
 print("closed")'''),
@@ -192,15 +194,19 @@ def start(**variables):
 Five processes asking for 3 cores each fit on 16 cores; the sixth finds only one free core left.'''),
     ("code", '''owners = [start(NEURON_RT_NUM_CORES="3") for _ in range(6)]'''),
     ("md", '''`Available` is the largest contiguous run of free cores. The failed process has exited; the other
-five hold cores 0–14. `neuron-ls` shows who owns what (PIDs differ on every run):'''),
+five hold cores 0–14. `CoreMap` shows who owns what, one colour per process (PIDs differ on every run; hover
+a core for its owner; the legend lists each process's command and cores):'''),
     ("code", '''# NBVAL_IGNORE_OUTPUT
-from nrt_lab.tools.neuron_ls import neuron_ls_output
+from nrt_lab.widgets import CoreMap
 
-print(neuron_ls_output(wide=True))'''),
+core_map = CoreMap()
+core_map'''),
     ("md", '''## `NEURON_RT_VISIBLE_CORES`: exactly these cores
 
-Lists and ranges in any order are accepted (Ray writes `6,5,4`), but the set must be contiguous. It wins over
-`NEURON_RT_NUM_CORES`.'''),
+The syntax takes lists and ranges in any order (Ray writes `6,5,4`); the set must be contiguous, and free.
+It wins over `NEURON_RT_NUM_CORES`. Below: core 15 is free, so it is granted; `6,5,4` is well formed but cores
+4–6 belong to the processes started above, so it gets the busy error; `3,5` is not contiguous; `0-3,x` is not
+a list of core ids.'''),
     ("code", '''start(NEURON_RT_VISIBLE_CORES="15")
 start(NEURON_RT_VISIBLE_CORES="6,5,4")
 start(NEURON_RT_VISIBLE_CORES="3,5")
@@ -232,7 +238,8 @@ for line in result.stderr.splitlines():
         print(re.sub(r"^.*?(WARN|ERROR) +", r"\\1 ", line))   # drop the timestamp and pid:tid'''),
     ("md", '''NCG together with `NEURON_RT_NUM_CORES` is a conflict, so that init failed after the warning. Finally,
 stop every process we started: their cores are free again.'''),
-    ("code", '''for proc in processes:
+    ("code", '''core_map.close()
+for proc in processes:
     if proc.poll() is None:
         proc.stdin.close()
         proc.wait()
@@ -257,8 +264,9 @@ import nrt_lab
 
 os.environ["NRT_LAB_ROOT"] = tempfile.mkdtemp(prefix="nrt-lab-03-")  # a scratch machine for this lesson
 _ = nrt_lab.open_machine().create("trn1.2xlarge")   # 2 NeuronCores: one per application'''),
-    ("md", '''Each application claims one core and runs a 128×128 matmul model in a loop. `train` keeps its core busy
-about 70 % of the time, `serve` about 15 % (the rest of each 100 ms it sleeps).'''),
+    ("md", '''Each application claims one core and runs a 128×128 matmul model in a loop. `train` asks for its core 70 %
+of each 100 ms, `serve` for 15 % (the rest of the time it sleeps). On a busy machine (Binder, a laptop) both
+measure higher than asked, since every execution also waits for the CPU, but `train` stays the busier one.'''),
     ("code", '''WORKLOAD = """
 import sys, time
 import numpy as np
@@ -288,16 +296,18 @@ for tag, duty in (("train", 0.7), ("serve", 0.15)):   # one after the other: tra
     print(tag, apps[tag].stdout.readline().strip())'''),
     ("md", '''## The live view
 
-`TopView` samples in a background thread (here twice a second) and redraws only what changed. Use its tabs to
-look at one process, switch between % and TFLOPS, or pause it. In a static rendering of this notebook you see
-the state at the time it was saved.'''),
+`TopView` samples in a background thread (here twice a second) and redraws only what changed: each core is
+framed in its owner's colour and filled by its utilization, and two plotly charts grow by one column per update
+(utilization per process, stacked, and per core, a heatmap): hover them for values, drag to zoom, use the
+camera icon for a PNG or *CSV* for the numbers. Its tabs show one process; *Show TFLOPS* switches units. In a
+static rendering of this notebook you see the state at the time it was saved.'''),
     ("code", '''# NBVAL_IGNORE_OUTPUT
 from nrt_lab.widgets import TopView
 
 top = TopView(period=0.5)
 top'''),
-    ("md", '''The widget's values are plain Python data too. After a couple of seconds the measured utilization matches
-the workloads' duty cycles (within a few points on a quiet machine):'''),
+    ("md", '''The widget's values are plain Python data too. After a couple of seconds `train`'s core is the busier one
+(the exact percentages depend on how loaded the machine is):'''),
     ("code", '''time.sleep(3)
 measured = top.utilization()
 print("train (core 0) busier than serve (core 1):", measured[0] > measured[1])'''),
@@ -325,11 +335,26 @@ for runtime in report["neuron_runtime_data"]:
           summary["completed"] > 0)'''),
     ("code", '''# NBVAL_IGNORE_OUTPUT
 print(json.dumps(report["neuron_runtime_data"][0]["report"]["neuroncore_counters"], indent=2))'''),
+    ("md", '''## Charts after the fact: `nrt_lab.plot`
+
+Saved as JSON lines (`neuron-monitor -c monitor.json > run.jsonl` in a terminal), a recording draws the same
+charts offline: utilization per process and per core, memory per core against its share of HBM, executions
+per second with latency percentiles and errors.'''),
+    ("code", '''from nrt_lab import plot
+
+recording = plot.parse_reports(lines)   # plot.read_recording("run.jsonl") for a file
+print("reports:", recording.steps, "| cores:", recording.cores, "| processes:", sorted(recording.owners.values()))
+print("charts:", sorted(plot.figures(recording)))'''),
+    ("code", '''# NBVAL_IGNORE_OUTPUT
+import plotly.io as pio
+
+pio.renderers.default = "plotly_mimetype"  # the figure as data (JupyterLab, Voila, nbviewer draw it), no 5 MB script
+plot.core_heatmap(recording)'''),
     ("md", '''In a terminal, `neuron-top` shows the same view as a text UI (`neuron-top --once` prints one snapshot),
 and `neuron-monitor | neuron-monitor-prometheus --port 8000` serves these numbers to Prometheus and Grafana.
 
 Finally, stop the widget's sampling thread and the two applications.'''),
-    ("code", '''top.stop()
+    ("code", '''top.close()
 for app in apps.values():
     app.terminate()
     app.wait()
@@ -362,12 +387,15 @@ machine.create("trn1.2xlarge")
 
 def attempt(action):
     """Run ``action`` and report the NrtError it raises, as an application's log would."""
+    sys.stdout.flush()  # the runtime logs to stderr: flush both so the lines appear in the order they happened
     try:
         result = action()
-        print("OK:", result)
+        sys.stderr.flush()
+        print("OK:", result, flush=True)
         return result
     except nrt_lab.NrtError as error:
-        print(f"{error.status.c_name} ({int(error.status)}): {error.message}")'''),
+        sys.stderr.flush()
+        print(f"{error.status.c_name} ({int(error.status)}): {error.message}", flush=True)'''),
     ("md", '''## 1. The driver is missing
 
 The runtime checks the `aws-neuronx-dkms` driver first. Without it, `nrt_init` fails before touching a core.'''),
@@ -391,9 +419,21 @@ stopping that process is the remedy (in Jupyter: shut down the other notebook's 
     [sys.executable, "-c", "import sys, nrt_lab; nrt_lab.init(); print('holding', flush=True); sys.stdin.read()"],
     env={**os.environ, "NEURON_PROCESS_TAG": "other-notebook"}, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
     text=True)
-print(holder.stdout.readline().strip())
+print(holder.stdout.readline().strip(), flush=True)
 attempt(nrt_lab.init)
 print("owners:", [(o.tag, o.cores) for o in machine.owners()])'''),
+    ("md", '''`DriverStatus` puts the checks in one place: the driver and the runtime's verdict, this kernel's `NEURON_*`
+variables, and every troubleshooting finding that applies, each with its remedy. Here it says that this
+kernel's `init()` would fail because `other-notebook` holds the cores: a warning, in amber, since nothing is
+broken in this kernel itself. A static rendering shows the state when the notebook was saved.'''),
+    ("code", '''# NBVAL_IGNORE_OUTPUT
+from nrt_lab.widgets import DriverStatus
+
+status = DriverStatus()
+status'''),
+    ("code", '''print("verdict:", status.current_state()["verdict"]["text"])
+print("findings:", sorted({f["id"].split(":")[0] + ":" + f["id"].split(":")[1] for f in status.findings()}))
+status.close()'''),
     ("code", '''holder.stdin.close()
 holder.wait()
 runtime = attempt(nrt_lab.init)'''),
@@ -636,11 +676,21 @@ print("owned cores:", rt.cores, "tag:", rt.tag)"""),
         ("md", """## Who owns what: `neuron-ls`
 
 `neuron-ls` lists the devices and the processes using them; `-w` shows full command lines, `-t` the topology,
-`-j` JSON (what Ray reads to detect NeuronCores). From a terminal run `neuron-ls -w`; here we call the same code."""),
+`-j` JSON (what Ray reads to detect NeuronCores). From a terminal run `neuron-ls`; here we call the same code
+(the narrow table: `-w`'s full command lines are wider than a notebook)."""),
         ("code", """# NBVAL_IGNORE_OUTPUT
 from nrt_lab.tools.neuron_ls import neuron_ls_output
 
-print(neuron_ls_output(wide=True))"""),
+print(neuron_ls_output())"""),
+        ("md", """## The dashboard
+
+`nrt_lab.show()` draws the same facts live: a one-line verdict about this kernel (open *Details* for the
+driver and `NEURON_*` checks), every NeuronCore framed in its owner's colour and filled by its utilization,
+utilization charts, and the owners with *Release* and *Terminate…*. `nrt_lab.show(size="presentation")` is
+for a projector, `nrt_lab.show(sidecar=True)` opens it in a side panel. A static rendering of this notebook
+shows the state when it was saved."""),
+        ("code", """# NBVAL_IGNORE_OUTPUT
+board = nrt_lab.show()"""),
         ("code", """import json
 
 devices = json.loads(neuron_ls_output(as_json=True))
@@ -652,7 +702,7 @@ print("devices used by this kernel:", [d["neuron_device"] for d in devices if d[
 `close()` is `nrt_close()`: the cores are free for other processes at once, and the models and tensors of
 this runtime become invalid. Calling it twice is harmless, and `init()` after `close()` reads the environment
 again."""),
-        ("code", NB01_CLOSE),
+        ("code", "board.close()  # stop the dashboard's sampling thread\n" + NB01_CLOSE),
     ],
     "02-core-allocation": NB02,
     "03-live-utilization": NB03,

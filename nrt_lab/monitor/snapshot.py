@@ -505,6 +505,7 @@ class Monitor:
             times = process.cpu_times()
             user_s, system_s = float(times.user), float(times.system)
         except (psutil.Error, OSError):
+            self._processes.pop(key, None)
             user_s = system_s = -1.0
         if page is None or lnc_view is None:
             return RuntimeSnapshot(

@@ -31,9 +31,10 @@ import traitlets
 from nrt_lab.monitor import Clock
 from nrt_lab.widgets._sampler import MAX_PERIOD, MIN_PERIOD, Observation, Sampler
 
-__all__ = ["LiveWidget", "MessageLog", "record_messages", "WIDGET_VIEW_MIME"]
+__all__ = ["LiveWidget", "MessageLog", "record_messages", "SIZES", "WIDGET_VIEW_MIME"]
 
 WIDGET_VIEW_MIME = "application/vnd.jupyter.widget-view+json"
+SIZES = ("normal", "presentation")
 
 
 class LiveWidget(anywidget.AnyWidget):
@@ -45,6 +46,7 @@ class LiveWidget(anywidget.AnyWidget):
     period = traitlets.Float(1.0).tag(sync=True)
     running = traitlets.Bool(False).tag(sync=True)
     error = traitlets.Unicode("").tag(sync=True)
+    size = traitlets.Unicode("normal").tag(sync=True)  # "presentation": bigger cells and fonts (a projector)
 
     _default_period: ClassVar[float] = 1.0
     _wants_snapshot: ClassVar[bool] = False
@@ -94,6 +96,13 @@ class LiveWidget(anywidget.AnyWidget):
         return self._wants_snapshot
 
     # ------------------------------------------------------------------ validation and observers
+    @traitlets.validate("size")
+    def _valid_size(self, proposal: Any) -> str:
+        value = str(proposal["value"])
+        if value not in SIZES:
+            raise traitlets.TraitError(f"size={value!r} is invalid; accepted: {', '.join(map(repr, SIZES))}")
+        return value
+
     @traitlets.validate("period")
     def _valid_period(self, proposal: Any) -> float:
         value = float(proposal["value"])

@@ -7,19 +7,20 @@ which cannot run the live view. The same owner colours are used by the live view
 
 from __future__ import annotations
 
-import colorsys
-import hashlib
 import html
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nrt_lab.monitor import format_core_ranges
+from nrt_lab.widgets._palette import PALETTE, text_color
 
 __all__ = [
     "FREE_COLOR",
     "owner_color",
     "text_color",
     "format_bytes",
+    "format_number",
     "format_ranges",
     "short",
     "core_map_html",
@@ -32,23 +33,35 @@ _ESC = html.escape
 
 
 def owner_color(pid: int, start_time: float) -> str:
-    """A colour that stays the same for one owner process (hash of pid and start time), as ``#rrggbb``."""
-    digest = hashlib.sha256(f"{pid}:{start_time:.6f}".encode()).digest()
-    hue = int.from_bytes(digest[:2], "big") / 65536.0
-    saturation = 0.55 + digest[2] / 255.0 * 0.3
-    lightness = 0.40 + digest[3] / 255.0 * 0.18
-    red, green, blue = colorsys.hls_to_rgb(hue, lightness, saturation)
-    return f"#{round(red * 255):02x}{round(green * 255):02x}{round(blue * 255):02x}"
+    """The owner's colour from the kernel's one palette (order of arrival; see :mod:`nrt_lab.widgets._palette`)."""
+    return PALETTE.color(pid, start_time)
 
 
-def text_color(background: str) -> str:
-    """Black or white, whichever reads better on ``background`` (``#rrggbb``)."""
-    try:
-        red, green, blue = (int(background[i : i + 2], 16) for i in (1, 3, 5))
-    except (ValueError, IndexError):
-        return "#000000"
-    luminance = 0.2126 * red + 0.7152 * green + 0.0722 * blue
-    return "#000000" if luminance > 140 else "#ffffff"
+def format_number(value: float | int | None, digits: int = 3) -> str:
+    """A number for people, the same rule as common.js's ``fmtNum``: ``digits`` significant digits, trailing zeros
+    of the fraction removed (100 stays ``100``), larger integers in full, tiny values as ``1e-5``, ``-`` for
+    None/NaN."""
+    if value is None:
+        return "-"
+    x = float(value)
+    if math.isnan(x):
+        return "-"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    if x == 0:
+        return "0"
+    if abs(x) >= 10**digits:
+        return str(int(math.floor(x + 0.5)))  # JS Math.round: halves go up
+    if abs(x) < 1e-3:
+        mantissa, exponent = f"{x:.{digits - 1}e}".split("e")
+        return f"{_strip(mantissa)}e{int(exponent)}"
+    decimals = max(0, digits - 1 - math.floor(math.log10(abs(x))))
+    text = _strip(f"{x:.{decimals}f}")
+    return "0" if text == "-0" else text
+
+
+def _strip(text: str) -> str:
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def format_bytes(value: float | int | None) -> str:
@@ -89,8 +102,8 @@ def _cell(text: str, background: str, title: str, bold: bool = False) -> str:
     return f'<td bgcolor="{background}" style="{style}" title="{_ESC(title)}">{text}</td>'
 
 
-def core_map_html(state: Mapping[str, Any]) -> str:
-    """The core map as plain HTML: one table row per device, one cell per NeuronCore, and the owner legend."""
+def core_map_html(state: Mapping[str, Any], grid: bool = True) -> str:
+    """The core map as plain HTML: one table row per device, one cell per NeuronCore (``grid``), the legend."""
     inst = state.get("inst") or {}
     if state.get("err"):
         return f'<div class="nrt-lab-static"><b>CoreMap</b>: {_ESC(str(state["err"]))}</div>'
@@ -135,11 +148,13 @@ def core_map_html(state: Mapping[str, Any]) -> str:
         f"{owned} owned by {len(owners)} process{'es' if len(owners) != 1 else ''}, {total - owned} free"
         + (" &mdash; &#9733; = this kernel" if me in owners else "") + "</p>"
     )
-    grid = ('<table class="nrt-core-grid" style="border-collapse:collapse">' + "".join(rows) + "</table>")
-    return f'<div class="nrt-lab-static nrt-core-map">{header}{grid}{legend_html}</div>'
+    table = ('<table class="nrt-core-grid" style="border-collapse:collapse">' + "".join(rows) + "</table>"
+             if grid else "")
+    return f'<div class="nrt-lab-static nrt-core-map">{header}{table}{legend_html}</div>'
 
 
-_SEVERITY_COLOR = {"error": "#c62828", "warning": "#ef6c00", "info": "#1565c0", "ok": "#2e7d32"}
+# Readable (≥ 4.5:1) on white and on JupyterLab Light's grey; "info" and "calm" are not alarms: no colour.
+_SEVERITY_COLOR = {"error": "#b71c1c", "warning": "#a64a00", "info": "inherit", "calm": "inherit", "ok": "#1b5e20"}
 
 
 def driver_status_html(state: Mapping[str, Any]) -> str:
@@ -181,8 +196,12 @@ def driver_status_html(state: Mapping[str, Any]) -> str:
             + (f" <i>({_ESC(str(item['ref']))})</i>" if item.get("ref") else "") + "</li>"
         )
     findings = "<ul>" + "".join(finding_rows) + "</ul>" if finding_rows else "<p>No problem found.</p>"
+    verdict = state.get("verdict") or {}
+    level = str(verdict.get("level", "calm"))
+    head_color = _SEVERITY_COLOR.get(level, "inherit")
     return (
-        '<div class="nrt-lab-static nrt-driver-status"><p><b>DriverStatus</b></p>'
+        '<div class="nrt-lab-static nrt-driver-status"><p><b>DriverStatus</b> &mdash; '
+        f"<b style='color:{head_color}'>{_ESC(str(verdict.get('text', '')))}</b></p>"
         f"<table style='border-collapse:collapse'>{info}</table>"
         f"<p><b>NEURON_* configuration of this kernel</b></p>{config}"
         f"<p><b>Troubleshooting</b></p>{findings}</div>"
@@ -199,7 +218,7 @@ def _heat(util: float) -> str:
 
 
 def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3g}"
+    return format_number(value, 3)
 
 
 def top_view_html(state: Mapping[str, Any], mode: str = "percent", tab: str = "all") -> str:
@@ -217,10 +236,10 @@ def top_view_html(state: Mapping[str, Any], mode: str = "percent", tab: str = "a
         for core in range(first, first + count):
             util, tflops, pid = (state.get(f"c{core}") or [0.0, 0.0, 0])[:3]
             visible = pid in shown_pids if tab != "all" else True
-            value = f"{util:.0f}%" if mode == "percent" else f"{tflops:.3g}"
+            value = f"{util:.0f}%" if mode == "percent" else format_number(tflops, 3)
             text = value if pid else "·"
             cells.append(_cell(f"{core}<br>{text}", _heat(util) if visible else "#f7f7f7",
-                               f"nc{core}: {util:.1f}% {tflops:.4g} TFLOPS" + (f", pid {pid}" if pid else ", free")))
+                               f"nc{core}: {util:.1f}% {format_number(tflops, 4)} TFLOPS" + (f", pid {pid}" if pid else ", free")))
         rows.append(f'<tr><th style="padding:2px 6px;font-family:monospace">nd{index}</th>{"".join(cells)}</tr>')
     proc_rows = []
     for p in shown:

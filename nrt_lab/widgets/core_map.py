@@ -29,10 +29,14 @@ from nrt_lab.hardware import InstanceSpec, classify, grid_position
 from nrt_lab.monitor import ActionRefused, OwnerView, printable, release, terminate
 from nrt_lab.widgets._assets import CORE_MAP_JS, CSS, widget_esm
 from nrt_lab.widgets._base import LiveWidget
+from nrt_lab.widgets._palette import PALETTE
 from nrt_lab.widgets._sampler import Observation, current_kernel_id
-from nrt_lab.widgets._static import core_map_html, format_ranges, owner_color
+from nrt_lab.widgets._static import core_map_html, format_ranges
+from nrt_lab.widgets.top_view import TopView
 
-__all__ = ["CoreMap", "ActionRefused", "device_layout"]
+__all__ = ["CoreMap", "ActionRefused", "MESSAGE_TTL_S", "device_layout"]
+
+MESSAGE_TTL_S = 10.0  # an action's outcome ("Released ...") is cleared this long after it was said
 
 
 def device_layout(instance: InstanceSpec) -> tuple[str, list[list[float]], list[list[int]]]:
@@ -80,6 +84,9 @@ class CoreMap(LiveWidget):
     view = traitlets.Unicode("grid").tag(sync=True)  # "grid" or "topology"
     pending = traitlets.Dict().tag(sync=True)  # the owner selected for termination, awaiting confirmation
     message = traitlets.Unicode("").tag(sync=True)  # outcome of the last action
+    # False in the Dashboard: TopView's grid already shows every core (owner colour as frame, utilization as
+    # fill), so the core map shows only its legend, actions and topology there, not a second grid.
+    show_grid = traitlets.Bool(True).tag(sync=True)
 
     _default_period = 1.0
 
@@ -88,6 +95,7 @@ class CoreMap(LiveWidget):
         self._pid = os.getpid()
         self._kernel_id = current_kernel_id()
         self._pending_record: OwnerView | None = None
+        self._said_at: float | None = None
         super().__init__(root=root, period=period, autostart=autostart, **kwargs)
         self.on_msg(self._on_front_end_message)
 
@@ -102,28 +110,48 @@ class CoreMap(LiveWidget):
                 "name": instance.name, "lnc": instance.lnc, "total": instance.total_cores, "kind": kind,
                 "devices": [[d.first_core, d.core_count] for d in instance.devices], "pos": positions,
                 "links": links, "version": instance.neuroncore_version,
+                "mem": [d.memory_bytes for d in instance.devices],
             },
             "me": {"pid": self._pid, "kernel": self._kernel_id},
             "err": "",
         }
+        self._expire(observation)
         owner_of: dict[int, int] = {}
+        colors = PALETTE.assign((o.pid, o.start_time) for o in observation.owners)
         for owner in observation.owners:
             state[f"o{owner.pid}"] = {
                 # A Runtime 1.x daemon is labelled as such on its cores (its tag is only its pid).
                 "pid": owner.pid, "tag": "neuron-rtd" if owner.is_daemon else (printable(owner.tag) or str(owner.pid)),
                 "cmd": printable(owner.command),
                 "kernel": printable(owner.kernel_id), "rt": printable(owner.runtime_version),
-                "start": owner.start_time, "color": owner_color(owner.pid, owner.start_time),
+                "start": owner.start_time, "color": colors[owner.pid],
                 "cores": list(owner.machine_cores),
             }
             for core in owner.machine_cores:
                 owner_of[core] = owner.pid
         for core in range(instance.total_cores):
             state[f"c{core}"] = owner_of.get(core, 0)
+        snap = observation.snapshot
+        if self.view == "topology" and snap is not None and observation.with_rates:
+            # The topology view is live: each core's utilization (%, whole numbers) fills its square.
+            util = [0.0] * instance.total_cores
+            flops = [0.0] * instance.total_cores
+            holders = [0] * instance.total_cores
+            for rt in snap.runtimes:
+                TopView._place(rt, instance, util, flops, holders)
+            state["u"] = [round(u / instance.lnc) for u in util]
         return state
 
+    def _needs_snapshot(self) -> bool:
+        return self.view == "topology"  # utilization needs the stats pages; the grid view needs owners only
+
+    @traitlets.observe("view")
+    def _view_changed(self, change: Any) -> None:
+        if change["new"] == "topology" and getattr(self, "_sampler", None) is not None:
+            self._sampler.wake()
+
     def _static_html(self, state: Mapping[str, Any]) -> str:
-        return core_map_html(state)
+        return core_map_html(state, grid=self.show_grid)
 
     def _plain(self, state: Mapping[str, Any]) -> str:
         inst = state.get("inst")
@@ -252,6 +280,20 @@ class CoreMap(LiveWidget):
     def _say(self, text: str) -> None:
         with self._nrt_lock:
             self.message = text
+            self._said_at = self._sampler.clock.monotonic()
+
+    def _expire(self, observation: Observation) -> None:
+        """Clear what went stale: a pending selection whose owner is gone, a message older than MESSAGE_TTL_S."""
+        if self._pending_record is not None:
+            key = (self._pending_record.pid, self._pending_record.start_time)
+            if key not in {(o.pid, o.start_time) for o in observation.owners}:
+                self._clear_pending()
+                self._say(f"Pid {key[0]} no longer owns NeuronCores; nothing to terminate.")
+                return
+        if (self.message and not self.pending and self._said_at is not None
+                and self._sampler.clock.monotonic() - self._said_at >= MESSAGE_TTL_S):
+            self.message = ""
+            self._said_at = None
 
     def _refuse(self, text: str) -> NoReturn:
         self._say(text)

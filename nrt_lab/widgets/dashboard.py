@@ -12,11 +12,11 @@ from typing import Any
 
 import ipywidgets
 
-from nrt_lab.widgets._base import WIDGET_VIEW_MIME
+from nrt_lab.widgets._base import SIZES, WIDGET_VIEW_MIME
 from nrt_lab.widgets._sampler import Sampler
 from nrt_lab.widgets.core_map import CoreMap
 from nrt_lab.widgets.driver_status import DriverStatus
-from nrt_lab.widgets.top_view import TopView
+from nrt_lab.widgets.top_view import PLOTLY_MIME, TopView
 
 __all__ = ["Dashboard", "show"]
 
@@ -29,14 +29,50 @@ class Dashboard(ipywidgets.VBox):  # type: ignore[misc]
     """
 
     def __init__(self, *, root: Path | str | None = None, period: float = 1.0, autostart: bool = True,
-                 **kwargs: Any) -> None:
+                 size: str = "normal", **kwargs: Any) -> None:
+        if size not in SIZES:
+            raise ValueError(f"size={size!r} is invalid; accepted: {', '.join(map(repr, SIZES))}")
         self.sampler = Sampler(root, name="Dashboard")
-        self.driver_status = DriverStatus(sampler=self.sampler, autostart=False)
-        self.core_map = CoreMap(sampler=self.sampler, autostart=False, period=max(1.0, period))
-        self.top_view = TopView(sampler=self.sampler, autostart=False, period=period)
-        super().__init__(children=[self.driver_status, self.core_map, self.top_view], **kwargs)
+        # A collapsible header: the one-line verdict about this kernel; "Details" opens the tables.
+        self.driver_status = DriverStatus(sampler=self.sampler, autostart=False, collapsed=True, size=size)
+        # One grid only: TopView's (owner colour as frame, utilization as fill); the core map keeps its legend,
+        # actions and topology view.
+        self.core_map = CoreMap(sampler=self.sampler, autostart=False, period=max(1.0, period), show_grid=False,
+                                size=size)
+        self.top_view = TopView(sampler=self.sampler, autostart=False, period=period, compact=True, size=size)
+        # Utilization (grid, charts, executions) on the left, owners (legend, actions) on the right.
+        self.top_view.layout = ipywidgets.Layout(flex="3 1 560px", min_width="0")
+        self.core_map.layout = ipywidgets.Layout(flex="2 1 360px", min_width="0")
+        body = ipywidgets.HBox([self.top_view, self.core_map],
+                               layout=ipywidgets.Layout(flex_flow="row wrap", align_items="flex-start"))
+        self._body = body
+        super().__init__(children=[self.driver_status, body], **kwargs)
         if autostart:
             self.start()
+
+    @property
+    def size(self) -> str:
+        """``normal`` or ``presentation`` (bigger cells and fonts, for a projector); settable."""
+        return str(self.top_view.size)
+
+    @size.setter
+    def size(self, value: str) -> None:
+        for part in self.parts:
+            part.size = value
+
+    def open_in_sidecar(self, title: str = "nrt_lab") -> Any:
+        """Show this dashboard in a JupyterLab side panel (the ``sidecar`` package); returns the panel."""
+        try:
+            from sidecar import Sidecar
+        except ImportError as exc:
+            raise ImportError("a side panel needs the sidecar package: pip install 'nrt_lab[lab]' "
+                              "(or pip install sidecar)") from exc
+        from IPython.display import display
+
+        panel = Sidecar(title=title)
+        with panel:
+            display(self)  # type: ignore[no-untyped-call]
+        return panel
 
     @property
     def parts(self) -> tuple[DriverStatus, CoreMap, TopView]:
@@ -82,6 +118,7 @@ class Dashboard(ipywidgets.VBox):  # type: ignore[misc]
         self.stop()
         for part in self.parts:
             part.close()
+        self._body.close()
         super().close()
 
     def _plain(self) -> str:
@@ -96,6 +133,9 @@ class Dashboard(ipywidgets.VBox):  # type: ignore[misc]
 
     def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         data: dict[str, Any] = {"text/plain": self._plain(), "text/html": self._repr_html_()}
+        figure = self.top_view.figure_json()
+        if figure is not None:
+            data[PLOTLY_MIME] = figure
         if self.comm is not None and self._view_name is not None:
             data[WIDGET_VIEW_MIME] = {"version_major": 2, "version_minor": 0, "model_id": self.model_id}
         return data, {}
@@ -104,19 +144,25 @@ class Dashboard(ipywidgets.VBox):  # type: ignore[misc]
 _last: Dashboard | None = None
 
 
-def show(root: Path | str | None = None, period: float = 1.0, new: bool = False) -> Dashboard:
+def show(root: Path | str | None = None, period: float = 1.0, new: bool = False, size: str = "normal",
+         sidecar: bool = False) -> Dashboard:
     """Display the dashboard (driver status, core map, live top) and return it.
 
     Calling it again shows the same live dashboard once more (a second view of the same state) unless
-    ``new=True`` or another ``root`` is given; ``.close()`` on the result stops its thread.
+    ``new=True`` or another ``root`` is given; ``.close()`` on the result stops its thread. ``size="presentation"``
+    draws bigger cells and fonts; ``sidecar=True`` opens it in a JupyterLab side panel instead of the cell.
     """
     global _last
     resolved = None if root is None else Path(root).expanduser().absolute()
     reuse = (_last is not None and not new and _last.comm is not None and _last.sampler.alive
              and _last.sampler.root == resolved)
     if not reuse:
-        _last = Dashboard(root=resolved, period=period)
+        _last = Dashboard(root=resolved, period=period, size=size)
     assert _last is not None
+    _last.size = size
+    if sidecar:
+        _last.open_in_sidecar()
+        return _last
     try:
         from IPython.display import display
     except ImportError:  # pragma: no cover - IPython ships with ipywidgets

@@ -11,6 +11,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+import traitlets
+
 from nrt_lab.monitor import (
     MIN_DRIVER_VERSION,
     SEVERITIES,
@@ -28,7 +30,27 @@ from nrt_lab.widgets._base import LiveWidget
 from nrt_lab.widgets._sampler import Observation
 from nrt_lab.widgets._static import driver_status_html
 
-__all__ = ["DriverStatus"]
+__all__ = ["DriverStatus", "verdict_of"]
+
+
+def verdict_of(state: Mapping[str, Any]) -> dict[str, str]:
+    """The header's one line: ``level`` (error, warning or calm) and ``text``, about this kernel only.
+
+    :func:`diagnose` grades each finding for this process ("error" only when this kernel is broken; cores held by
+    others are "info", or "warning" when this kernel's own ``init()`` would fail), so the header is red only for
+    an error, amber for a warning, and neutral otherwise — other kernels owning cores is not this kernel's fault.
+    """
+    findings = [f for f in state.get("findings") or [] if isinstance(f, Mapping)]
+    errors = sum(1 for f in findings if f.get("severity") == "error")
+    warnings = sum(1 for f in findings if f.get("severity") == "warning")
+    if errors or not (state.get("gate") or {}).get("ok"):
+        count = max(1, errors)
+        return {"level": "error", "text": f"{count} problem{'s' if count != 1 else ''} for this kernel"}
+    if warnings:
+        return {"level": "warning", "text": f"{warnings} warning{'s' if warnings != 1 else ''} for this kernel"}
+    notes = sum(1 for f in findings if f.get("severity") == "info")
+    return {"level": "calm", "text": "OK for this kernel" + (f" ({notes} note{'s' if notes != 1 else ''})"
+                                                            if notes else "")}
 
 
 class DriverStatus(LiveWidget):
@@ -40,6 +62,9 @@ class DriverStatus(LiveWidget):
 
     _esm = widget_esm(DRIVER_STATUS_JS)
     _css = CSS
+
+    # True: only the one-line verdict (a header, as in the Dashboard); "Details" opens the tables.
+    collapsed = traitlets.Bool(False).tag(sync=True)
     _default_period = 2.0
     _layout_keys = ()
 
@@ -74,6 +99,7 @@ class DriverStatus(LiveWidget):
                          daemon={"running": False, "pid": 0, "text": "not running"},
                          config=[r.to_json() for r in environment_rows(env)], effective=self._effective(env, None),
                          findings=[unreadable_machine(observation.machine_error).to_json()])
+            state["verdict"] = verdict_of(state)
             return state
         instance, driver = snap.instance, snap.driver
         verdict = snap.driver_error or driver_gate(driver)
@@ -92,6 +118,7 @@ class DriverStatus(LiveWidget):
             effective=self._effective(env, snap),
             findings=[f.to_json() for f in diagnose(snap, env, pid=self._pid, runtime=runtime if live else None)],
         )
+        state["verdict"] = verdict_of(state)
         return state
 
     @staticmethod

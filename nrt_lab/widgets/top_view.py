@@ -8,6 +8,7 @@ history ring (``hist``: one row per update, total TFLOPS then every core's utili
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,10 +27,14 @@ from nrt_lab.monitor import (
 )
 from nrt_lab.widgets._assets import CSS, TOP_VIEW_JS, widget_esm
 from nrt_lab.widgets._base import LiveWidget
+from nrt_lab.widgets._palette import PALETTE
+from nrt_lab.widgets._plotly import PLOTLY_READY_JS, plotly_library
 from nrt_lab.widgets._sampler import Observation
-from nrt_lab.widgets._static import format_ranges, owner_color, top_view_html
+from nrt_lab.widgets._static import format_ranges, top_view_html
 
-__all__ = ["TopView", "HOST_KINDS", "DEVICE_KINDS", "OUTCOME_KINDS", "ERROR_KINDS"]
+__all__ = ["TopView", "HOST_KINDS", "DEVICE_KINDS", "OUTCOME_KINDS", "ERROR_KINDS", "PLOTLY_MIME"]
+
+PLOTLY_MIME = "application/vnd.plotly.v1+json"
 
 # The counter kinds, in the order the front end indexes them (defined once, by the stats page).
 HOST_KINDS = HOST_MEMORY_KINDS
@@ -55,10 +60,12 @@ class TopView(LiveWidget):
     ``"tflops"``), ``tab`` (``"all"`` or a pid as text), plus the base ``paused``, ``period``, ``running``.
     """
 
-    _esm = widget_esm(TOP_VIEW_JS)
+    _esm = widget_esm(PLOTLY_READY_JS + TOP_VIEW_JS)
     _css = CSS
 
     mode = traitlets.Unicode("percent").tag(sync=True)
+    charts = traitlets.Bool(True).tag(sync=True)  # the plotly charts (False: grid and tables only)
+    compact = traitlets.Bool(False).tag(sync=True)  # the Dashboard's: no sparkline, no memory tables
     tab = traitlets.Unicode("all").tag(sync=True)
 
     _default_period = 1.0
@@ -74,6 +81,8 @@ class TopView(LiveWidget):
 
     def __init__(self, *, root: Any = None, period: float | None = None, autostart: bool = True,
                  history_size: int = 60, **kwargs: Any) -> None:
+        # plotly.js reaches the page once, through this kernel's one library model, however many charts there are.
+        self.plotly = plotly_library() if kwargs.get("charts", True) else None
         super().__init__(root=root, period=period, autostart=autostart, history_size=history_size, **kwargs)
         self.on_msg(lambda _w, content, _b: self.refresh()
                     if isinstance(content, Mapping) and content.get("action") == "refresh" else None)
@@ -98,17 +107,22 @@ class TopView(LiveWidget):
         total, lnc = instance.total_cores, instance.lnc
         state: dict[str, Any] = {
             "inst": {"name": instance.name, "lnc": lnc, "total": total, "version": instance.neuroncore_version,
-                     "devices": [[d.first_core, d.core_count] for d in instance.devices]},
+                     "devices": [[d.first_core, d.core_count] for d in instance.devices],
+                     "hbm": [d.memory_bytes for d in instance.devices]},
             "cap": self._history_size, "t": round(snap.timestamp, 3), "per": round(snap.period, 2), "err": "",
         }
         util = [0.0] * total
         flops = [0.0] * total
         owner = [0] * total
+        memory = [0.0] * total
+        # The same owners as CoreMap's legend take part, so both widgets agree on every colour.
+        colors = PALETTE.assign((o.pid, o.start_time) for o in snap.runtime_owners)
         for rt in snap.runtimes:
-            cores = self._place(rt, instance, util, flops, owner)
-            self._process(state, rt, cores, lnc)
+            cores = self._place(rt, instance, util, flops, owner, memory)
+            self._process(state, rt, cores, lnc, colors.get(rt.pid) or PALETTE.color(rt.pid, rt.start_time))
         for core in range(total):
-            state[f"c{core}"] = [round(util[core] / lnc, 1), _sig(flops[core] / 1e12), owner[core]]
+            # [utilization %, TFLOPS, owner pid, device memory used (bytes)]
+            state[f"c{core}"] = [round(util[core] / lnc, 1), _sig(flops[core] / 1e12), owner[core], int(memory[core])]
         if self.tab != "all" and f"p{self.tab}" not in state:
             self.tab = "all"  # the process shown by the tab has gone
         system = snap.system
@@ -122,7 +136,7 @@ class TopView(LiveWidget):
 
     @staticmethod
     def _place(rt: RuntimeSnapshot, instance: InstanceSpec, util: list[float], flops: list[float],
-               owner: list[int]) -> list[int]:
+               owner: list[int], memory: list[float] | None = None) -> list[int]:
         """Add ``rt``'s cores (its own LNC view) to the machine-view arrays; returns the machine cores it owns.
 
         A runtime core of LNC ``rt.lnc`` covers ``rt.lnc`` physical cores: each machine core it maps to gets
@@ -137,15 +151,17 @@ class TopView(LiveWidget):
                     util[core] += sample.utilization
                     flops[core] += sample.flops_per_s / rt.lnc
                     owner[core] = rt.pid
+                    if memory is not None:
+                        memory[core] += sum(int(v) for v in sample.memory.values()) / rt.lnc
                     mine.add(core)
         return sorted(mine)
 
-    def _process(self, state: dict[str, Any], rt: RuntimeSnapshot, cores: list[int], lnc: int) -> None:
+    def _process(self, state: dict[str, Any], rt: RuntimeSnapshot, cores: list[int], lnc: int, color: str) -> None:
         pid = rt.pid
         state[f"p{pid}"] = {
             "pid": pid, "tag": printable(rt.tag) or str(pid), "cmd": printable(rt.command),
             "kernel": printable(rt.kernel_id), "rt": printable(rt.runtime_version),
-            "start": rt.start_time, "color": owner_color(pid, rt.start_time), "cores": format_ranges(cores),
+            "start": rt.start_time, "color": color, "cores": format_ranges(cores),
             "n": len(cores), "lnc": rt.lnc, "error": rt.error,
         }
         state[f"x{pid}"] = ([int(rt.execution_summary.get(k, 0)) for k in OUTCOME_KINDS]
@@ -184,6 +200,25 @@ class TopView(LiveWidget):
 
     def _static_html(self, state: Mapping[str, Any]) -> str:
         return top_view_html(state, self.mode, self.tab)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[Any, Any], dict[Any, Any]] | None:
+        """Live view, HTML tables, and the core heatmap as plotly's mime bundle (nbviewer, Voila, stored files)."""
+        bundle = super()._repr_mimebundle_(**kwargs)
+        assert bundle is not None
+        data, metadata = bundle
+        figure = self.figure_json()
+        if figure is not None:
+            data[PLOTLY_MIME] = figure
+        return data, metadata
+
+    def figure_json(self) -> dict[str, Any] | None:
+        """The core heatmap of the history as plotly JSON (None when plotly is not installed)."""
+        try:
+            from nrt_lab.widgets._figures import from_top_view
+        except ImportError:
+            return None
+        result: dict[str, Any] = json.loads(from_top_view(self.current_state()).to_json())
+        return result
 
     def _plain(self, state: Mapping[str, Any]) -> str:
         inst = state.get("inst")

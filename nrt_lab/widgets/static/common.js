@@ -16,6 +16,11 @@ function h(tag, attrs, ...children) {
   return el;
 }
 
+// A wide table in a box that scrolls sideways on its own (narrow notebooks: nothing clipped, tokens unbroken).
+function scroller(child) {
+  return h("div", { class: "nrtw-scroll" }, child);
+}
+
 function svg(tag, attrs) {
   const el = document.createElementNS(SVGNS, tag);
   for (const [key, value] of Object.entries(attrs || {})) el.setAttribute(key, String(value));
@@ -30,9 +35,27 @@ function fmtBytes(n) {
   return i === 0 ? `${v.toFixed(0)} B` : `${v.toFixed(1)} ${units[i]}`;
 }
 
+// Numbers for people (same rule as Python's nrt_lab.widgets._static.format_number): `digits` significant digits
+// with trailing zeros of the fraction only removed (100 stays "100"), integers of more digits in full (1234),
+// tiny values as 1e-5; null/undefined/NaN are "-" (no data), infinities "inf"/"-inf".
 function fmtNum(v, digits) {
-  if (v === null || v === undefined) return "-";
-  return Number(v).toPrecision(digits || 3).replace(/\.?0+(e|$)/, "$1");
+  if (v === null || v === undefined || v === "") return "-";
+  const x = Number(v);
+  digits = digits || 3;
+  if (Number.isNaN(x)) return "-";
+  if (!Number.isFinite(x)) return x > 0 ? "inf" : "-inf";
+  if (x === 0) return "0";
+  const a = Math.abs(x);
+  if (a >= 10 ** digits) return String(Math.round(x));
+  const strip = (m) => (m.includes(".") ? m.replace(/0+$/, "").replace(/\.$/, "") : m);
+  if (a < 1e-3) {
+    const [m, e] = x.toExponential(digits - 1).split("e");
+    return `${strip(m)}e${Number(e)}`;
+  }
+  const p = x.toPrecision(digits);
+  if (p.includes("e")) return String(Math.round(x));  // 999.6 -> "1.00e+3" otherwise
+  const out = strip(p);
+  return out === "-0" ? "0" : out;
 }
 
 function ranges(cores, prefix) {
@@ -54,11 +77,28 @@ function short(text, limit) {
   return text.length <= limit ? text : text.slice(0, limit - 3) + "...";
 }
 
+// WCAG relative luminance of "#rrggbb" (null when it is not one).
+function luminance(color) {
+  const m = /^#([0-9a-f]{2})([0-9a-f]{2})([0-9a-f]{2})$/i.exec(color || "");
+  if (!m) return null;
+  const lin = (x) => { const c = parseInt(x, 16) / 255; return c <= 0.04045 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; };
+  return 0.2126 * lin(m[1]) + 0.7152 * lin(m[2]) + 0.0722 * lin(m[3]);
+}
+
+// Black or white text, whichever contrasts more with `bg` (same rule as Python's _palette.text_color).
 function textColor(bg) {
-  const m = /^#([0-9a-f]{2})([0-9a-f]{2})([0-9a-f]{2})$/i.exec(bg || "");
-  if (!m) return "#000";
-  const [r, g, b] = [m[1], m[2], m[3]].map((x) => parseInt(x, 16));
-  return 0.2126 * r + 0.7152 * g + 0.0722 * b > 140 ? "#000" : "#fff";
+  const l = luminance(bg);
+  if (l === null) return "#000000";
+  return (l + 0.05) / 0.05 >= 1.05 / (l + 0.05) ? "#000000" : "#ffffff";
+}
+
+// Utilization fill: a fixed light-to-dark green scale (the same in Light and Dark; the text on it is black or
+// white by WCAG contrast). Idle cells (< 0.5 %) take the theme's neutral cell colours instead (class "free").
+const HEAT_LOW = [200, 230, 201], HEAT_HIGH = [27, 94, 32];
+function heatColor(u) {
+  const l = Math.max(0, Math.min(1, (Number(u) || 0) / 100));
+  const hex = (i) => Math.round(HEAT_LOW[i] + l * (HEAT_HIGH[i] - HEAT_LOW[i])).toString(16).padStart(2, "0");
+  return `#${hex(0)}${hex(1)}${hex(2)}`;
 }
 
 function entries(state, prefix) {
@@ -131,8 +171,20 @@ function makeWidget(derive, View) {
       render({ model, el }) {
         if (!store) store = createStore(model, derive);
         el.classList.add("nrtw");
+        const sized = () => el.classList.toggle("nrtw-big", model.get("size") === "presentation");
+        sized();
+        model.on("change:size", sized);
         const view = new View(model, el, store);
-        const listener = (changed) => view.update(changed);
+        // Deltas are applied to the store at once, drawn at most once per animation frame (their changed keys
+        // merged): a 10 Hz stream to several widgets never queues redraws (and a hidden tab draws nothing).
+        let pending, scheduled = false;
+        const flush = () => { scheduled = false; const c = pending; pending = undefined; view.update(c); };
+        const later = globalThis.requestAnimationFrame || ((fn) => setTimeout(fn, 16));
+        const listener = (changed) => {
+          if (changed === null || pending === null) pending = null;
+          else { pending = pending || new Set(); for (const k of changed) pending.add(k); }
+          if (!scheduled) { scheduled = true; later(flush); }
+        };
         store.listeners.add(listener);
         view.update(null);
         return () => { store.listeners.delete(listener); };

@@ -7,8 +7,10 @@ class CoreMapView {
     this.legend = h("div");
     this.actions = h("div");
     el.append(this.head, this.body, this.detail, this.legend, this.actions);
+    // Hover details belong to the pointer: gone when it leaves the grid (or topology), never left stale.
+    this.body.addEventListener("mouseleave", () => { this.hovered = null; this.showDetail(); });
     this.ctl = controls(model);
-    for (const name of ["pending", "message", "view"]) model.on(`change:${name}`, () => this.update(null));
+    for (const name of ["pending", "message", "view", "show_grid"]) model.on(`change:${name}`, () => this.update(null));
   }
   owners() { return entries(this.store.state, "o"); }
   send(msg) { this.model.send(msg); }
@@ -33,9 +35,13 @@ class CoreMapView {
       h("button", { onclick: () => this.send({ action: "refresh" }), title: "read the machine now" }, "Refresh"),
       this.ctl);
     if (st.err) { this.body.replaceChildren(h("div", { class: "nrtw-error" }, st.err)); return; }
-    this.body.replaceChildren(view === "topology" ? this.topology(st, inst, byPid, me) : this.grid(st, inst, byPid, me));
+    const showGrid = this.model.get("show_grid") !== false;
+    this.body.replaceChildren(view === "topology" ? this.topology(st, inst, byPid, me)
+      : showGrid ? this.grid(st, inst, byPid, me)
+      : h("div", { class: "nrtw-muted" }, "Cores: see the utilization grid (owner colour as frame)."));
+    this.detail.style.display = view !== "topology" && !showGrid ? "none" : "";
     this.showDetail();
-    this.legend.replaceChildren(this.legendTable(owners, me));
+    this.legend.replaceChildren(scroller(this.legendTable(owners, me)));
     this.actions.replaceChildren(this.actionBar(st, byPid, me));
   }
   coreInfo(core) {
@@ -60,11 +66,10 @@ class CoreMapView {
   cell(core, st, byPid, me) {
     const pid = st[`c${core}`] || 0;
     const o = byPid[pid];
-    const bg = o ? o.color : "#e6e6e6";
     const label = o ? short(o.tag, 6) : "·";
     const el = h("div", {
-      class: "nrtw-cell" + (o && pid === me ? " me" : ""),
-      style: `background:${bg};color:${textColor(bg)}`,
+      class: "nrtw-cell" + (o ? "" : " free") + (o && pid === me ? " me" : ""),
+      style: o ? `background:${o.color};color:${textColor(o.color)}` : "",
       title: this.coreInfo(core),
       onmouseenter: () => { this.hovered = core; this.showDetail(); },
     }, h("span", {}, String(core)), h("span", {}, label));
@@ -91,7 +96,9 @@ class CoreMapView {
           root.append(svg("circle", { cx: x + sx * len, cy: y + sy * len, r: 2.5, fill: "#90a4ae" }));
         }
       } else {
-        root.append(svg("line", { x1, y1, x2, y2, stroke: "#607d8b", "stroke-width": 2 }));
+        const line = svg("line", { x1, y1, x2, y2, stroke: "#607d8b", "stroke-width": 2 });
+        const t = svg("title", {}); t.textContent = `link nd${a} ↔ nd${b}`; line.append(t);
+        root.append(line);
       }
     }
     inst.devices.forEach(([first, count], i) => {
@@ -99,8 +106,14 @@ class CoreMapView {
       const cols = Math.min(count, 4), rows = Math.ceil(count / cols), size = 13;
       const w = cols * size + 8, hgt = rows * size + 18;
       const g = svg("g", {});
-      g.append(svg("rect", { x: x - w / 2, y: y - hgt / 2, width: w, height: hgt, rx: 4,
-        fill: "var(--jp-layout-color1, #fff)", stroke: "#455a64" }));
+      const box = svg("rect", { x: x - w / 2, y: y - hgt / 2, width: w, height: hgt, rx: 4,
+        fill: "var(--jp-layout-color1, #fff)", stroke: "#455a64" });
+      const peers = (inst.links || []).filter(([a, b]) => a === i || b === i).map(([a, b]) => `nd${a === i ? b : a}`);
+      const info = svg("title", {});
+      info.textContent = `nd${i}: NeuronCores nc${first}-nc${first + count - 1}` +
+        (inst.mem ? `, ${fmtBytes(inst.mem[i])} device memory` : "") + `; connected to ${peers.join(", ") || "none"}`;
+      box.append(info);
+      g.append(box);
       const label = svg("text", { x, y: y - hgt / 2 + 11, "text-anchor": "middle", "font-size": 10,
         fill: "currentColor" });
       label.textContent = `nd${i}`;
@@ -108,17 +121,22 @@ class CoreMapView {
       for (let j = 0; j < count; j++) {
         const core = first + j, pid = st[`c${core}`] || 0, o = byPid[pid];
         const cx = x - w / 2 + 4 + (j % cols) * size, cy = y - hgt / 2 + 14 + Math.floor(j / cols) * size;
-        const r = svg("rect", { x: cx, y: cy, width: size - 2, height: size - 2, rx: 2,
-          fill: o ? o.color : "#e6e6e6", stroke: o && pid === me ? "#000" : "rgba(0,0,0,0.3)",
-          "stroke-width": o && pid === me ? 2 : 1 });
-        const t = svg("title", {}); t.textContent = this.coreInfo(core); r.append(t);
+        // Live: utilization fills the core, the owner's colour frames it (as in TopView's grid).
+        const u = Array.isArray(st.u) ? st.u[core] : null;
+        const fill = u === null ? (o ? o.color : "var(--nrtw-free-bg)") : u >= 0.5 ? heatColor(u) : "var(--nrtw-free-bg)";
+        const r = svg("rect", { x: cx, y: cy, width: size - 2, height: size - 2, rx: 2, fill,
+          stroke: u !== null && o ? o.color : o && pid === me ? "#000" : "rgba(0,0,0,0.3)",
+          "stroke-width": u !== null && o ? 2.5 : o && pid === me ? 2 : 1, class: "nrtw-topo-core" });
+        const t = svg("title", {});
+        t.textContent = this.coreInfo(core) + (u !== null ? `\nutilization: ${u} %` : ""); r.append(t);
         r.addEventListener("mouseenter", () => { this.hovered = core; this.showDetail(); });
         g.append(r);
       }
       root.append(g);
     });
     const caption = h("div", { class: "nrtw-muted" },
-      `${inst.kind} topology (device links from neuron-ls CONNECTED DEVICES)` +
+      `${inst.kind} topology (device links from neuron-ls CONNECTED DEVICES; fill = utilization, frame = owner; ` +
+      "hover a device, a core or a link)" +
       (inst.kind === "torus" ? "; dashed = wrap-around link" : ""));
     return h("div", {}, root, caption);
   }

@@ -21,11 +21,7 @@ const ERRORS = ["generic", "numerical", "transient", "model", "runtime", "hardwa
 const HOST = ["App. Memory", "Constants", "DMA Buffers", "Tensors"];
 const DEVICE = ["Constants", "Model Code", "Model Scratchpad", "Runtime Memory", "Tensors"];
 
-function heat(u) {
-  const l = Math.max(0, Math.min(1, u / 100));
-  const c = (a, b) => Math.round(a - l * (a - b));
-  return `rgb(${c(255, 46)},${c(255, 125)},${c(255, 50)})`;
-}
+const CHART_MS = 500, CHART_SHARE = 0.3;
 
 class TopView {
   constructor(model, el, store) {
@@ -35,14 +31,30 @@ class TopView {
     this.grid = h("div", { class: "nrtw-grid" });
     this.spark = h("div", { class: "nrtw-bar" });
     this.tables = h("div");
-    el.append(this.head, this.tabs, this.grid, this.spark, this.tables);
+    this.el = el;
+    this.charts = h("div", { class: "nrtw-charts" });
+    this.areaDiv = h("div", { class: "nrtw-chart nrtw-chart-area" });
+    this.heatDiv = h("div", { class: "nrtw-chart nrtw-chart-heat" });
+    this.csvBtn = h("button", { title: "download the history shown in the charts as CSV", onclick: () => this.downloadCsv() }, "CSV");
+    this.execDiv = h("div", { class: "nrtw-chart nrtw-chart-exec" });
+    this.memDiv = h("div", { class: "nrtw-chart nrtw-chart-mem" });
+    this.charts.append(this.areaDiv, this.heatDiv, this.execDiv, this.memDiv);
+    this.execRing = []; this.execPrev = {}; this.execAdded = 0; this.execT = null;
+    el.append(this.head, this.tabs, this.grid, this.charts, this.spark, this.tables);
+    this.P = null; this.chartKey = null;
+    if (model.get("charts") !== false) {
+      this.areaDiv.textContent = "Loading plotly.js …";
+      plotlyReady().then((P) => { this.P = P; this.areaDiv.textContent = ""; this.drawCharts(null); });
+    } else {
+      this.charts.style.display = "none";
+    }
     this.title = h("span", { class: "nrtw-title" });
     this.info = h("span", { class: "nrtw-muted" });
     this.modeBtn = h("button", { title: "toggle % and TFLOPS (neuron-top key F)", onclick: () => {
       this.model.set("mode", this.model.get("mode") === "tflops" ? "percent" : "tflops"); this.model.save_changes();
     } });
-    this.head.append(this.title, this.info, this.modeBtn, controls(model));
-    for (const name of ["mode", "tab"]) model.on(`change:${name}`, () => this.update(null));
+    this.head.append(this.title, this.info, this.modeBtn, this.csvBtn, controls(model));
+    for (const name of ["mode", "tab", "compact", "size"]) model.on(`change:${name}`, () => this.update(null));
   }
   procs() { return entries(this.store.state, "p"); }
   shownPids() {
@@ -53,7 +65,9 @@ class TopView {
     const st = this.store.state;
     const inst = st.inst || { devices: [], total: 0 };
     const mode = this.model.get("mode") || "percent";
-    this.title.textContent = `NeuronCore ${inst.version || ""} Utilization`;
+    const compactView = !!this.model.get("compact");
+    this.el.classList.toggle("nrtw-compact", compactView);
+    this.title.textContent = compactView ? "Utilization" : `NeuronCore ${inst.version || ""} Utilization`;
     this.info.textContent = `${inst.name || "?"} · lnc ${inst.lnc} · ${inst.total} cores · ` +
       `${this.procs().length} runtime(s) · period ${st.per ?? "-"} s`;
     this.modeBtn.textContent = mode === "tflops" ? "Show %" : "Show TFLOPS";
@@ -65,13 +79,21 @@ class TopView {
       changed = null;
     }
     const procChanged = changed === null || [...changed].some((k) => !/^c\d+$/.test(k) && k !== "t" && k !== "per");
+    this.tabs.style.display = this.model.get("compact") ? "none" : "";  // the table below keys the owners
     if (procChanged) this.drawTabs();
     const shown = this.shownPids();
     for (let i = 0; i < inst.total; i++) {
       if (changed === null || changed.has(`c${i}`) || procChanged) this.drawCell(i, st, mode, shown);
     }
-    this.drawSpark(st, inst, mode, shown);
-    this.drawTables(st, shown);
+    const compact = !!this.model.get("compact");
+    this.spark.style.display = compact ? "none" : "";
+    if (!compact) this.drawSpark(st, inst, mode, shown);
+    this.recordExec(st);
+    this.execDiv.style.display = compactView ? "none" : "";  // the Dashboard: its executions table says it
+    this.memDiv.style.display = compactView ? "none" : "";
+    this.drawCharts(changed);
+    // Tables only when something they show changed (not on a delta of core values alone).
+    if (changed === null || procChanged || [...changed].some((k) => /^(x|l|m|md|v)\d+$|^sys$/.test(k))) this.drawTables(st, shown);
   }
   buildGrid(inst) {
     this.cells = {};
@@ -93,10 +115,12 @@ class TopView {
     const p = st[`p${pid}`];
     const value = !pid ? "·" : mode === "tflops" ? fmtNum(f, 3) : `${Math.round(u)}%`;
     el.replaceChildren(h("span", {}, String(core)), h("span", {}, value));
-    el.style.background = heat(u);
-    el.style.color = u > 60 ? "#fff" : "";
-    el.style.borderLeft = p ? `4px solid ${p.color}` : "";
-    el.className = "nrtw-cell" + (pid && !shown.has(pid) && this.model.get("tab") !== "all" ? " dim" : "") +
+    const idle = !(u >= 0.5);
+    const bg = idle ? "" : heatColor(u);
+    el.style.background = bg;
+    el.style.color = idle ? "" : textColor(bg);
+    el.style.border = p ? `3px solid ${p.color}` : "";  // owner colour as frame, utilization as fill
+    el.className = "nrtw-cell" + (idle ? " free" : "") + (pid && !shown.has(pid) && this.model.get("tab") !== "all" ? " dim" : "") +
       (!pid && this.model.get("tab") !== "all" ? " dim" : "") + (this.selected === core ? " sel" : "");
     el.title = `nc${core}: ${u.toFixed(1)} % · ${fmtNum(f, 4)} TFLOPS` + (p ? ` · pid ${pid} (${p.tag})` : " · free");
   }
@@ -107,6 +131,188 @@ class TopView {
       h("button", { class: tab === "all" ? "on" : "", onclick: () => pick("all") }, "all"),
       ...this.procs().map((p) => h("button", { class: tab === String(p.pid) ? "on" : "", onclick: () => pick(String(p.pid)),
         title: p.cmd }, h("span", { class: "nrtw-swatch", style: `background:${p.color}` }), ` ${p.tag} (${p.pid})`)));
+  }
+  // ---- plotly charts: utilization per process (stacked area; machine TFLOPS in TFLOPS mode) and per core
+  // (heatmap cores x time). A full draw (Plotly.react) only when the layout, the mode or the set of processes
+  // changes; every other update appends one column with Plotly.extendTraces, bounded by the history size.
+  chartRows() {
+    const st = this.store.state, hist = st.hist || [], per = Number(st.per) || 1, t = Number(st.t) || 0;
+    return hist.map((row, i) => [new Date((t - (hist.length - 1 - i) * per) * 1000), row]);
+  }
+  chartProcs() {
+    const st = this.store.state, total = (st.inst || {}).total || 0, shown = this.shownPids();
+    const cores = {};
+    for (let i = 0; i < total; i++) {
+      const v = st[`c${i}`];
+      if (v && v[2] && shown.has(v[2])) (cores[v[2]] = cores[v[2]] || []).push(i);
+    }
+    return this.procs().filter((p) => cores[p.pid]).map((p) => ({ p, cores: cores[p.pid] }));
+  }
+  chartStyle() {
+    const fg = getComputedStyle(this.el).color || "#222";
+    const big = this.model.get("size") === "presentation";
+    const grid = "rgba(128,128,128,0.3)";
+    return { paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)", font: { color: fg, size: big ? 15 : 11 },
+      margin: { l: 56, r: 12, t: 30, b: 30 }, height: big ? 320 : this.model.get("compact") ? 200 : 250,
+      showlegend: !this.model.get("compact"),  // compact: the owner colours are keyed by the table below
+      xaxis: { type: "date", title: { text: "time" }, tickformat: "%H:%M:%S", gridcolor: grid, zeroline: false },
+      legend: { orientation: "h", y: -0.42 } };
+  }
+  drawCharts(changed) {
+    if (!this.P || this.model.get("charts") === false) return;
+    const P = this.P, st = this.store.state, inst = st.inst || { total: 0 };
+    if (st.err || !inst.total) return;
+    const mode = this.model.get("mode") || "percent", cap = st.cap || 60;
+    const procs = this.chartProcs();
+    const key = JSON.stringify([mode, inst.total, this.model.get("tab") || "all", procs.map((x) => x.p.pid),
+      this.model.get("size"), !!this.model.get("compact")]);
+    const rows = this.chartRows();
+    const share = (row, cores) => cores.reduce((a, c) => a + row[c + 1], 0) / inst.total;
+    const config = { displaylogo: false, responsive: true,
+      toImageButtonOptions: { format: "png", filename: `nrt_lab-${inst.name}-utilization` } };
+    if (changed === null || key !== this.chartKey || !this.areaDiv.data) {
+      this.chartKey = key;
+      this.chartSeq = st.seq || 0;
+      const base = this.chartStyle();
+      const area = mode === "tflops"
+        ? [{ type: "scatter", mode: "lines", name: "machine TFLOPS", x: rows.map((r) => r[0]), y: rows.map((r) => r[1][0]),
+             fill: "tozeroy", line: { color: "#2e7d32" }, hovertemplate: "%{x|%H:%M:%S}<br>%{y:.4g} TFLOPS<extra></extra>" }]
+        : procs.map(({ p, cores }) => ({ type: "scatter", mode: "lines", stackgroup: "u", name: `${p.tag} (${p.pid})`,
+             x: rows.map((r) => r[0]), y: rows.map((r) => share(r[1], cores)), line: { color: p.color, width: 1 },
+             fillcolor: p.color, hovertemplate: `${p.tag} (pid ${p.pid}, ${p.cores})<br>%{x|%H:%M:%S}<br>%{y:.1f} % of the machine<extra></extra>` }));
+      P.react(this.areaDiv, area, Object.assign({}, base, {
+        title: { text: mode === "tflops" ? "Machine TFLOPS over time" : "Utilization per process (stacked, % of all cores)", font: { size: 12 } },
+        yaxis: { title: { text: mode === "tflops" ? "TFLOPS" : "% of machine" }, rangemode: "tozero",
+                 range: mode === "tflops" ? undefined : [0, 100], gridcolor: base.xaxis.gridcolor } }), config);
+      P.react(this.heatDiv, [{ type: "heatmap", transpose: true, x: rows.map((r) => r[0]), y: Array.from({ length: inst.total }, (_, i) => `nc${i}`),
+        z: rows.map((r) => r[1].slice(1)), zmin: 0, zmax: 100, colorscale: "Greens", reversescale: true,
+        colorbar: { title: { text: "%" }, thickness: 10 },
+        hovertemplate: "%{y}<br>%{x|%H:%M:%S}<br>%{z:.1f} %<extra></extra>" }],
+        Object.assign({}, base, { title: { text: "Utilization per NeuronCore (%)", font: { size: 12 } }, showlegend: false,
+          yaxis: { title: { text: "NeuronCore" }, type: "category", autorange: "reversed", gridcolor: base.xaxis.gridcolor } }), config);
+      P.react(this.execDiv, this.execTraces(procs), Object.assign({}, base, {
+        title: { text: "Executions/s; latency ms (p50 dotted, p99 dashed)", font: { size: 12 } },
+        margin: Object.assign({}, base.margin, { r: 50 }),
+        yaxis: { title: { text: "executions/s" }, rangemode: "tozero", gridcolor: base.xaxis.gridcolor },
+        yaxis2: { title: { text: "latency (ms)" }, overlaying: "y", side: "right", rangemode: "tozero", showgrid: false } }), config);
+      this.execAdded = 0;
+      this.drawMemory(P, base, config, true);
+      return;
+    }
+    // Charts redraw at most every CHART_MS (plotly redraws a whole heatmap per call): rows that arrive in
+    // between are appended together at the next draw, so the grid keeps up with a 10 Hz stream.
+    // All views of the page share one budget: chart drawing takes at most CHART_SHARE of the main thread, so
+    // many 128-core widgets still apply every delta and redraw their grids at 10 Hz.
+    const gate = (globalThis.__nrtLabChartGate = globalThis.__nrtLabChartGate || { next: 0 });
+    const now = performance.now(), wait = Math.max((this.chartAt || 0) + CHART_MS, gate.next) - now;
+    if (wait > 0) {
+      if (!this.chartTimer) this.chartTimer = setTimeout(() => { this.chartTimer = null; this.drawCharts(new Set(["t"])); }, wait);
+      return;
+    }
+    this.chartAt = now;
+    const gateDone = () => { const end = performance.now(); gate.next = end + (end - now) * (1 / CHART_SHARE - 1); };
+    // Every history row added since the last draw (several when frames were coalesced), in one call per chart.
+    const fresh = Math.min(rows.length, Math.max(0, (st.seq || 0) - (this.chartSeq ?? (st.seq || 0))));
+    this.chartSeq = st.seq || 0;
+    if (!fresh) return;
+    const added = rows.slice(rows.length - fresh);
+    const xs = added.map((r) => r[0]);
+    if (mode === "tflops") P.extendTraces(this.areaDiv, { x: [xs], y: [added.map((r) => r[1][0])] }, [0], cap);
+    else if (procs.length) P.extendTraces(this.areaDiv, { x: procs.map(() => xs),
+      y: procs.map(({ cores }) => added.map((r) => share(r[1], cores))) }, procs.map((_, i) => i), cap);
+    P.extendTraces(this.heatDiv, { x: [xs], z: [added.map((r) => r[1].slice(1))] }, [0], cap);
+    const newExec = this.execRing.slice(this.execRing.length - Math.min(this.execRing.length, this.execAdded));
+    this.execAdded = 0;
+    if (newExec.length && procs.length) {
+      const cols = this.execColumns(newExec, procs), ex = newExec.map((e) => e.x);
+      P.extendTraces(this.execDiv, { x: cols.map(() => ex), y: cols }, cols.map((_, i) => i), cap);
+    }
+    this.drawMemory(P, this.chartStyle(), config, false);
+    gateDone();
+    globalThis.__nrtLabChartDraws = (globalThis.__nrtLabChartDraws || 0) + 1;
+  }
+  // Executions per second, latency percentiles and new errors per process, one entry per update this view saw
+  // (rates from the cumulative counters; a new view starts its own record).
+  recordExec(st) {
+    const t = Number(st.t);
+    if (!t || t === this.execT) return;
+    this.execT = t;
+    const entry = { x: new Date(t * 1000), p: {} };
+    for (const p of this.procs()) {
+      const x = st[`x${p.pid}`] || [], l = (st[`l${p.pid}`] || {}).t;
+      const done = x[0] || 0, errs = x.slice(6, 12).reduce((a, b) => a + (b || 0), 0);
+      const prev = this.execPrev[p.pid];
+      entry.p[p.pid] = {
+        rate: prev && t > prev.t ? Math.max(0, (done - prev.c) / (t - prev.t)) : null,
+        p50: l ? l[3] : null, p99: l ? l[5] : null, err: prev && errs > prev.e ? errs - prev.e : null,
+      };
+      this.execPrev[p.pid] = { c: done, e: errs, t };
+    }
+    this.execRing.push(entry);
+    this.execAdded++;
+    const cap = st.cap || 60;
+    while (this.execRing.length > cap) this.execRing.shift();
+  }
+  // Device memory per NeuronCore as % of its share of the HBM (device memory / cores of the device).
+  memoryBars() {
+    const st = this.store.state, inst = st.inst || { devices: [] }, y = [], text = [], color = [], x = [];
+    inst.devices.forEach(([first, count], d) => {
+      const capacity = (inst.hbm || [])[d] / count;
+      for (let core = first; core < first + count; core++) {
+        const [, , pid, used] = st[`c${core}`] || [0, 0, 0, 0];
+        const p = st[`p${pid}`];
+        x.push(`nc${core}`);
+        y.push(capacity ? Math.round(((used || 0) / capacity) * 1000) / 10 : 0);
+        text.push(`${fmtBytes(used || 0)} of ${fmtBytes(capacity)}` + (p ? ` · ${p.tag} (${pid})` : " · free"));
+        color.push(p ? p.color : "#9e9e9e");
+      }
+    });
+    return { x, y, text, color, key: JSON.stringify([y, color]) };
+  }
+  drawMemory(P, base, config, full) {
+    const bars = this.memoryBars();
+    if (!full && bars.key === this.memKey) return;
+    this.memKey = bars.key;
+    if (!full) { P.restyle(this.memDiv, { y: [bars.y], text: [bars.text], "marker.color": [bars.color] }, [0]); return; }
+    P.react(this.memDiv, [{ type: "bar", x: bars.x, y: bars.y, text: bars.text, marker: { color: bars.color },
+      textposition: "none", hovertemplate: "%{x}: %{y:.1f} % · %{text}<extra></extra>" }],
+      Object.assign({}, base, { title: { text: "Device memory used per NeuronCore (% of its HBM share)", font: { size: 12 } },
+        showlegend: false, xaxis: { type: "category", title: { text: "NeuronCore" }, gridcolor: base.xaxis.gridcolor },
+        yaxis: { title: { text: "% used" }, range: [0, 100], gridcolor: base.xaxis.gridcolor } }), config);
+  }
+  execColumns(entries, procs) {
+    const cols = [];
+    for (const { p } of procs) {
+      const v = (e, k) => (e.p[p.pid] ? e.p[p.pid][k] : null);
+      cols.push(entries.map((e) => v(e, "rate")), entries.map((e) => v(e, "p50")), entries.map((e) => v(e, "p99")),
+        entries.map((e) => (v(e, "err") ? 0 : null)));
+    }
+    return cols;
+  }
+  execTraces(procs) {
+    const xs = this.execRing.map((e) => e.x), cols = this.execColumns(this.execRing, procs), traces = [];
+    procs.forEach(({ p }, i) => {
+      const who = `${p.tag} (${p.pid})`;
+      traces.push(
+        { type: "scatter", mode: "lines", name: who, legendgroup: who, x: xs, y: cols[4 * i], line: { color: p.color },
+          hovertemplate: `${who}<br>%{x|%H:%M:%S}<br>%{y:.4g} executions/s<extra></extra>` },
+        { type: "scatter", mode: "lines", name: `${who} latency p50`, legendgroup: who, showlegend: false, x: xs, y: cols[4 * i + 1], yaxis: "y2",
+          line: { color: p.color, dash: "dot", width: 1 }, hovertemplate: `${who} p50<br>%{y:.4g} ms<extra></extra>` },
+        { type: "scatter", mode: "lines", name: `${who} latency p99`, legendgroup: who, showlegend: false, x: xs, y: cols[4 * i + 2], yaxis: "y2",
+          line: { color: p.color, dash: "dash", width: 1 }, hovertemplate: `${who} p99<br>%{y:.4g} ms<extra></extra>` },
+        { type: "scatter", mode: "markers", name: `${who} errors`, legendgroup: who, showlegend: false, x: xs, y: cols[4 * i + 3],
+          marker: { color: "#d32f2f", symbol: "x", size: 9 }, hovertemplate: `${who}: new errors at %{x|%H:%M:%S}<extra></extra>` });
+    });
+    return traces;
+  }
+  downloadCsv() {
+    const st = this.store.state, total = (st.inst || {}).total || 0;
+    const head = ["time", "machine_tflops"].concat(Array.from({ length: total }, (_, i) => `nc${i}_util_pct`));
+    const lines = [head.join(",")].concat(this.chartRows().map(([x, row]) => [x.toISOString()].concat(row).join(",")));
+    const url = URL.createObjectURL(new Blob([lines.join("\n") + "\n"], { type: "text/csv" }));
+    const a = h("a", { href: url, download: `nrt_lab-${(st.inst || {}).name || "machine"}-history.csv` });
+    document.body.append(a); a.click(); a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 1000);
   }
   drawSpark(st, inst, mode, shown) {
     const hist = st.hist || [];
@@ -176,11 +382,15 @@ class TopView {
     const system = h("div", { class: "nrtw-muted" },
       `System: ${sys[0] ?? "?"} vCPUs, user ${fmtNum(sys[1], 3)} %, system ${fmtNum(sys[2], 3)} %, ` +
       `host memory ${fmtBytes(sys[3])} of ${fmtBytes(sys[4])}`);
+    if (this.model.get("compact")) {  // the Dashboard: executions only, memory in TopView itself
+      this.tables.replaceChildren(scroller(exec));
+      return;
+    }
     this.tables.replaceChildren(
-      h("div", { class: "nrtw-section" }, "Executions and latency"), exec,
+      h("div", { class: "nrtw-section" }, "Executions and latency"), scroller(exec),
       h("div", { class: "nrtw-cols" },
-        h("div", {}, h("div", { class: "nrtw-section" }, "Memory Usage Summary"), memTable),
-        h("div", {}, h("div", { class: "nrtw-section" }, "Memory Usage Details (models)"), modelTable)),
+        h("div", { class: "nrtw-scroll" }, h("div", { class: "nrtw-section" }, "Memory Usage Summary"), memTable),
+        h("div", { class: "nrtw-scroll" }, h("div", { class: "nrtw-section" }, "Memory Usage Details (models)"), modelTable)),
       system);
   }
 }
