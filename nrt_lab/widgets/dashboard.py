@@ -114,11 +114,13 @@ class Dashboard(ipywidgets.VBox):  # type: ignore[misc]
             part.refresh()
 
     def close(self) -> None:
-        """Stop the thread and close the three widgets and the box."""
-        self.stop()
-        for part in self.parts:
-            part.close()
-        self._body.close()
+        """Stop the thread and close the three widgets and the box (also for a dashboard whose construction
+        failed half-way, which ipywidgets closes when it is collected)."""
+        if hasattr(self, "_body"):
+            self.stop()
+            for part in self.parts:
+                part.close()
+            self._body.close()
         super().close()
 
     def _plain(self) -> str:
