@@ -659,3 +659,21 @@ def test_stats_page_counts_executions(rt: nrt_lab.Runtime) -> None:
     assert rt.stats is not None
     snapshot = read_stats(rt.stats.path)
     assert snapshot is not None and snapshot.executions_total == n
+
+
+def test_a_loaded_model_holds_host_memory_until_unloaded(rt: nrt_lab.Runtime) -> None:
+    """neuron-monitor's usage_breakdown.host (and neuron-top, the widgets) show what a model keeps on the host:
+    its constants and its inputs' and outputs' staging buffers; unload gives them back."""
+    assert rt.stats is not None
+    page = read_stats(rt.stats.path)
+    assert page is not None and sum(page.host_memory.values()) == 0
+    built = build_mlp()
+    model = Model.load(built.neff)
+    io_bytes = sum(i.size for i in model.inputs.values()) + sum(o.size for o in model.outputs.values())
+    page = read_stats(rt.stats.path)
+    assert page is not None
+    assert page.host_memory["dma_buffers"] == io_bytes > 0
+    assert page.host_memory["constants"] == model.memory_by_kind()["constants"] > 0
+    model.unload()
+    page = read_stats(rt.stats.path)
+    assert page is not None and page.host_memory["constants"] == page.host_memory["dma_buffers"] == 0

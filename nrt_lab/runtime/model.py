@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from nrt_lab.driver.state import atomic_write_json
+from nrt_lab.driver.stats import HOST_MEMORY_KINDS
 from nrt_lab.errors import NrtError, NrtStatus
 from nrt_lab.kernels import Kernel, KernelError, TensorSpec, fast_kernel, get_backend, get_kernel
 from nrt_lab.neff import NeffModel, numpy_dtype, parse_neff, read_neff_bytes
@@ -134,6 +135,7 @@ class Model:
         self._steps: tuple[_Step, ...] = ()
         self._constants: dict[str, Any] = {}
         self._reserved: list[tuple[int, int, str]] = []
+        self._host_reserved: list[tuple[int, int]] = []  # (HOST_MEMORY_KINDS index, bytes) held on the host
         self._unloaded = False
         self._binding: tuple[Any, ...] | None = None
         self._locks = tuple(runtime.core_locks[c] for c in self.cores)  # a core runs one execution at a time
@@ -290,6 +292,14 @@ class Model:
             if nbytes:
                 runtime.memory.reserve(self.core, nbytes, kind, self.model_id)
                 self._reserved.append((self.core, nbytes, kind))
+        # Host memory the loaded model holds, as neuron-monitor's usage_breakdown.host shows it: the constants
+        # (parsed from the NEFF, kept in host arrays) and the staging buffers of its inputs and outputs.
+        io_bytes = sum(i.size for i in self.inputs.values()) + sum(o.size for o in self.outputs.values())
+        if runtime.stats is not None:
+            for kind, nbytes in (("constants", constants_bytes), ("dma_buffers", io_bytes)):
+                if nbytes:
+                    runtime.stats.add_host_memory(HOST_MEMORY_KINDS.index(kind), nbytes)
+                    self._host_reserved.append((HOST_MEMORY_KINDS.index(kind), nbytes))
         with backend.use_device(self.core):
             for var_name, array in sg.constants.items():
                 self._constants[var_name] = backend.to_device(array) if backend.is_gpu else array
@@ -298,6 +308,11 @@ class Model:
         for core, nbytes, kind in self._reserved:
             self._runtime.memory.release(core, nbytes, kind, self.model_id)
         self._reserved.clear()
+        stats = self._runtime.stats
+        for kind_index, nbytes in self._host_reserved:
+            if stats is not None:
+                stats.add_host_memory(kind_index, -nbytes)
+        self._host_reserved.clear()
 
     # ------------------------------------------------------------------ state checks
     def _check(self) -> Runtime:
