@@ -1,4 +1,4 @@
-"""``nrt-lab``: manage the emulated machine and its driver, build the demo models and inspect NEFFs.
+"""``nrt-lab``: manage the emulated machine and its driver, build the demo models, compile ONNX and inspect NEFFs.
 
 Exit status: 0 success, 1 refused or failed (machine in use, corrupted state, unreadable or malformed NEFF),
 2 bad arguments.
@@ -27,7 +27,7 @@ from nrt_lab.driver import (
 )
 from nrt_lab.hardware import CatalogueError, instance_names
 from nrt_lab.runtime import RUNTIME_VERSION, NrtError, driver_gate
-from nrt_lab.tools import _cli, doctor, driver_cli
+from nrt_lab.tools import _cli, compile_cli, doctor, driver_cli
 
 __all__ = ["PROG", "main", "build_parser"]
 
@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     driver_cli.add_parsers(sub)  # fault inject|list|clear, sysfs
     doctor.add_parser(sub)
+    compile_cli.add_parser(sub)
     return parser
 
 
@@ -228,6 +229,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _neff_inspect(args.file)
     if args.group == "doctor":
         return doctor.run(args)
+    if args.group == "compile":
+        return compile_cli.run(args)
     handled = driver_cli.dispatch(args)
     if handled is not None:
         return handled
