@@ -585,6 +585,8 @@ def _axis_infer(accepted: tuple[str, ...], default: int) -> InferFn:
 
 
 def _softmax_core(xp: Any, x: Any, axis: int, log: bool) -> Any:
+    if x.size == 0:
+        return x.copy()
     m = xp.max(x, axis=axis, keepdims=True)
     e = x - m
     if log:
@@ -949,6 +951,8 @@ def _global_infer(kernel: str, shapes: Shapes, dtypes: Sequence[str], a: Attrs) 
     dt = _same_dtype(kernel, dtypes, FLOATS)
     if len(shapes[0]) < 3:
         raise KernelError(f"kernel '{kernel}': X must be (N, C, ...) with a spatial axis, got {shapes[0]}")
+    if kernel == "onnx.GlobalMaxPool" and 0 in shapes[0][2:]:
+        raise KernelError(f"kernel '{kernel}': X {shapes[0]} has an empty spatial axis")
     return shapes[0][:2] + (1,) * (len(shapes[0]) - 2), dt
 
 

@@ -175,6 +175,11 @@ def run_case(case: Case, max_sets: int = 2) -> CaseResult:
         if generated is None:
             return CaseResult(case.name, case.kind, "skipped", "no inputs and no float inputs to generate", ops)
         sets = [(generated, None)]
+    try:
+        sets = [([_as_array(x) for x in inputs], None if expected is None else [_as_array(x) for x in expected])
+                for inputs, expected in sets]
+    except (ValueError, TypeError) as exc:
+        return CaseResult(case.name, case.kind, "skipped", f"test data not readable as NumPy arrays: {exc}", ops)
     for inputs, _ in sets:
         if len(inputs) != len(names) or not all(isinstance(x, np.ndarray) for x in inputs):
             return CaseResult(case.name, case.kind, "skipped", "inputs are not NumPy tensors (sequences, optionals or packed dtypes)",
@@ -188,7 +193,9 @@ def run_case(case: Case, max_sets: int = 2) -> CaseResult:
             return CaseResult(case.name, case.kind, "not-compiled", exc.message, ops)
         # Shape-like inputs (axes, scales, pads) given as graph inputs: freeze the integer ones to the case's
         # values, as one compiles a model for fixed shapes.
-        frozen = {n: x for n, x in zip(names, sets[0][0], strict=True) if x.dtype.kind in "iu" or x.dtype == np.float32 and x.ndim == 1 and x.size <= 8 and n in _shape_inputs(model)}
+        slots = _shape_inputs(model)
+        frozen = {n: x for n, x in zip(names, sets[0][0], strict=True)
+                  if x.dtype.kind in "iu" or (x.dtype == np.float32 and x.size <= 8 and n in slots)}
         shapes = {n: s for n, s in shapes.items() if n not in frozen}
         try:
             compiled = build(model, input_shapes=shapes, constant_inputs=frozen)
@@ -228,6 +235,18 @@ def run_case(case: Case, max_sets: int = 2) -> CaseResult:
     finally:
         loaded.unload()
     return CaseResult(case.name, case.kind, "pass", "", ops, ort_note)
+
+
+def _as_array(x: Any) -> Any:
+    """A NumPy array for a data-set entry: arrays, NumPy scalars and TensorProtos (others stay as they are)."""
+    import onnx
+    from onnx import numpy_helper
+
+    if isinstance(x, np.generic):
+        return np.asarray(x)
+    if isinstance(x, onnx.TensorProto):
+        return numpy_helper.to_array(x)
+    return x
 
 
 def _shape_inputs(model: Any) -> set[str]:
