@@ -264,7 +264,16 @@ def _register_unary_float(name: str, ops: int, f: Callable[[Any, Any, Attrs], An
     def compute(xp: Any, xs: Sequence[Any], a: Attrs, out: tuple[tuple[int, ...], str]) -> Any:
         return f(xp, _up(xp, xs[0]), a)
 
-    _op(name, (1, 1), attrs, FLOATS, _same_infer(FLOATS), _per_out(ops),
+    def infer(kernel: str, shapes: Shapes, dtypes: Sequence[str], a: Attrs) -> tuple[tuple[int, ...], str]:
+        for key in attrs:
+            if key == "approximate":
+                if (a.raw(key) or "none") not in ("none", "tanh"):
+                    raise a.error(key, a.raw(key), "'none' or 'tanh'")
+            elif a.has(key):
+                a.get_float(key)
+        return shapes[0], _same_dtype(kernel, dtypes[:1], FLOATS)
+
+    _op(name, (1, 1), attrs, FLOATS, infer, _per_out(ops),
         f"onnx.{name}(x): {doc}. FLOPs: {ops} per element.")(compute)
 
 
