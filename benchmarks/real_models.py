@@ -88,8 +88,8 @@ def main() -> None:
                 ours_out = loaded.execute(feeds)[model.graph.output[0].name].numpy()
                 ref = session.run(None, feeds)[0]
                 err = float(np.max(np.abs(ours_out - ref)) / max(float(np.max(np.abs(ref))), 1e-6))
-                ours, theirs = _interleaved([lambda: loaded.execute(feeds), lambda: session.run(None, feeds)],
-                                            args.repeat)
+                ours, theirs = _interleaved([lambda m=loaded, f=feeds: m.execute(f),
+                                             lambda s=session, f=feeds: s.run(None, f)], args.repeat)
                 ratio = theirs / ours
                 verdict = "ok" if ratio >= goal else "below goal"
                 print(f"{name:7s} batch {batch}: nrt_lab {ours * 1e3:8.1f} ms ({batch / ours:7.1f}/s)  onnxruntime "
