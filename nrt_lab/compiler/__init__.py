@@ -12,12 +12,15 @@ only; the compiled NEFF is loaded like any other, with ``Model.load`` / ``nrt.nr
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from nrt_lab.compiler.lowering import (
     DTYPE_CHOICES,
@@ -192,7 +195,12 @@ def build(model: Any, *, batch: int | None = None, input_shapes: Mapping[str, Se
             name = Path(model).stem or name
     name = "".join(c if c.isprintable() else "_" for c in name)[:200] or "model"
     lowered = lower(proto, input_shapes=shapes, batch=batch, dtype=fdt, name=name, constant_inputs=constant_inputs)
-    neff = lowered.builder.build(lnc=lnc, requested_cores=1, subgraphs=lnc)
+    # The same model and options give the same NEFF, byte for byte (uuid included): builds are reproducible.
+    digest = hashlib.sha256(proto.SerializeToString(deterministic=True))
+    digest.update(repr((batch, sorted(shapes.items()), dtype, lnc, name)).encode())
+    for key in sorted(constant_inputs or {}):
+        digest.update(key.encode() + bytes(np.ascontiguousarray(constant_inputs[key]).data))  # type: ignore[index]
+    neff = lowered.builder.build(lnc=lnc, requested_cores=1, subgraphs=lnc, uuid=digest.digest()[:16])
     parsed = parse_neff(neff, max_size=max(len(neff), 1))
     sg = parsed.subgraphs[0]
     kernel_counts = Counter(node.op for node in sg.nodes)
