@@ -267,6 +267,9 @@ def test_example_architectures_match_onnxruntime(runtime: Any, name: str) -> Non
     ref = _ort(model, feeds)[0]
     np.testing.assert_allclose(ours, ref, rtol=1e-3, atol=1e-4)
     assert loaded.flops_per_execution == compiled.flops > 0
+    if name in ("resnet", "mobilenet"):  # every Conv+BatchNormalization pair folded into the Conv
+        assert compiled.bn_folded == compiled.op_counts["BatchNormalization"] > 0
+        assert "onnx.BatchNormalization" not in compiled.kernel_counts
 
 
 def test_bf16_and_fp16_compile_and_stay_close(runtime: Any) -> None:

@@ -25,6 +25,7 @@ import numpy as np
 from nrt_lab.compiler.lowering import (
     DTYPE_CHOICES,
     MAX_TENSOR_BYTES,
+    fold_batchnorm,
     lower,
     supported_op_types,
     unsupported_nodes,
@@ -95,6 +96,7 @@ class CompiledModel:
     lnc: int
     dtype: str
     bool_outputs: tuple[str, ...] = field(default=())
+    bn_folded: int = 0
 
     @property
     def device_bytes(self) -> int:
@@ -109,7 +111,8 @@ class CompiledModel:
 
         return "\n".join([
             f"model {self.name}: {sum(self.op_counts.values())} ONNX nodes -> {sum(self.kernel_counts.values())} "
-            f"NEFF ops ({self.folded} folded to constants), lnc={self.lnc}, dtype={self.dtype}",
+            f"NEFF ops ({self.folded} folded to constants, {self.bn_folded} BatchNormalization folded into Conv), "
+            f"lnc={self.lnc}, dtype={self.dtype}",
             f"inputs: {fmt(self.inputs)}",
             f"outputs: {fmt(self.outputs)}",
             f"device memory: {self.device_bytes} bytes (constants {self.constants_bytes}, scratchpad "
@@ -194,6 +197,8 @@ def build(model: Any, *, batch: int | None = None, input_shapes: Mapping[str, Se
         if isinstance(model, (str, os.PathLike)):
             name = Path(model).stem or name
     name = "".join(c if c.isprintable() else "_" for c in name)[:200] or "model"
+    onnx_ops = Counter(node.op_type for node in proto.graph.node)
+    bn_folded = fold_batchnorm(proto)
     lowered = lower(proto, input_shapes=shapes, batch=batch, dtype=fdt, name=name, constant_inputs=constant_inputs)
     # The same model and options give the same NEFF, byte for byte (uuid included): builds are reproducible.
     digest = hashlib.sha256(proto.SerializeToString(deterministic=True))
@@ -211,7 +216,7 @@ def build(model: Any, *, batch: int | None = None, input_shapes: Mapping[str, Se
         flops += int(get_kernel(node.op).flops([specs[i].shape for i in node.inputs], attrs))
     return CompiledModel(
         neff=neff, name=name, inputs=lowered.inputs, outputs=lowered.outputs,
-        op_counts=dict(lowered.op_counts), kernel_counts=dict(kernel_counts), folded=lowered.folded,
+        op_counts=dict(onnx_ops), kernel_counts=dict(kernel_counts), folded=lowered.folded, bn_folded=bn_folded,
         constants_bytes=sum(int(a.nbytes) for a in sg.constants.values()),
         scratchpad_bytes=max(s.scratchpad_size for s in parsed.subgraphs), flops=flops, lnc=lnc, dtype=dtype,
         bool_outputs=tuple(lowered.bool_outputs),

@@ -464,6 +464,53 @@ class _Lowerer:
         return [self.g.op(name, vars_, attrs, name=node_name)]
 
 
+def fold_batchnorm(model: Any) -> int:
+    """Fold each inference BatchNormalization that follows a Conv (constant weights, sole consumer) into the
+    Conv's weights and bias, as neuronx-cc does: one op and one pass over the activations less. Returns the
+    number folded; the model is changed in place."""
+    import onnx.numpy_helper as nph
+
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    consumers: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers[name] = consumers.get(name, 0) + 1
+    outputs = {o.name for o in graph.output}
+    producer = {out: node for node in graph.node for out in node.output}
+    removed = []
+    for bn in graph.node:
+        if bn.op_type != "BatchNormalization" or bn.domain not in ("", "ai.onnx") or len(bn.input) != 5:
+            continue
+        if any(a.name == "training_mode" and a.i for a in bn.attribute) or any(o for o in bn.output[1:]):
+            continue
+        conv = producer.get(bn.input[0])
+        if conv is None or conv.op_type != "Conv" or consumers.get(bn.input[0]) != 1 or bn.input[0] in outputs:
+            continue
+        params = conv.input[1:] + bn.input[1:]
+        if any(name not in inits for name in params if name):
+            continue
+        w = nph.to_array(inits[conv.input[1]])
+        if w.dtype != np.float32:
+            continue
+        scale, bias, mean, var = (nph.to_array(inits[n]).astype(np.float64) for n in bn.input[1:])
+        eps = next((a.f for a in bn.attribute if a.name == "epsilon"), 1e-5)
+        factor = scale / np.sqrt(var + eps)
+        b = nph.to_array(inits[conv.input[2]]).astype(np.float64) if len(conv.input) > 2 and conv.input[2] \
+            else np.zeros(w.shape[0])
+        new_w = (w.astype(np.float64) * factor.reshape((-1,) + (1,) * (w.ndim - 1))).astype(np.float32)
+        new_b = ((b - mean) * factor + bias).astype(np.float32)
+        base = f"{bn.output[0]}:folded"
+        graph.initializer.extend([nph.from_array(new_w, f"{base}:W"), nph.from_array(new_b, f"{base}:B")])
+        del conv.input[1:]
+        conv.input.extend([f"{base}:W", f"{base}:B"])
+        conv.output[0] = bn.output[0]
+        removed.append(bn)
+    for bn in removed:
+        graph.node.remove(bn)
+    return len(removed)
+
+
 def lower(model: Any, *, input_shapes: Mapping[str, Sequence[int]], batch: int | None, dtype: str,
           name: str, constant_inputs: Mapping[str, Any] | None = None) -> Lowered:
     """Lower a checked ``onnx.ModelProto`` to a :class:`Lowered` graph (module doc); NrtError on any problem."""
