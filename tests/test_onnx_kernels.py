@@ -11,7 +11,15 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from nrt_lab.kernels import KernelError, TensorSpec, get_kernel, infer_output, kernel_flops, kernel_names, run_kernel
+from nrt_lab.kernels import (
+    KernelError,
+    TensorSpec,
+    get_kernel,
+    infer_output,
+    kernel_flops,
+    kernel_names,
+    run_kernel,
+)
 from nrt_lab.kernels.onnx_ops import ONNX_OPS, erf
 
 RNG = np.random.default_rng(5)
