@@ -474,7 +474,11 @@ def _matmul_flops(shapes: Shapes, out: tuple[int, ...], a: Attrs) -> int:
 @_op("MatMul", (2, 2), (), FLOATS + ("int32", "int64"), _matmul_infer, _matmul_flops,
      "onnx.MatMul(a, b): numpy matmul semantics with batch broadcasting. FLOPs: 2*K per output element.")
 def _matmul(xp: Any, xs: Sequence[Any], a: Attrs, out: Any) -> Any:
-    return xp.matmul(_up(xp, xs[0]), _up(xp, xs[1]))
+    x, w = _up(xp, xs[0]), _up(xp, xs[1])
+    if x.ndim > 2 and w.ndim == 2 and x.flags.c_contiguous:
+        # (..., M, K) @ (K, N) as one (prod(...)*M, K) GEMM: BLAS does better with one tall matrix than a loop
+        return xp.matmul(x.reshape(-1, x.shape[-1]), w).reshape(out[0])
+    return xp.matmul(x, w)
 
 
 def _gemm_infer(kernel: str, shapes: Shapes, dtypes: Sequence[str], a: Attrs) -> tuple[tuple[int, ...], str]:
