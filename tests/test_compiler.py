@@ -4,6 +4,7 @@ with onnxruntime."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -345,11 +346,35 @@ def test_stats_and_timeouts(machine_root: Path, monkeypatch: pytest.MonkeyPatch)
         assert snapshot is not None
         core = next(c for c in snapshot.cores if c.core == loaded.core)
         assert core.flops == compiled.flops and core.inferences == 1
+        from nrt_lab.monitor import Monitor
+
+        me = next(r for r in Monitor().sample().runtimes if r.pid == os.getpid())  # what neuron-top/monitor show
+        assert [m.name for m in me.models] == ["bert"] and me.execution_summary["completed"] == 1
+        sample = next(c for c in me.cores if c.core == loaded.core)
+        assert sample.flops == compiled.flops and sample.memory["constants"] == compiled.constants_bytes
         ticks = iter(range(100000))
         monkeypatch.setattr(model_module, "_deadline_clock", lambda: next(ticks) * 0.01)
         with pytest.raises(NrtError) as info:
             loaded.execute(feeds)
         assert info.value.status == NrtStatus.TIMEOUT
+    finally:
+        nrt_lab.close()
+
+
+@pytest.mark.instance("trn2.48xlarge", lnc=2)
+def test_lnc2_neff_loads_on_a_trn2_logical_core(machine_root: Path) -> None:
+    with pytest.raises(NrtError, match="lnc"):
+        build(_small_cnn(), batch=1, lnc=3)
+    model = _small_cnn()
+    compiled = build(model, batch=1, lnc=2)
+    rt = nrt_lab.init()
+    try:
+        loaded = nrt_lab.Model.load(compiled.neff)
+        assert loaded.neff.lnc == 2 and len(loaded.neff.subgraphs) == 2
+        x = np.random.default_rng(0).standard_normal((1, 3, 8, 8)).astype(np.float32)
+        np.testing.assert_allclose(loaded.execute({"x": x})["y"].numpy(), _ort(model, {"x": x})[0],
+                                   rtol=1e-4, atol=1e-5)
+        del rt
     finally:
         nrt_lab.close()
 
