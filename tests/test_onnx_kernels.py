@@ -5,6 +5,9 @@ outputs and onnxruntime in tests/test_onnx_backend.py."""
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 from typing import Any
 
 import ml_dtypes
@@ -139,3 +142,14 @@ def test_gather_refuses_out_of_range_indices_at_run_time() -> None:
     with pytest.raises(KernelError, match="out of range"):
         run_kernel("onnx.Gather", [np.zeros((3, 2), np.float32), np.array([3], np.int64)])
     assert run_kernel("onnx.Gather", [np.arange(3, dtype=np.float32), np.array([-1], np.int64)]).tolist() == [2.0]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's")
+def test_host_allocator_pool_and_its_switch() -> None:
+    code = "from nrt_lab.kernels.backend import get_backend, tune_host_allocator; get_backend(); " \
+           "print(tune_host_allocator())"
+    env = {**os.environ, "NRT_LAB_BACKEND": "numpy"}
+    on = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    off = subprocess.run([sys.executable, "-c", code], env={**env, "NRT_LAB_MALLOC_TUNE": "0"},
+                         capture_output=True, text=True, check=True)
+    assert (on.stdout.strip(), off.stdout.strip()) == ("True", "False")
