@@ -26,6 +26,7 @@ from nrt_lab.compiler.lowering import (
     DTYPE_CHOICES,
     MAX_TENSOR_BYTES,
     fold_batchnorm,
+    fuse_gelu,
     lower,
     supported_op_types,
     unsupported_nodes,
@@ -97,6 +98,7 @@ class CompiledModel:
     dtype: str
     bool_outputs: tuple[str, ...] = field(default=())
     bn_folded: int = 0
+    gelu_fused: int = 0
 
     @property
     def device_bytes(self) -> int:
@@ -111,7 +113,8 @@ class CompiledModel:
 
         return "\n".join([
             f"model {self.name}: {sum(self.op_counts.values())} ONNX nodes -> {sum(self.kernel_counts.values())} "
-            f"NEFF ops ({self.folded} folded to constants, {self.bn_folded} BatchNormalization folded into Conv), "
+            f"NEFF ops ({self.folded} folded to constants, {self.bn_folded} BatchNormalization folded into Conv, "
+            f"{self.gelu_fused} erf GELUs fused), "
             f"lnc={self.lnc}, dtype={self.dtype}",
             f"inputs: {fmt(self.inputs)}",
             f"outputs: {fmt(self.outputs)}",
@@ -199,6 +202,7 @@ def build(model: Any, *, batch: int | None = None, input_shapes: Mapping[str, Se
     name = "".join(c if c.isprintable() else "_" for c in name)[:200] or "model"
     onnx_ops = Counter(node.op_type for node in proto.graph.node)
     bn_folded = fold_batchnorm(proto)
+    gelu_fused = fuse_gelu(proto)
     lowered = lower(proto, input_shapes=shapes, batch=batch, dtype=fdt, name=name, constant_inputs=constant_inputs)
     # The same model and options give the same NEFF, byte for byte (uuid included): builds are reproducible.
     digest = hashlib.sha256(proto.SerializeToString(deterministic=True))
@@ -217,6 +221,7 @@ def build(model: Any, *, batch: int | None = None, input_shapes: Mapping[str, Se
     return CompiledModel(
         neff=neff, name=name, inputs=lowered.inputs, outputs=lowered.outputs,
         op_counts=dict(onnx_ops), kernel_counts=dict(kernel_counts), folded=lowered.folded, bn_folded=bn_folded,
+        gelu_fused=gelu_fused,
         constants_bytes=sum(int(a.nbytes) for a in sg.constants.values()),
         scratchpad_bytes=max(s.scratchpad_size for s in parsed.subgraphs), flops=flops, lnc=lnc, dtype=dtype,
         bool_outputs=tuple(lowered.bool_outputs),
