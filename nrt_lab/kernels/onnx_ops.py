@@ -117,24 +117,37 @@ def _axes(a: Attrs, key: str, ndim: int, kernel: str) -> tuple[int, ...] | None:
 
 def erf(xp: Any, x: Any) -> Any:
     """The error function of a float32 array, in float32 (fractional error of the fit below 1.2e-7: Numerical
-    Recipes' Chebyshev fit of erfc; below 0.5 the power series, where 1 - erfc would cancel)."""
-    x = x.astype(xp.float32, copy=False)
+    Recipes' Chebyshev fit of erfc; below 0.5 the power series, where 1 - erfc would cancel). Computed in place
+    on two temporaries: GELU calls it on the widest activations of a transformer."""
+    shape = x.shape
+    x = x.astype(xp.float32, copy=False).reshape(-1)  # 1-D: in-place ufuncs need arrays, never 0-d scalars
     z = xp.abs(x)
-    t = 1.0 / (1.0 + 0.5 * z)
-    poly = t * 0.17087277 - 0.82215223
+    t = z * 0.5
+    t += 1.0
+    xp.reciprocal(t, out=t)
+    out = t * 0.17087277
+    out -= 0.82215223
     for c in (1.48851587, -1.13520398, 0.27886807, -0.18628806, 0.09678418, 0.37409196, 1.00002368):
-        poly *= t
-        poly += c
-    poly *= t
-    poly -= z * z + 1.26551223
-    out = 1.0 - t * xp.exp(poly)
-    small = z < 0.5
-    if bool(small.any()):  # Maclaurin series: no cancellation in 1 - erfc
-        z2 = z * z
-        series = z * (2 / math.sqrt(math.pi)) * (1 - z2 * (1 / 3 - z2 * (1 / 10 - z2 * (1 / 42 - z2 * (
-            1 / 216 - z2 / 1320)))))
-        out = xp.where(small, series, out)
-    return xp.copysign(out, x).astype(xp.float32, copy=False)
+        out *= t
+        out += c
+    out *= t
+    out -= 1.26551223
+    z2 = z * z
+    out -= z2
+    xp.exp(out, out=out)
+    out *= t
+    xp.subtract(1.0, out, out=out)
+    # Maclaurin series where 1 - erfc cancels (|x| < 0.5), evaluated in place in t, which is free now
+    xp.multiply(z2, 1 / 1320, out=t)
+    for c in (1 / 216, 1 / 42, 1 / 10, 1 / 3, 1.0):
+        xp.subtract(c, t, out=t)
+        if c != 1.0:
+            t *= z2
+    t *= z
+    t *= 2 / math.sqrt(math.pi)
+    xp.copyto(out, t, where=z < 0.5)
+    xp.copysign(out, x, out=out)
+    return out.reshape(shape)
 
 
 # ------------------------------------------------------------------------------------------------ registry
@@ -265,7 +278,11 @@ def _gelu(xp: Any, x: Any, a: Attrs) -> Any:
         return 0.5 * x * (1 + xp.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
     if approx != "none":
         raise a.error("approximate", approx, "'none' or 'tanh'")
-    return 0.5 * x * (1 + erf(xp, x / math.sqrt(2)))
+    y = erf(xp, x * (1 / math.sqrt(2)))
+    y += 1.0
+    y *= x
+    y *= 0.5
+    return y
 
 
 def _register_unary_float(name: str, ops: int, f: Callable[[Any, Any, Attrs], Any], attrs: tuple[str, ...],
