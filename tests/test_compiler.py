@@ -213,6 +213,17 @@ def test_external_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     (path.parent / "weights.bin").rename(path.parent / "moved.bin")
     err = _cli_error(tmp_path, capsys, path)
     assert "external data file 'weights.bin' is missing" in err
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (path.parent / "moved.bin").rename(outside / "weights.bin")
+    (path.parent / "sub").symlink_to(outside)
+    model = onnx.load(path, load_external_data=False)
+    for tensor in model.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = "sub/weights.bin"
+    onnx.save(model, path)
+    assert "leads outside" in _cli_error(tmp_path, capsys, path)
     model = onnx.load(path, load_external_data=False)
     for tensor in model.graph.initializer:
         for entry in tensor.external_data:

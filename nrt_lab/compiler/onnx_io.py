@@ -89,6 +89,13 @@ def _load_external(model: Any, base: Path | None, max_size: int) -> None:
         except ValueError:
             raise _invalid(f"tensor {tensor.name!r}: external data offset/length are not integers") from None
         target = base / rel
+        try:
+            inside = target.resolve().is_relative_to(base.resolve())
+        except OSError:
+            inside = False
+        if not inside:
+            raise _invalid(f"tensor {tensor.name!r}: external data location {location!r} leads outside the model's "
+                           "directory (through a link); accepted: a file inside the model's directory")
         if not target.exists():
             raise _invalid(f"tensor {tensor.name!r}: its external data file {location!r} is missing (looked in "
                            f"{str(base)!r}); copy it beside the model")
