@@ -794,6 +794,8 @@ def _conv_plan(kernel: str, shapes: Shapes, a: Attrs) -> tuple[_Win, int]:
         raise KernelError(f"kernel '{kernel}': X (N, C, ...) and W (M, C/group, ...) of equal rank >= 3 needed, "
                           f"got {x} and {w}")
     group = a.get_int("group", 1, min_value=1)
+    if min(w) < 1:
+        raise KernelError(f"kernel '{kernel}': W {w} is empty; accepted: at least one filter, channel and tap")
     if x[1] % group or w[0] % group or w[1] * group != x[1]:
         raise KernelError(f"kernel '{kernel}': X {x}, W {w} and group={group} disagree (need C = W[1]*group and "
                           "M divisible by group)")
@@ -825,11 +827,12 @@ def _conv(xp: Any, xs: Sequence[Any], a: Attrs, out: Any) -> Any:
     nb, c = x.shape[0], x.shape[1]
     m = w.shape[0]
     k = _size(win.kernel)
+    pixels = _size(win.out)
     if k == 1 and not any(win.pads) and all(s == 1 for s in win.strides) and g == 1:
-        y = xp.matmul(w.reshape(m, c), x.reshape(nb, c, -1)).reshape((nb, m) + win.out)
+        y = xp.matmul(w.reshape(m, c), x.reshape(nb, c, pixels)).reshape((nb, m) + win.out)
     else:
         cols = _taps(xp, x, win, 0.0)  # (N, C, K, *out)
-        cols = cols.reshape(nb, g, (c // g) * k, -1)
+        cols = cols.reshape(nb, g, (c // g) * k, pixels)
         wg = w.reshape(g, m // g, (c // g) * k)
         y = xp.matmul(wg[None], cols).reshape((nb, m) + win.out)
     if len(xs) > 2:
@@ -846,6 +849,8 @@ def _convt_plan(kernel: str, shapes: Shapes, a: Attrs) -> tuple[tuple[int, ...],
     group = a.get_int("group", 1, min_value=1)
     if w[0] != x[1] or x[1] % group:
         raise KernelError(f"kernel '{kernel}': W {w} must have W[0] = C = {x[1]}, divisible by group={group}")
+    if min(w) < 1:
+        raise KernelError(f"kernel '{kernel}': W {w} is empty; accepted: at least one filter, channel and tap")
     strides = a.get_ints("strides") or (1,) * n
     dil = a.get_ints("dilations") or (1,) * n
     opad = a.get_ints("output_padding") or (0,) * n
