@@ -36,7 +36,7 @@ SUBSET = {
     "test_edge_pad", "test_reflect_pad", "test_tile_precomputed",
     "test_constantofshape_float_ones", "test_cast_FLOAT_to_FLOAT16",
     "test_resize_upsample_scales_nearest", "test_resize_upsample_scales_linear",
-    "test_resize_downsample_sizes_nearest", "test_dropout_default", "test_identity", "test_div", "test_sqrt",
+    "test_resize_downsample_sizes_nearest", "test_dropout_default", "test_identity", "test_cumsum_2d_int32", "test_gather_elements_negative_indices", "test_div", "test_sqrt",
     # converted from PyTorch
     "test_Conv2d_depthwise_padded", "test_Conv2d_groups_thnn", "test_Linear", "test_BatchNorm2d_eval",
     "test_AvgPool2d_stride", "test_MaxPool2d", "test_operator_conv", "test_operator_mm", "test_single_relu_model",

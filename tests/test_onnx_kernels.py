@@ -153,3 +153,18 @@ def test_host_allocator_pool_and_its_switch() -> None:
     off = subprocess.run([sys.executable, "-c", code], env={**env, "NRT_LAB_MALLOC_TUNE": "0"},
                          capture_output=True, text=True, check=True)
     assert (on.stdout.strip(), off.stdout.strip()) == ("True", "False")
+
+
+def test_trilu_cumsum_gather_elements_against_numpy() -> None:
+    x = RNG.standard_normal((2, 4, 5)).astype(np.float32)
+    np.testing.assert_array_equal(run_kernel("onnx.Trilu", [x], {"k": 1}), np.triu(x, 1))
+    np.testing.assert_array_equal(run_kernel("onnx.Trilu", [x], {"upper": 0, "k": -1}), np.tril(x, -1))
+    np.testing.assert_allclose(run_kernel("onnx.CumSum", [x], {"axis": 1}), np.cumsum(x, axis=1), rtol=1e-6)
+    rev = np.flip(np.cumsum(np.flip(x, 2), axis=2), 2) - x
+    np.testing.assert_allclose(run_kernel("onnx.CumSum", [x], {"axis": -1, "reverse": 1, "exclusive": 1}), rev,
+                               rtol=1e-5, atol=1e-6)
+    idx = np.array([[[0, -1], [3, 1]]], np.int64)
+    data = x[:1, :2, :]
+    got = run_kernel("onnx.GatherElements", [data, idx], {"axis": 2})
+    np.testing.assert_array_equal(got, np.take_along_axis(data[:, :, :5], np.where(idx < 0, idx + 5, idx), axis=2))
+    assert kernel_flops("onnx.CumSum", [(2, 4, 5)], {"axis": 1}) == 40

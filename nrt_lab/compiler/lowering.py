@@ -47,6 +47,7 @@ _CONST_INPUTS: dict[str, dict[int, str]] = {
     "ReduceProd": {1: "axes"}, "ReduceL2": {1: "axes"}, "ReduceL1": {1: "axes"}, "ReduceSumSquare": {1: "axes"},
     "ReduceLogSumExp": {1: "axes"},
     "Clip": {1: "min", 2: "max"}, "Resize": {1: "roi", 2: "scales", 3: "sizes"},
+    "Trilu": {1: "k"}, "CumSum": {1: "axis"},
 }
 SPECIAL_OPS = ("Constant", "Identity", "Dropout", "Shape", "Size", "Split", "ConstantOfShape", "Range", "CastLike",
                "Cast")
@@ -398,6 +399,8 @@ class _Lowerer:
                         kattrs[key] = [float(s) for s in const.reshape(-1)]
                 elif key == "roi":
                     continue
+                elif key in ("k", "axis"):
+                    kattrs[key] = int(const.reshape(-1)[0])
                 elif key == "sizes":
                     if const.size:
                         kattrs[key] = [int(s) for s in const.reshape(-1)]

@@ -1571,3 +1571,66 @@ def _lrn(xp: Any, xs: Sequence[Any], a: Attrs, out: Any) -> Any:
     window = csum[:, size:size + c] - csum[:, :c]
     base = a.get_float("bias", 1.0) + a.get_float("alpha", 1e-4) / size * window
     return x / base ** a.get_float("beta", 0.75)
+
+
+def _trilu_infer(kernel: str, shapes: Shapes, dtypes: Sequence[str], a: Attrs) -> tuple[tuple[int, ...], str]:
+    if len(shapes[0]) < 2:
+        raise KernelError(f"kernel '{kernel}': input must be at least 2-D, got {shapes[0]}")
+    a.get_bool("upper", True)
+    a.get_int("k", 0)
+    return shapes[0], dtypes[0]
+
+
+@_op("Trilu", (1, 1), ("upper", "k"), ONNX_DTYPES, _trilu_infer, _zero,
+     "onnx.Trilu(x): upper (default) or lower triangle of the last two axes; attr k (the folded input). FLOPs: 0.")
+def _trilu(xp: Any, xs: Sequence[Any], a: Attrs, out: Any) -> Any:
+    k = a.get_int("k", 0)
+    return xp.triu(xs[0], k) if a.get_bool("upper", True) else xp.tril(xs[0], k)
+
+
+def _cumsum_infer(kernel: str, shapes: Shapes, dtypes: Sequence[str], a: Attrs) -> tuple[tuple[int, ...], str]:
+    if not shapes[0]:
+        raise KernelError(f"kernel '{kernel}': input must be at least 1-D")
+    normalize_axis(kernel, "axis", a.get_int("axis"), len(shapes[0]))
+    a.get_bool("exclusive", False), a.get_bool("reverse", False)
+    return shapes[0], _same_dtype(kernel, dtypes, FLOATS + ("int32", "int64"))
+
+
+@_op("CumSum", (1, 1), ("axis", "exclusive", "reverse"), FLOATS + ("int32", "int64"), _cumsum_infer, _per_out(1),
+     "onnx.CumSum(x): running sum along attr axis (the folded input); exclusive=0, reverse=0. FLOPs: 1/el.")
+def _cumsum(xp: Any, xs: Sequence[Any], a: Attrs, out: Any) -> Any:
+    x = _up(xp, xs[0])
+    axis = a.get_int("axis") % x.ndim
+    if a.get_bool("reverse", False):
+        x = xp.flip(x, axis=axis)
+    y = xp.cumsum(x, axis=axis, dtype=x.dtype)
+    if a.get_bool("exclusive", False):
+        y = y - x
+    return xp.flip(y, axis=axis) if a.get_bool("reverse", False) else y
+
+
+def _gather_elements_infer(kernel: str, shapes: Shapes, dtypes: Sequence[str], a: Attrs) -> tuple[tuple[int, ...], str]:
+    x, idx = shapes[0], shapes[1]
+    if dtypes[1] not in ("int32", "int64"):
+        raise KernelError(f"kernel '{kernel}': indices must be int32 or int64, got {dtypes[1]}")
+    if not x or len(idx) != len(x):
+        raise KernelError(f"kernel '{kernel}': data {x} and indices {idx} must have the same rank >= 1")
+    axis = normalize_axis(kernel, "axis", a.get_int("axis", 0), len(x))
+    if any(i > d for n, (i, d) in enumerate(zip(idx, x, strict=True)) if n != axis):
+        raise KernelError(f"kernel '{kernel}': indices {idx} are larger than data {x} outside axis {axis}")
+    return idx, dtypes[0]
+
+
+@_op("GatherElements", (2, 2), ("axis",), ONNX_DTYPES, _gather_elements_infer, _zero,
+     "onnx.GatherElements(data, indices): take_along_axis on attr axis=0, negative indices from the end. FLOPs: 0.")
+def _gather_elements(xp: Any, xs: Sequence[Any], a: Attrs, out: Any) -> Any:
+    x, idx = xs
+    axis = a.get_int("axis", 0) % x.ndim
+    d = x.shape[axis]
+    idx = idx.astype(xp.int64)
+    if idx.size and (d == 0 or int(idx.min()) < -d or int(idx.max()) >= d):
+        raise KernelError(f"kernel 'onnx.GatherElements': an index is out of range for axis {axis} of size {d}")
+    idx = xp.where(idx < 0, idx + d, idx)
+    if idx.shape != x.shape:
+        x = x[tuple(slice(0, n) if i != axis else slice(None) for i, n in enumerate(idx.shape))]
+    return xp.take_along_axis(x, idx, axis=axis)
