@@ -14,6 +14,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from nrt_lab.compiler import compile
     from nrt_lab.driver import Machine, OwnerRecord, StateError, open_machine
     from nrt_lab.runtime import (
         RUNTIME_VERSION,
@@ -45,6 +46,8 @@ _LAZY = {
         "TensorInfo", "TensorPlacement", "TensorSet", "close", "get_runtime", "init", "total_nc_count",
         "visible_nc_count",
     ), "nrt_lab.runtime"),
+    # ONNX -> NEFF (docs/compiler.md); needs the ``onnx`` package.
+    "compile": "nrt_lab.compiler",
     # The Jupyter dashboard needs the ``lab`` extra.
     "show": "nrt_lab.widgets",
 }
@@ -88,4 +91,5 @@ __all__ = [
     "visible_nc_count",
     "__version__",
     "show",
+    "compile",
 ]

@@ -48,7 +48,9 @@ def _agree(name: str, specs: list[TensorSpec], attrs: dict[str, Any]) -> None:
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # means of empty slices: NaN, as intended
             out = get_kernel(name)(np, arrays, attrs)
-    except KernelError:
+    except KernelError as exc:
+        if name in ("onnx.Gather", "onnx.GatherElements") and "out of range" in str(exc):
+            return  # the indices' values, not their shape: refused at execution, as ONNX requires
         assert inferred is None, f"{name}: infer accepted {specs} {attrs} but the kernel refused them"
         return
     assert inferred is not None, f"{name}: the kernel ran on {specs} {attrs} but infer refused them"

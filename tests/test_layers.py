@@ -23,6 +23,7 @@ RANKS: dict[str, int] = {
     "driver": 2,
     "neff": 2,
     "runtime": 3,
+    "compiler": 3,
     "monitor": 4,
     "models": 5,
     "nrt": 5,

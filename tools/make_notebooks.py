@@ -638,6 +638,133 @@ plt.show()"""),
 ]
 
 
+NB07 = [
+    ("md", """# 07 — Your own model: ONNX → NEFF → emulated NeuronCores
+
+On real Neuron, a trained model is compiled by `neuronx-cc` into a NEFF, and the NEFF is what the runtime loads.
+nrt_lab does the same for any model exported to ONNX (`torch.onnx.export`, `tf2onnx`, …): `nrt-lab compile` /
+`nrt_lab.compile` make its shapes static, fold constants, lower every node to a kernel and store the weights as
+NEFF constants. This lesson builds a small MobileNet-style CNN with `onnx.helper` (standing in for an exported
+model), compiles it, looks inside the NEFF, runs it on one and on two NeuronCores, checks it against
+onnxruntime and watches it in the dashboard."""),
+    ("code", """import os
+import tempfile
+
+import numpy as np
+import onnx
+
+from nrt_lab.compiler.examples import mobilenet
+
+workdir = tempfile.mkdtemp(prefix="nrt-lab-07-")
+model = mobilenet(width=8, image=32, classes=10)   # depthwise-separable blocks, HardSwish, ReLU6 (Clip)
+path = os.path.join(workdir, "mobilenet.onnx")
+onnx.save(model, path)
+print("ONNX nodes:", len(model.graph.node), "| opset:", model.opset_import[0].version)
+print("input:", model.graph.input[0].name, [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim])"""),
+    ("md", """## Coverage first
+
+`nrt-lab compile model.onnx --report` lists the ops the compiler supports (with counts) and those it does not
+(with their node names), without compiling."""),
+    ("code", """from nrt_lab.compiler import build, coverage
+
+print(coverage(path).render())"""),
+    ("md", """## Compile
+
+The batch dimension is dynamic (`batch`); Neuron compiles static shapes, so it needs a value — `--batch 1` on
+the command line, `batch=1` here. Without it the compiler says which input and which flag."""),
+    ("code", """from nrt_lab.errors import NrtError
+
+try:
+    build(path)
+except NrtError as exc:
+    print(exc.message)"""),
+    ("code", """compiled = build(path, batch=1)
+print(compiled.summary())
+neff_path = os.path.join(workdir, "mobilenet.neff")
+with open(neff_path, "wb") as fh:
+    fh.write(compiled.neff)"""),
+    ("md", """## Inside the NEFF
+
+The same listing as `nrt-lab neff inspect mobilenet.neff`: the header, then every op with its executor and
+tensors. Each ONNX node became an `onnx.<OpType>` kernel; the shape arithmetic was folded away."""),
+    ("code", """from nrt_lab.neff import describe_neff, format_neff_nodes, read_neff
+
+neff = read_neff(neff_path)
+print(describe_neff(neff))
+print("\\n".join(format_neff_nodes(neff).splitlines()[:8]))
+print("...")
+print("NEFF ops by kernel:", dict(sorted(compiled.kernel_counts.items())))"""),
+    ("md", """## Run it on a NeuronCore and compare with onnxruntime
+
+A scratch `trn1.2xlarge` (two NeuronCores) keeps your main machine untouched. `Model.load` is `nrt_load`:
+the NEFF's constants and scratchpad are reserved in the HBM behind the core."""),
+    ("code", """import nrt_lab
+import onnxruntime as ort
+
+os.environ["NRT_LAB_ROOT"] = os.path.join(workdir, "state")  # a scratch machine for this lesson
+nrt_lab.open_machine().create("trn1.2xlarge")
+runtime = nrt_lab.init()
+print("owned cores:", runtime.cores)
+
+loaded = nrt_lab.Model.load(neff_path)
+image = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
+ours = loaded({"input": image})["logits"].numpy()
+session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+theirs = session.run(None, {"input": image})[0]
+print("matches onnxruntime:", np.allclose(ours, theirs, rtol=1e-3, atol=1e-5))
+print("FLOPs per execution:", f"{loaded.flops_per_execution:,}")"""),
+    ("md", """## Data parallel on N cores
+
+Neuron scales inference by loading the same NEFF on every core the process owns and giving each core a shard of
+the batch; cores run in parallel. Here each of the two cores classifies half of a batch of 8 images."""),
+    ("code", """from concurrent.futures import ThreadPoolExecutor
+
+copies = [nrt_lab.Model.load(neff_path, index) for index in range(len(runtime.cores))]
+batch = np.random.default_rng(1).standard_normal((8, 3, 32, 32)).astype(np.float32)
+shards = np.array_split(batch, len(copies))
+
+def run_shard(index):
+    model = copies[index]
+    return np.concatenate([model({"input": image[None]})["logits"].numpy() for image in shards[index]])
+
+with ThreadPoolExecutor(len(copies)) as pool:
+    parallel = np.concatenate(list(pool.map(run_shard, range(len(copies)))))
+print("cores used:", [m.core for m in copies])
+print("matches onnxruntime on the whole batch:", np.allclose(parallel, session.run(None, {"input": batch})[0],
+                                                             rtol=1e-3, atol=1e-5))"""),
+    ("md", """## bf16
+
+`--dtype bf16` stores the weights in bfloat16 and computes in it (inputs and outputs stay float32), as
+`neuronx-cc --auto-cast` does: half the constants, results close to float32."""),
+    ("code", """half = build(path, batch=1, dtype="bf16")
+print("constants:", compiled.constants_bytes, "bytes in fp32 ->", half.constants_bytes, "bytes in bf16")
+out16 = nrt_lab.Model.load(half.neff)({"input": image})["logits"].numpy()
+print("bf16 within 5% of fp32:", np.allclose(out16, ours, rtol=0.05, atol=0.05 * np.abs(ours).max()))"""),
+    ("md", """## Watch it in the dashboard
+
+`TopView` (and `neuron-top`, `neuron-monitor`) read the stats every runtime publishes: executions, FLOPs,
+latency and device memory per core. Run a burst of inferences on both cores and look at the live view (in a
+static rendering you see the state at save time)."""),
+    ("code", """# NBVAL_IGNORE_OUTPUT
+from nrt_lab.widgets import TopView
+
+top = TopView(period=0.5)
+for _ in range(20):
+    for model in copies:
+        model({"input": image})
+top"""),
+    ("code", """from nrt_lab.monitor import Monitor
+
+snapshot = Monitor().sample()
+me = next(r for r in snapshot.runtimes if r.pid == os.getpid())
+print("models loaded:", len(me.models), "| executions completed:", me.execution_summary["completed"])
+print("device memory in use on my cores > 0:", me.device_memory_total > 0)
+top.stop()
+runtime.close()
+print("closed")"""),
+]
+
+
 NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
     "01-getting-started": [
         ("md", """# 01 — Getting started with Neuron Runtime 2.x (emulated)
@@ -709,6 +836,7 @@ again."""),
     "04-troubleshooting": NB04,
     "05-kernels-numpy-cupy": NB05,
     "06-migrating-from-runtime-1x": NB06,
+    "07-your-own-model": NB07,
 }
 
 

@@ -11,6 +11,11 @@ makes that GPU current. Host<->device movement is explicit (:meth:`Backend.to_de
 :meth:`Backend.to_host`) and always copies, on both backends, so a caller who mutates its NumPy array after
 handing it over never changes "device memory" behind the runtime's back.
 
+On glibc (Linux), choosing a backend also keeps freed host arrays of up to 32 MiB in the process heap
+(``mallopt`` M_MMAP_THRESHOLD / M_TRIM_THRESHOLD) instead of returning each to the kernel: every execution
+allocates its intermediates afresh, and re-faulting fresh pages for each one cost compiled models up to half
+their time. This is a memory pool like onnxruntime's arena; ``NRT_LAB_MALLOC_TUNE=0`` turns it off.
+
 CuPy has no bfloat16 dtype: on the CuPy backend a bfloat16 host array is stored on the GPU as float32 (every
 bfloat16 value is exact in float32) and ``to_host(array, dtype=ml_dtypes.bfloat16)`` casts it back.
 """
@@ -37,6 +42,7 @@ __all__ = [
     "select_backend",
     "namespace_of",
     "is_cupy_array",
+    "tune_host_allocator",
 ]
 
 BACKEND_ENV = "NRT_LAB_BACKEND"
@@ -205,6 +211,29 @@ def select_backend(value: str | None) -> Backend:
 
 _lock = threading.Lock()
 _cached: Backend | None = None
+_allocator_tuned = False
+
+
+def tune_host_allocator() -> bool:
+    """Keep freed arrays of up to 32 MiB in the heap (glibc only; module doc); True when the setting was applied."""
+    global _allocator_tuned
+    if _allocator_tuned or os.environ.get("NRT_LAB_MALLOC_TUNE", "1").strip() == "0":
+        return _allocator_tuned
+    try:
+        import ctypes
+        import ctypes.util
+
+        name = ctypes.util.find_library("c")
+        if name is None:
+            return False
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    ok = bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 256 << 20))
+    _allocator_tuned = ok
+    return ok
 
 
 def get_backend() -> Backend:
@@ -216,6 +245,7 @@ def get_backend() -> Backend:
     with _lock:
         if _cached is None:
             _cached = select_backend(os.environ.get(BACKEND_ENV))
+            tune_host_allocator()
         return _cached
 
 

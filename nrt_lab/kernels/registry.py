@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from nrt_lab.kernels import conv, elementwise, linalg, normalization, reduction, shape_ops
+from nrt_lab.kernels import conv, elementwise, linalg, normalization, onnx_ops, reduction, shape_ops
 from nrt_lab.kernels._common import TensorSpec
 from nrt_lab.kernels.backend import namespace_of
 from nrt_lab.kernels.errors import KernelError
@@ -126,6 +126,9 @@ def _table() -> dict[str, Kernel]:
                "broadcast to (..., Lq, Lk). attrs: scale=1/sqrt(D), causal=False (top-left aligned). "
                "FLOPs: 2*Lq*Lk*D + 2*Lq*Lk*Dv + 5*Lq*Lk per batch entry."),
     ]
+    for op in onnx_ops.ONNX_OPS.values():  # ONNX semantics, what nrt_lab.compiler lowers models to
+        fn, flops, infer = onnx_ops.kernel_parts(op)
+        kernels.append(Kernel(op.name, fn, flops, infer, op.dtypes, op.doc))
     return {k.name: k for k in kernels}
 
 

@@ -1,4 +1,4 @@
-"""``nrt-lab``: manage the emulated machine and its driver, build the demo models and inspect NEFFs.
+"""``nrt-lab``: manage the emulated machine and its driver, build the demo models, compile ONNX and inspect NEFFs.
 
 Exit status: 0 success, 1 refused or failed (machine in use, corrupted state, unreadable or malformed NEFF),
 2 bad arguments.
@@ -28,7 +28,7 @@ from nrt_lab.driver import (
 from nrt_lab.hardware import CatalogueError, instance_names
 from nrt_lab.legacy import migrate, packages, systemctl
 from nrt_lab.runtime import RUNTIME_VERSION, NrtError, driver_gate
-from nrt_lab.tools import _cli, doctor, driver_cli
+from nrt_lab.tools import _cli, compile_cli, doctor, driver_cli
 
 __all__ = ["PROG", "main", "build_parser"]
 
@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     packages.add_parser(sub)
     systemctl.add_parser(sub)
     migrate.add_parser(sub)
+    compile_cli.add_parser(sub)
     return parser
 
 
@@ -238,6 +239,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return systemctl.run(args)
     if args.group == "migrate-check":
         return migrate.run(args)
+    if args.group == "compile":
+        return compile_cli.run(args)
     handled = driver_cli.dispatch(args)
     if handled is not None:
         return handled
