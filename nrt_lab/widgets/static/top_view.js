@@ -44,7 +44,18 @@ class TopView {
     this.P = null; this.chartKey = null;
     if (model.get("charts") !== false) {
       this.areaDiv.textContent = "Loading plotly.js …";
-      plotlyReady().then((P) => { this.P = P; this.areaDiv.textContent = ""; this.drawCharts(null); });
+      plotlyReady().then((P) => {
+        this.P = P; this.areaDiv.textContent = ""; this.drawCharts(null);
+        // A chart drawn before its output area was laid out (JupyterLab attaches views after render) takes
+        // plotly's default 700 px and overlaps its neighbour: resize every chart to its grid cell whenever the
+        // cell changes size (first layout, window or sidebar resize, a narrower notebook).
+        if (typeof ResizeObserver !== "undefined") {
+          this.resizer = new ResizeObserver(() => {
+            for (const d of [this.areaDiv, this.heatDiv, this.execDiv, this.memDiv]) if (d.data) P.Plots.resize(d);
+          });
+          for (const d of [this.areaDiv, this.heatDiv, this.execDiv, this.memDiv]) this.resizer.observe(d);
+        }
+      });
     } else {
       this.charts.style.display = "none";
     }
@@ -153,7 +164,7 @@ class TopView {
     const big = this.model.get("size") === "presentation";
     const grid = "rgba(128,128,128,0.3)";
     return { paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)", font: { color: fg, size: big ? 15 : 11 },
-      margin: { l: 56, r: 12, t: 30, b: 30 }, height: big ? 320 : this.model.get("compact") ? 200 : 250,
+      margin: { l: 56, r: 12, t: 30, b: 46 }, height: big ? 320 : this.model.get("compact") ? 200 : 250,
       showlegend: !this.model.get("compact"),  // compact: the owner colours are keyed by the table below
       xaxis: { type: "date", title: { text: "time" }, tickformat: "%H:%M:%S", gridcolor: grid, zeroline: false },
       legend: { orientation: "h", y: -0.42 } };
