@@ -259,24 +259,35 @@ class StatsSnapshot:
 
 
 def _named(values: Any, names: Sequence[str]) -> dict[str, int]:
-    return {name: int(values[i]) for i, name in enumerate(names)}
+    return dict(zip(names, values[: len(names)].tolist(), strict=True))
 
 
 def _summed(words: Any, executed_at: int, failed_at: int, names: Sequence[str]) -> dict[str, int]:
     """A counter vector: what executions recorded plus what was recorded outside executions."""
-    return {name: int(words[executed_at + i]) + int(words[failed_at + i]) for i, name in enumerate(names)}
+    n = len(names)
+    return dict(zip(names, (words[executed_at:executed_at + n] + words[failed_at:failed_at + n]).tolist(),
+                    strict=True))
 
 
 def _stable_copy(view: mmap.mmap, start: int, count: int, seq_words: Sequence[int],
                  retries: int) -> np.ndarray[Any, Any] | None:
-    """Copy ``count`` words at ``start`` whose sequence words are even and unchanged across the copy."""
-    for _ in range(retries):
-        words: np.ndarray[Any, Any] = np.frombuffer(view, dtype="<u8", count=count, offset=start * 8).copy()
-        after = np.frombuffer(view, dtype="<u8", count=count, offset=start * 8)
-        if all(int(words[i]) % 2 == 0 and int(after[i]) == int(words[i]) for i in seq_words):
-            return words
-        time.sleep(0)
-    return None
+    """Copy ``count`` words at ``start`` under their sequence words (a seqlock read): the sequence words are read
+    before the copy (all even: no write in flight) and again after it (unchanged: no write happened meanwhile).
+    Word reads go through a memoryview and the copy is one slice of the map, so an attempt takes well under a
+    microsecond and succeeds between the writes of a busy core."""
+    words = memoryview(view).cast("Q")
+    try:
+        at = [start + i for i in seq_words]
+        for _ in range(retries):
+            before = [words[i] for i in at]
+            if not any(v & 1 for v in before):
+                data = view[start * 8:(start + count) * 8]
+                if [words[i] for i in at] == before:
+                    return np.frombuffer(data, dtype="<u8")
+            time.sleep(0)
+        return None
+    finally:
+        words.release()
 
 
 class StatsReader:
@@ -290,6 +301,7 @@ class StatsReader:
 
     def __init__(self, fd: int, view: mmap.mmap, size: int, core_limit: int) -> None:
         self._fd = fd  # kept open so each read can check the file was not truncated under the mapping (SIGBUS)
+        self._rows: dict[int, tuple[bytes, CoreCounters]] = {}  # last counters read per block, reused unchanged
         self._view = view
         self._size = size
         self._core_limit = core_limit
@@ -346,29 +358,56 @@ class StatsReader:
         cores: list[CoreCounters] = []
         rings: list[np.ndarray[Any, Any]] = []
         total = 0
+        # One copy of every core block under their seqlocks (sequence words read before and after the copy); a
+        # block a writer touched meanwhile is copied again on its own. A monitor reads 16 runtimes every second:
+        # one memcpy per page instead of one per core.
+        mapped = memoryview(view).cast("Q")
+        try:
+            seq_at = [_CORES_AT + i * _CORE_WORDS + k for i in range(count) for k in (_C_SEQ, _C_XSEQ)]
+            before = [mapped[i] for i in seq_at]
+            data = view[:size]
+            after_seqs = [mapped[i] for i in seq_at]
+            ring_next_after = [mapped[_CORES_AT + i * _CORE_WORDS + _C_RING_NEXT] for i in range(count)]
+        finally:
+            mapped.release()
+        words = np.frombuffer(data, dtype="<u8")
+        settled = [not (before[2 * i] & 1 or before[2 * i + 1] & 1) and before[2 * i:2 * i + 2] == after_seqs[2 * i:2 * i + 2]
+                   for i in range(count)]
         for index in range(count):
             base = _CORES_AT + index * _CORE_WORDS
-            # The counters (a few hundred bytes) are copied under the core's seqlock; the latency ring is copied
-            # without it and only the entries no write can have touched during the copy are kept: entries
-            # written before the counters copy, and not yet overwritten by the ring position read afterwards.
-            r = _stable_copy(view, base, _C_RING, (_C_SEQ, _C_XSEQ), retries)
-            if r is None:
-                return None
+            # The counters are copied under the core's seqlock; the latency ring without it, keeping only the
+            # entries no write can have touched during the copy: entries written before the counters copy, and
+            # not yet overwritten by the ring position read afterwards.
+            if settled[index]:
+                r = words[base:base + _C_RING]
+                ring = words[base + _C_RING:base + _CORE_WORDS].reshape(LATENCY_RING, _RING_WORDS)
+                after = int(ring_next_after[index])
+            else:
+                copied = _stable_copy(view, base, _C_RING, (_C_SEQ, _C_XSEQ), retries)
+                if copied is None:
+                    return None
+                r = copied
+                ring = np.frombuffer(view[(base + _C_RING) * 8:(base + _CORE_WORDS) * 8],
+                                     dtype="<u8").reshape(LATENCY_RING, _RING_WORDS)
+                after = int(np.frombuffer(view[(base + _C_RING_NEXT) * 8:(base + _C_RING_NEXT + 1) * 8], "<u8")[0])
             core = int(r[_C_CORE])
             if not 0 <= core < core_limit or core in seen:
                 return None  # flipped bytes: a core that cannot exist, or the same core twice
             seen.add(core)
             written = int(r[_C_RING_NEXT])
             total += written
-            ring = np.frombuffer(view, dtype="<u8", count=_RING_WORDS * LATENCY_RING,
-                                 offset=(base + _C_RING) * 8).copy().reshape(LATENCY_RING, _RING_WORDS)
-            after = int(np.frombuffer(view, dtype="<u8", count=1, offset=(base + _C_RING_NEXT) * 8)[0])
-            order = np.arange(max(0, after + 1 - LATENCY_RING, written - LATENCY_RING), written) % LATENCY_RING
-            if order.size:
+            first = max(0, after + 1 - LATENCY_RING, written - LATENCY_RING)
+            if written > first:  # most cores of a page have run nothing since the last read: no ring to order
+                order = np.arange(first, written) % LATENCY_RING
                 entries = ring[order]
                 rings.append(np.column_stack([entries[:, 2], entries[:, 0], entries[:, 1],
                                               np.full(order.size, core, dtype=np.uint64)]))
-            cores.append(CoreCounters(
+            row = r.tobytes()
+            previous = self._rows.get(index)
+            if previous is not None and previous[0] == row:
+                cores.append(previous[1])  # nothing changed on this core since the last read: same counters
+                continue
+            counters = CoreCounters(
                 core=core, busy_ns=int(r[_C_BUSY]), running_since_ns=int(r[_C_RUNNING]), flops=int(r[_C_FLOPS]),
                 outcomes=_summed(r, _C_OUTCOMES, _C_FAIL_OUTCOMES, OUTCOMES),
                 errors=_summed(r, _C_ERRORS, _C_FAIL_ERRORS, ERROR_KINDS),
@@ -376,7 +415,9 @@ class StatsReader:
                 memory_peak=_named(r[_C_MEMORY_PEAK:], DEVICE_MEMORY_KINDS),
                 status=_summed(r, _C_STATUS, _C_FAIL_STATUS, SYSFS_STATUS_KINDS), model_loads=int(r[_C_LOADS]),
                 inferences=int(r[_C_INFERENCES]),
-            ))
+            )
+            self._rows[index] = (row, counters)
+            cores.append(counters)
         if rings:
             merged = np.concatenate(rings)
             latencies = merged[np.argsort(merged[:, 0], kind="stable")].astype(np.int64)
