@@ -12,9 +12,9 @@ from __future__ import annotations
 import importlib
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
-from nrt_lab.driver import DriverState, MachineState, OwnerRecord
+from nrt_lab.driver import DriverState, OwnerRecord
 from nrt_lab.hardware import InstanceSpec
 from nrt_lab.monitor.readers import (
     DEVICE_MEMORY_KINDS,
@@ -23,7 +23,7 @@ from nrt_lab.monitor.readers import (
     HOST_MEMORY_KINDS,
     OUTCOMES,
 )
-from nrt_lab.monitor.snapshot import RuntimeSnapshot, SystemSnapshot
+from nrt_lab.monitor.snapshot import OwnerView, RuntimeSnapshot, SystemSnapshot
 
 __all__ = [
     "EMULATED_PLACEMENT",
@@ -82,8 +82,11 @@ def daemon_entry(address: str, error: str = "") -> dict[str, Any]:
     return {"pid": 0, "address": address, "neuron_runtime_tag": address, "error": error, "report": {}}
 
 
-def daemon_at(owners: Iterable[OwnerRecord], address: str) -> OwnerRecord | None:
-    """The live neuron-rtd owner record serving ``address`` (the 2.x side knows daemons only by these records)."""
+_Owner = TypeVar("_Owner", OwnerRecord, OwnerView)
+
+
+def daemon_at(owners: Iterable[_Owner], address: str) -> _Owner | None:
+    """The live neuron-rtd owner serving ``address`` (the 2.x side knows daemons only by their owner records)."""
     return next((o for o in owners if o.is_daemon and o.extra.get("address") == address), None)
 
 
@@ -247,7 +250,16 @@ def hardware_info(instance: InstanceSpec | None) -> dict[str, Any]:
     }
 
 
-def machine_info(state: MachineState | None, driver: DriverState | None, error: str = "") -> dict[str, Any]:
+class _Identified(Protocol):
+    """What the instance groups need: a :class:`MachineState` or a :class:`MachineSnapshot` both have it."""
+
+    @property
+    def instance(self) -> InstanceSpec: ...
+    @property
+    def instance_id(self) -> str: ...
+
+
+def machine_info(state: _Identified | None, driver: DriverState | None, error: str = "") -> dict[str, Any]:
     """``instance_info`` and ``neuron_hardware_info`` of a report; ``error`` (the machine could not be read)
     fills both groups' error fields."""
     if state is None or error:

@@ -79,8 +79,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from nrt_lab.driver import Machine, OwnerRecord, StateError, open_machine
-from nrt_lab.monitor import Monitor, get_view, register_device_user
+from nrt_lab.driver import Machine, StateError, open_machine
+from nrt_lab.monitor import MachineSnapshot, Monitor, OwnerView, get_view, register_device_user
 from nrt_lab.monitor.report import (
     EMULATED_PLACEMENT,
     HW_COUNTER_NAMES,
@@ -400,6 +400,7 @@ class NeuronMonitor:
                 periods.setdefault(group.period, []).append(group.type)
             for period, types in sorted(periods.items()):
                 self.slots.append(_Slot(owner, period, tuple(types), Monitor(self.machine.root, self.machine)))
+        self._lister = Monitor(self.machine.root, self.machine)  # who runs (runtimes, daemons), read cheaply
         self.started = False
 
     # -- logging
@@ -445,12 +446,11 @@ class NeuronMonitor:
             if slot.next_due <= now:
                 slot.next_due = now + slot.period
         runtimes: dict[tuple[int, float], dict[str, Any]] = {}
-        owners: list[OwnerRecord] | None = None
         system_data: dict[str, Any] = {}
+        listing, listing_error = self._listing()
+        owners = [o for o in listing.owners if o.runtime_version != "NA"] if listing is not None else []
         for index, entry in enumerate(self.config.runtimes):
             entry_slots = [slot for slot in due if slot.owner == index]
-            if owners is None:
-                owners = self._owners()
             if entry.address is not None:
                 self._collect_daemon(index, entry.address, entry_slots, owners, runtimes)
             elif entry_slots:
@@ -468,18 +468,21 @@ class NeuronMonitor:
         report = {
             "neuron_runtime_data": [runtimes[key] for key in sorted(runtimes)],
             "system_data": system_data,
-            **self._machine_info(),
+            **(machine_info(listing, listing.driver) if listing is not None
+               else machine_info(None, None, listing_error)),
         }
         self.log(3, f"report: {len(runtimes)} runtimes, groups "
                     + ", ".join(sorted({t for slot in due for t in slot.types})))
         return report
 
-    def _owners(self) -> list[OwnerRecord]:
+    def _listing(self) -> tuple[MachineSnapshot | None, str]:
+        """Who runs (runtimes, daemons) and the machine's identity, from a monitor kept for the purpose (records
+        parsed once, cheap liveness probes, state files re-read only when they change); or why it cannot say."""
         try:
-            return [r for r in self.machine.owners() if r.runtime_version != "NA"]
+            return self._lister.sample(runtimes=False), ""
         except (OSError, StateError) as exc:
             self.log(1, f"cannot list runtimes: {exc}")
-            return []
+            return None, f"cannot read the emulated machine: {exc}"
 
     def _sample_slot(self, slot: _Slot, prime: bool = False) -> Any:
         if slot.owner == -1:
@@ -497,7 +500,7 @@ class NeuronMonitor:
                 slot.executions[(rt.pid, rt.start_time)] = (dict(rt.execution_summary), dict(rt.error_summary))
         return snap
 
-    def _collect_daemon(self, index: int, address: str, slots: Sequence[_Slot], owners: Sequence[OwnerRecord],
+    def _collect_daemon(self, index: int, address: str, slots: Sequence[_Slot], owners: Sequence[OwnerView],
                         runtimes: dict[tuple[int, float], dict[str, Any]]) -> None:
         """A 1.x ``address`` entry: the daemon's groups (it executes through the same runtime, so its stats page
         has them) under pid 0 and its address; an error entry (and a warning) when no daemon answers there."""
@@ -589,14 +592,6 @@ class NeuronMonitor:
         if error:
             self.log(1, error)
         return {"period": period, "neuron_devices": devices, "error": error}
-
-    def _machine_info(self) -> dict[str, Any]:
-        try:
-            state = self.machine.state()
-            driver = self.machine.driver()
-        except (OSError, StateError) as exc:
-            return machine_info(None, None, f"cannot read the emulated machine: {exc}")
-        return machine_info(state, driver)
 
     # -- running
     def run(self, out: TextIO, count: int | None = None, stop: threading.Event | None = None) -> int:
