@@ -34,7 +34,7 @@ from nrt_lab.compiler.lowering import (
 from nrt_lab.compiler.onnx_io import DEFAULT_MAX_ONNX_BYTES, SUPPORTED_OPSET, load_onnx, read_bounded
 from nrt_lab.errors import NrtError, NrtStatus
 from nrt_lab.kernels import TensorSpec, get_kernel
-from nrt_lab.neff import parse_neff, write_neff
+from nrt_lab.neff import parse_neff, thaw, write_neff
 
 __all__ = [
     "DEFAULT_MAX_ONNX_BYTES",
@@ -216,7 +216,7 @@ def build(model: Any, *, batch: int | None = None, input_shapes: Mapping[str, Se
     specs = {v.name: TensorSpec(tuple(v.shape), v.dtype) for v in sg.vars}
     flops = 0
     for node in sg.nodes:
-        attrs = _thaw(node.attrs)
+        attrs = thaw(node.attrs)
         flops += int(get_kernel(node.op).flops([specs[i].shape for i in node.inputs], attrs))
     return CompiledModel(
         neff=neff, name=name, inputs=lowered.inputs, outputs=lowered.outputs,
@@ -227,13 +227,6 @@ def build(model: Any, *, batch: int | None = None, input_shapes: Mapping[str, Se
         bool_outputs=tuple(lowered.bool_outputs),
     )
 
-
-def _thaw(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _thaw(v) for k, v in value.items()}
-    if isinstance(value, tuple):
-        return [_thaw(v) for v in value]
-    return value
 
 
 def compile(model: Any, output: str | os.PathLike[str] | None = None, *, batch: int | None = None,  # noqa: A001

@@ -42,6 +42,7 @@ __all__ = [
 ]
 
 MAX_STATS_CORES = 128
+_READ_PATIENCE_S = 0.25  # how long a reader keeps trying to copy a block a busy writer keeps changing
 MAX_PHYSICAL_CORES = 512  # the most NeuronCores an instance has (64 devices × 8 cores): larger ids are corruption
 _MAX_PID = 1 << 22  # the kernel's largest pid_max
 LATENCY_RING = 256  # per core
@@ -270,7 +271,7 @@ def _summed(words: Any, executed_at: int, failed_at: int, names: Sequence[str]) 
 
 
 def _stable_copy(view: mmap.mmap, start: int, count: int, seq_words: Sequence[int],
-                 retries: int) -> np.ndarray[Any, Any] | None:
+                 retries: int, deadline: float | None = None) -> np.ndarray[Any, Any] | None:
     """Copy ``count`` words at ``start`` under their sequence words (a seqlock read): the sequence words are read
     before the copy (all even: no write in flight) and again after it (unchanged: no write happened meanwhile).
     Word reads go through a memoryview and the copy is one slice of the map, so an attempt takes well under a
@@ -278,13 +279,20 @@ def _stable_copy(view: mmap.mmap, start: int, count: int, seq_words: Sequence[in
     words = memoryview(view).cast("Q")
     try:
         at = [start + i for i in seq_words]
-        for _ in range(retries):
+        # At least ``retries`` attempts and, until ``deadline`` (one per page read, so a damaged page whose
+        # sequence words stay odd costs one patience period, not one per core): on a loaded machine a reader
+        # descheduled in the middle of its copy sees a busy writer's update every time for a while.
+        if deadline is None:
+            deadline = time.monotonic() + _READ_PATIENCE_S
+        attempt = 0
+        while attempt < retries or time.monotonic() < deadline:
+            attempt += 1
             before = [words[i] for i in at]
             if not any(v & 1 for v in before):
                 data = view[start * 8:(start + count) * 8]
                 if [words[i] for i in at] == before:
                     return np.frombuffer(data, dtype="<u8")
-            time.sleep(0)
+            time.sleep(0 if attempt % 64 else 0.0005)  # now and then give a writer's burst time to end
         return None
     finally:
         words.release()
@@ -348,7 +356,8 @@ class StatsReader:
         except OSError:
             return None
         taken = time.monotonic_ns()
-        header = _stable_copy(view, 0, _HEADER_WORDS, (_H_SEQ,), retries)
+        patience = time.monotonic() + _READ_PATIENCE_S  # for every block of this page together
+        header = _stable_copy(view, 0, _HEADER_WORDS, (_H_SEQ,), retries, patience)
         if header is None or int(header[_H_MAGIC]) != _MAGIC or int(header[_H_VERSION]) != _VERSION:
             return None
         count = int(header[_H_CORES])
@@ -383,7 +392,7 @@ class StatsReader:
                 ring = words[base + _C_RING:base + _CORE_WORDS].reshape(LATENCY_RING, _RING_WORDS)
                 after = int(ring_next_after[index])
             else:
-                copied = _stable_copy(view, base, _C_RING, (_C_SEQ, _C_XSEQ), retries)
+                copied = _stable_copy(view, base, _C_RING, (_C_SEQ, _C_XSEQ), retries, patience)
                 if copied is None:
                     return None
                 r = copied

@@ -39,10 +39,12 @@ from nrt_lab.neff.schema import (
     dtype_itemsize,
     numpy_dtype,
     storage_dtype,
+    thaw,
 )
 from nrt_lab.neff.tar import DEFAULT_MAX_MEMBERS, build_payload
 
 __all__ = [
+    "thaw",
     "DEFAULT_BUILD_VERSION",
     "DEFAULT_MAX_MEMBERS",
     "DEFAULT_MAX_NEFF_BYTES",

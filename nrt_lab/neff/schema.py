@@ -23,6 +23,7 @@ from nrt_lab.neff._common import MAX_NAME_BYTES, MAX_PATH_DEPTH, check_member_pa
 from nrt_lab.neff.header import NeffHeader
 
 __all__ = [
+    "thaw",
     "DEF_JSON_SCHEMA",
     "DEF_SCHEMA_ID",
     "DTYPES",
@@ -447,6 +448,15 @@ def _freeze(value: Any) -> Any:
         return types.MappingProxyType({k: _freeze(v) for k, v in value.items()})
     if isinstance(value, list):
         return tuple(_freeze(v) for v in value)
+    return value
+
+
+def thaw(value: Any) -> Any:
+    """A node's frozen attributes (read-only mappings, tuples) as plain dicts and lists, as kernels take them."""
+    if isinstance(value, Mapping):
+        return {k: thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [thaw(v) for v in value]
     return value
 
 

@@ -32,7 +32,7 @@ from nrt_lab.driver.state import atomic_write_json
 from nrt_lab.driver.stats import HOST_MEMORY_KINDS
 from nrt_lab.errors import NrtError, NrtStatus
 from nrt_lab.kernels import Kernel, KernelError, TensorSpec, fast_kernel, get_backend, get_kernel
-from nrt_lab.neff import NeffModel, numpy_dtype, parse_neff, read_neff_bytes
+from nrt_lab.neff import NeffModel, numpy_dtype, parse_neff, read_neff_bytes, thaw
 from nrt_lab.runtime.core import Runtime, require_runtime
 from nrt_lab.runtime.memory import format_size
 from nrt_lab.runtime.tensor import Tensor, TensorPlacement, runtime_backend, store_typed, typed_view
@@ -241,7 +241,7 @@ class Model:
             if len(node.outputs) != 1:
                 raise NrtError(NrtStatus.INVALID, f"op {node.name} ({node.op}) declares {len(node.outputs)} outputs; "
                                                   "accepted: 1")
-            attrs = _thaw(node.attrs)
+            attrs = thaw(node.attrs)
             ins = [specs[i] for i in node.inputs]
             try:
                 produced = kernel.infer(ins, attrs)
@@ -604,13 +604,6 @@ class Model:
         state = "loaded" if self.loaded else "unloaded"
         return f"Model({self.name!r}, id={self.model_id}, core={self.core}, {state})"
 
-
-def _thaw(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _thaw(v) for k, v in value.items()}
-    if isinstance(value, tuple):
-        return [_thaw(v) for v in value]
-    return value
 
 
 def _publish_models(runtime: Runtime) -> None:
