@@ -151,3 +151,17 @@ def test_a_reader_kept_open_sees_new_counts_and_refuses_a_truncated_page(tmp_pat
             fh.truncate(64)
         assert reader.read() is None
     assert reader.read() is None  # closed
+
+
+def test_a_page_whose_blocks_stay_mid_write_reads_as_unreadable(tmp_path: Path) -> None:
+    """Flipped bytes that leave every core's sequence word odd (a write that never ends) make the page unreadable
+    (None) — after one patience period for the whole page, not one per core."""
+    from nrt_lab.driver import stats
+
+    path = tmp_path / "p.stats"
+    page = StatsPage(path, list(range(16)))
+    for base in page.base.values():
+        page._words[base + stats._C_SEQ] = 1
+    started = time.monotonic()
+    assert read_stats(path, retries=10) is None
+    assert time.monotonic() - started < 16 * stats._READ_PATIENCE_S  # not a patience period per core
