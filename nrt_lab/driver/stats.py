@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -257,6 +257,8 @@ class StatsSnapshot:
     host_memory_peak: dict[str, int]
     latencies: np.ndarray[Any, Any]  # rows (end_us monotonic, total_ns, device_ns, core), oldest first; last 256/core
     executions_total: int
+    outcome_totals: dict[str, int] = field(default_factory=dict)  # execution_summary over every core of the page
+    error_totals: dict[str, int] = field(default_factory=dict)  # error_summary over every core
 
 
 def _named(values: Any, names: Sequence[str]) -> dict[str, int]:
@@ -365,6 +367,7 @@ class StatsReader:
             return None
         seen: set[int] = set()
         cores: list[CoreCounters] = []
+        rows: list[np.ndarray[Any, Any]] = []
         rings: list[np.ndarray[Any, Any]] = []
         total = 0
         # One copy of every core block under their seqlocks (sequence words read before and after the copy); a
@@ -403,6 +406,7 @@ class StatsReader:
             if not 0 <= core < core_limit or core in seen:
                 return None  # flipped bytes: a core that cannot exist, or the same core twice
             seen.add(core)
+            rows.append(r)
             written = int(r[_C_RING_NEXT])
             total += written
             first = max(0, after + 1 - LATENCY_RING, written - LATENCY_RING)
@@ -432,11 +436,14 @@ class StatsReader:
             latencies = merged[np.argsort(merged[:, 0], kind="stable")].astype(np.int64)
         else:
             latencies = np.zeros((0, 4), dtype=np.int64)
+        summed = np.sum(rows, axis=0)  # every core's block added up: the page's execution and error summaries
         return StatsSnapshot(
             pid=int(header[_H_PID]), taken_ns=taken, created=int(header[_H_CREATED_US]) / 1e6, cores=tuple(cores),
             host_memory=_named(header[_H_HOST:], HOST_MEMORY_KINDS),
             host_memory_peak=_named(header[_H_HOST_PEAK:], HOST_MEMORY_KINDS),
             latencies=latencies, executions_total=total,
+            outcome_totals=_summed(summed, _C_OUTCOMES, _C_FAIL_OUTCOMES, OUTCOMES),
+            error_totals=_summed(summed, _C_ERRORS, _C_FAIL_ERRORS, ERROR_KINDS),
         )
 
 

@@ -554,8 +554,7 @@ class Monitor:
                           tuple(m["subgraphs"]), m["memory"], m["flops_per_execution"], m["core"] in running_cores)
                 for m in models
             ),
-            execution_summary={k: sum(c.outcomes[k] for c in page.cores) for k in OUTCOMES},
-            error_summary={k: sum(c.errors[k] for c in page.cores) for k in ERROR_KINDS},
+            execution_summary=page.outcome_totals, error_summary=page.error_totals,
             total_latency=percentiles(recent[:, 1]) if recent.size else None,
             device_latency=percentiles(recent[:, 2]) if recent.size else None,
             vcpu_user=cpu_user, vcpu_system=cpu_system, period=period_ns / 1e9,
