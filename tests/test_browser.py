@@ -20,6 +20,13 @@ by a ``MutationObserver`` installed before the page's own scripts) already count
 executions as the previous view last showed, and which keeps growing. A view built from the widget's first
 frame would show the few executions done when the TopView was created.
 
+Last, in the reloaded tab, a new cell runs ``nrt_lab.show(sidecar=True)``: a side panel (the ``sidecar``
+package's ``.jupyterlab-sidecar``) opens in JupyterLab's right area with the Dashboard's three widgets, and its
+TopView's completed count grows. Then every text of the widgets (notebook and side panel, plotly's chart text
+included) is checked against what is behind it (``tests/page_contrast.py``, the check test_widget_front.py
+uses: at least 4.5:1) in JupyterLab Light, and again after Settings → Theme → JupyterLab Dark (the command
+``apputils:change-theme`` through ``window.jupyterapp``, exposed by ``--LabApp.expose_app_in_browser``).
+
 ``test_widgets_render_and_update_in_voila`` serves a copy of the same notebook with ``voila`` (127.0.0.1, free
 port, same environment) and checks that the widgets render from the kernel Voila ran the notebook in: the
 CoreMap shows the machine and this kernel (the id of the kernel the page's websocket talks to), and the
@@ -27,7 +34,8 @@ TopView's completed count grows. Voila's "lab" template asks a CDN for Font Awes
 other outside 127.0.0.1) is aborted, and only that one is allowed.
 
 Screenshots are always written to ``test-artifacts/browser/`` (git-ignored: ``jupyterlab-widgets.png``,
-``jupyterlab-second-view.png``, ``jupyterlab-reload.png``, ``voila-widgets.png``); on failure the server log and
+``jupyterlab-second-view.png``, ``jupyterlab-reload.png``, ``jupyterlab-sidecar.png``, ``jupyterlab-dark.png``,
+``voila-widgets.png``); on failure the server log and
 the browser console are written beside them. Skipped only when ``/usr/bin/chromium`` or the ``playwright``
 module is missing (``scripts/bootstrap.sh`` installs chromium on Debian when run as root). Each test is bounded
 by its budget (:data:`BUDGET_S`, :data:`VOILA_BUDGET_S`); every wait is on a condition, never a fixed sleep.
@@ -56,6 +64,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).parent))
+from page_contrast import CONTRAST_JS, MIN_CONTRAST  # noqa: E402 - the helper beside this file
+
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Page, Playwright
 
@@ -75,6 +86,8 @@ ARTIFACTS = REPO / "test-artifacts" / "browser"
 SCREENSHOT = ARTIFACTS / "jupyterlab-widgets.png"
 SECOND_VIEW_SCREENSHOT = ARTIFACTS / "jupyterlab-second-view.png"
 RELOAD_SCREENSHOT = ARTIFACTS / "jupyterlab-reload.png"
+SIDECAR_SCREENSHOT = ARTIFACTS / "jupyterlab-sidecar.png"
+DARK_SCREENSHOT = ARTIFACTS / "jupyterlab-dark.png"
 VOILA_SCREENSHOT = ARTIFACTS / "voila-widgets.png"
 BUDGET_S = 90.0  # the whole JupyterLab test, server start included (teardown excluded)
 VOILA_BUDGET_S = 45.0  # the whole Voila test, server start included (teardown excluded)
@@ -108,8 +121,8 @@ _RUN_PROMPT = re.compile(r"^\[\d+\]:$")
 # cell (text "37%", title "nc0: 37.2 % · ...") and this kernel's row of the executions table (tag column is
 # the 3rd cell, "completed" the 6th).
 _READ_TOP_VIEW_JS = """
-(tag) => {
-  const root = [...document.querySelectorAll(".nrtw")].find(
+(tag, scope) => {
+  const root = [...(scope || document).querySelectorAll(".nrtw")].find(
     (el) => /Utilization/.test((el.querySelector(".nrtw-title") || {}).textContent || ""));
   if (!root) return null;
   const cells = [...root.querySelectorAll(".nrtw-grid .nrtw-cell")];
@@ -328,6 +341,7 @@ def running_lab(tmp: Path, budget: Budget) -> Iterator[Lab]:
             f"--LabApp.app_settings_dir={settings}", "--LabApp.news_url=None",
             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
             "--ServerApp.terminals_enabled=False",
+            "--LabApp.expose_app_in_browser=True",  # window.jupyterapp: its commands add a cell, change the theme
             *(["--allow-root"] if os.geteuid() == 0 else []),
         ]
 
@@ -553,10 +567,76 @@ def _latest_completed(page: Page) -> int:
     return int(reading["completed"])
 
 
+SIDECAR_CODE = "board = nrt_lab.show(sidecar=True)"  # the cell added at the end (nrt_lab is imported by cell 1)
+_SIDECAR = ".jupyterlab-sidecar"  # the sidecar package's panel in JupyterLab's shell (right area)
+
+
+def _run_new_cell(page: Page, code: str) -> None:
+    """A new code cell under the last one with ``code``, run: JupyterLab's own commands, as Shift+Enter runs them."""
+    page.evaluate("""async (code) => {
+      const app = window.jupyterapp, nb = app.shell.currentWidget.content;
+      nb.activeCellIndex = nb.widgets.length - 1;
+      await app.commands.execute("notebook:insert-cell-below");
+      nb.activeCell.model.sharedModel.setSource(code);
+      app.commands.execute("notebook:run-cell");
+    }""", code)
+
+
+def _check_sidecar(page: Page, budget: Budget, sync_api: ModuleType, steps: list[str]) -> None:
+    """``nrt_lab.show(sidecar=True)`` in a new cell: a side panel opens in JupyterLab's right area with the
+    Dashboard's three widgets, and its TopView shows this kernel's completed executions growing."""
+    expect = sync_api.expect
+    _run_new_cell(page, SIDECAR_CODE)
+    side = page.locator(_SIDECAR)
+    expect(side).to_have_count(1, timeout=budget.ms(15))
+    expect(side).to_be_visible(timeout=budget.ms(10))
+    assert page.locator(f"#jp-right-stack {_SIDECAR}, .jp-SideBar {_SIDECAR}, #jp-main-dock-panel {_SIDECAR}"
+                        ).count() == 1, "the side panel is not in JupyterLab's right or main area"
+    expect(side.locator(".nrtw")).to_have_count(3, timeout=budget.ms(15))  # DriverStatus, TopView, CoreMap
+    expect(side.locator(".nrtw-title", has_text="NeuronCore map")).to_have_count(1)
+    expect(side.locator(".nrtw-grid .nrtw-cell")).to_have_count(CORES, timeout=budget.ms(10))
+    read = f"(tag) => ({_READ_TOP_VIEW_JS})(tag, document.querySelector({json.dumps(_SIDECAR)}))"
+    page.wait_for_function(f"(tag) => {{ const r = ({read})(tag); return r && r.completed > 0 && r.live; }}",
+                           arg=TAG, timeout=budget.ms(15))
+    first: dict[str, Any] = page.evaluate(read, TAG)
+    page.wait_for_function(
+        f"""(prev) => {{ const r = ({read})(prev.tag);
+              return r && performance.now() - prev.t >= 1000 && r.completed > prev.completed; }}""",
+        arg={**first, "tag": TAG}, timeout=budget.ms(15))
+    second: dict[str, Any] = page.evaluate(read, TAG)
+    steps.append(f"side panel: completed {first['completed']} -> {second['completed']}"
+                 f" in {(second['t'] - first['t']) / 1000:.1f} s")
+
+
+def _change_theme(page: Page, budget: Budget, theme: str) -> None:
+    """Settings → Theme, through its command; waits until the page carries the theme and its colours."""
+    page.evaluate("(theme) => { window.jupyterapp.commands.execute('apputils:change-theme', { theme }); }", theme)
+    page.wait_for_function(
+        """(theme) => document.body.dataset.jpThemeName === theme
+             && getComputedStyle(document.body).getPropertyValue('--jp-layout-color0').trim() !== ''
+             && (document.body.dataset.jpThemeLight === 'true') === !/Dark/.test(theme)""",
+        arg=theme, timeout=budget.ms(15))
+    page.evaluate("() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")
+
+
+def _check_contrast(page: Page, budget: Budget, theme: str, steps: list[str]) -> None:
+    """No text of the widgets (in the notebook and the side panel, plotly's chart text included) below 4.5:1
+    against what is behind it, at most 3 s after the theme changed (the charts redraw in the theme's colours)."""
+    assert page.evaluate("() => document.body.dataset.jpThemeName") == theme
+    selector = ".nrtw, .nrtw *"
+    with contextlib.suppress(Exception):  # Playwright's TimeoutError: reported with the offending texts below
+        page.wait_for_function(f"(sel) => ({CONTRAST_JS})(sel).bad.length === 0", arg=selector,
+                               polling=250, timeout=budget.ms(3))
+    result: dict[str, Any] = page.evaluate(CONTRAST_JS, selector)
+    steps.append(f"{theme}: {result['checked']} widget texts checked, {len(result['bad'])} below {MIN_CONTRAST}:1")
+    assert result["checked"] > 50, result
+    assert result["bad"] == [], f"{theme}: widget text below {MIN_CONTRAST}:1: {result['bad']}"
+
+
 def test_widgets_render_and_update_in_jupyterlab(tmp_path: Path) -> None:
     sync_api = _require_browser()
     budget = Budget(BUDGET_S)
-    for stale in (SCREENSHOT, SECOND_VIEW_SCREENSHOT, RELOAD_SCREENSHOT):
+    for stale in (SCREENSHOT, SECOND_VIEW_SCREENSHOT, RELOAD_SCREENSHOT, SIDECAR_SCREENSHOT, DARK_SCREENSHOT):
         stale.unlink(missing_ok=True)  # what is there after the test is from this run
     console: list[str] = []
     foreign: list[str] = []
@@ -606,6 +686,25 @@ def test_widgets_render_and_update_in_jupyterlab(tmp_path: Path) -> None:
             assert [s["kernel"]["id"] for s in lab.api("sessions")] == [kernel_id]
             assert not foreign, f"a page asked hosts other than 127.0.0.1: {foreign}"
             _scroll_to_core_map(page, ".jp-Cell")
+            page.screenshot(path=str(RELOAD_SCREENSHOT), timeout=budget.ms(10))
+
+            # The Dashboard in a side panel (a new cell: nrt_lab.show(sidecar=True)), live.
+            shot = SIDECAR_SCREENSHOT
+            _check_sidecar(page, budget, sync_api, lab.steps)
+            page.screenshot(path=str(SIDECAR_SCREENSHOT), timeout=budget.ms(10))
+            # Every text of the widgets (notebook and side panel) readable in Light, then in JupyterLab Dark.
+            _check_contrast(page, budget, "JupyterLab Light", lab.steps)
+            shot = DARK_SCREENSHOT
+            _change_theme(page, budget, "JupyterLab Dark")
+            _check_contrast(page, budget, "JupyterLab Dark", lab.steps)
+            # The heatmaps' idle colour is the theme's neutral cell colour (as the grid's): no white block in Dark.
+            lows = page.evaluate("() => [...document.querySelectorAll('.nrtw-chart-heat')]"
+                                 ".map((d) => d.data[0].colorscale[0][1])")
+            assert len(lows) == 2 and set(lows) == {"#424242"}, lows  # --jp-layout-color2 of JupyterLab Dark
+            _scroll_to_core_map(page, ".jp-Cell")
+            page.screenshot(path=str(DARK_SCREENSHOT), timeout=budget.ms(10))
+            lab.steps.append(f"sidecar and themes checked after {budget.elapsed():.1f} s")
+            assert not foreign, f"a page asked hosts other than 127.0.0.1: {foreign}"
             failed = False
         finally:
             _save_artifacts(page, shot, lab, console, failed)

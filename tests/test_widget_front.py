@@ -32,11 +32,13 @@ from nrt_lab.widgets._palette import OWNER_PALETTE, text_color
 from nrt_lab.widgets._plotly import PlotlyLibrary, plotly_source
 from nrt_lab.widgets._static import format_number
 
+sys.path.insert(0, str(Path(__file__).parent))
+from page_contrast import CONTRAST_JS  # noqa: E402 - the helper beside this file
+
 CHROMIUM = Path("/usr/bin/chromium")
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts" / "browser"
 THEMES = Path(sys.prefix) / "share" / "jupyter" / "lab" / "themes" / "@jupyterlab"
-MIN_CONTRAST = 4.5
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -98,49 +100,6 @@ async ([esm, source]) => {
 }
 """
 
-# Every visible text: its colour against what is really behind it (backgrounds composited up the tree).
-_CONTRAST = """
-() => {
-  const parse = (c) => {
-    const m = /rgba?\\(([^)]+)\\)/.exec(c || "");
-    if (!m) return null;
-    const p = m[1].split(/[\\s,\\/]+/).filter(Boolean).map(Number);
-    return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1];
-  };
-  const over = (top, bottom) => [0, 1, 2].map((i) => top[i] * top[3] + bottom[i] * (1 - top[3])).concat([1]);
-  const lum = (c) => {
-    const l = c.slice(0, 3).map((v) => { v /= 255; return v <= 0.04045 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
-    return 0.2126 * l[0] + 0.7152 * l[1] + 0.0722 * l[2];
-  };
-  const bad = [];
-  let checked = 0;
-  for (const el of document.querySelectorAll("#out *")) {
-    if (el.closest("svg, option, select")) continue;
-    const text = [...el.childNodes].filter((n) => n.nodeType === 3).map((n) => n.textContent).join("").trim();
-    if (!text) continue;
-    const rect = el.getBoundingClientRect();
-    if (!rect.width || !rect.height) continue;
-    let inactive = false;
-    const layers = [];
-    for (let a = el; a; a = a.parentElement) {
-      const cs = getComputedStyle(a);
-      if (Number(cs.opacity) < 1 || a.disabled) inactive = true;  // dimmed or disabled: WCAG exempts them
-      const bg = parse(cs.backgroundColor);
-      if (bg && bg[3] > 0) layers.push(bg);
-    }
-    if (inactive) continue;
-    let bg = [255, 255, 255, 1];
-    for (const layer of layers.reverse()) bg = over(layer, bg);
-    const fg = over(parse(getComputedStyle(el).color), bg);
-    const [a, b] = [lum(fg), lum(bg)].sort((x, y) => y - x);
-    const ratio = (a + 0.05) / (b + 0.05);
-    checked++;
-    if (ratio < %MIN%) bad.push({ text: text.slice(0, 40), cls: el.className, fg: fg.map(Math.round).join(","),
-                                  bg: bg.map(Math.round).join(","), ratio: Math.round(ratio * 100) / 100 });
-  }
-  return { checked, bad };
-}
-""".replace("%MIN%", str(MIN_CONTRAST))
 
 # Tokens that must stay on one line, and whether each widget's box stays inside the page (scrolling inside).
 _LAYOUT = """
@@ -241,12 +200,12 @@ def test_widgets_are_readable_in_light_and_dark(browser: Any, scene: list[tuple[
         page.wait_for_selector("#top .nrtw-cell >> nth=31")
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / f"widgets-{theme}.png"), full_page=True)
-        result = page.evaluate(_CONTRAST)
+        result = page.evaluate(CONTRAST_JS, "#out *")
         assert result["checked"] > 100 and result["bad"] == [], result["bad"]
         # The check itself can fail: grey on grey is caught.
         page.evaluate("() => document.getElementById('out').insertAdjacentHTML('beforeend',"
                       " '<span style=\"color:#777;background:#888\">unreadable</span>')")
-        assert [b["text"] for b in page.evaluate(_CONTRAST)["bad"]] == ["unreadable"]
+        assert [b["text"] for b in page.evaluate(CONTRAST_JS, "#out *")["bad"]] == ["unreadable"]
         # Free cells take the theme's neutral colours: never a light box in Dark, never a dark one in Light.
         free_bg = page.evaluate("() => getComputedStyle(document.querySelector('#coremap .nrtw-cell.free'))"
                                 ".backgroundColor")

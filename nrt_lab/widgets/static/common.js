@@ -187,7 +187,13 @@ function makeWidget(derive, View) {
         };
         store.listeners.add(listener);
         view.update(null);
-        return () => { store.listeners.delete(listener); };
+        // JupyterLab's Settings → Theme changes these attributes once the new theme's CSS is in: redraw in full,
+        // so that plotly's charts (which take their text colour from the page when drawn) follow the theme.
+        const themed = typeof MutationObserver !== "undefined" && document.body
+          ? new MutationObserver(() => listener(null)) : null;
+        if (themed) themed.observe(document.body, { attributes: true,
+                                                    attributeFilter: ["data-jp-theme-name", "data-jp-theme-light"] });
+        return () => { store.listeners.delete(listener); if (themed) themed.disconnect(); };
       },
     };
   };

@@ -169,6 +169,12 @@ class TopView {
       xaxis: { type: "date", title: { text: "time" }, tickformat: "%H:%M:%S", gridcolor: grid, zeroline: false },
       legend: { orientation: "h", y: -0.42 } };
   }
+  heatScale() {
+    // The grid's scale: idle (< 0.5 %) in the theme's neutral cell colour (no white block in Dark), then
+    // heatColor's light-to-dark green. Read at each full draw: a theme change redraws in full.
+    const free = getComputedStyle(this.el).getPropertyValue("--nrtw-free-bg").trim() || "#eeeeee";
+    return [[0, free], [0.004, free], [0.005, heatColor(0.5)], [1, heatColor(100)]];
+  }
   drawCharts(changed) {
     if (!this.P || this.model.get("charts") === false) return;
     const P = this.P, st = this.store.state, inst = st.inst || { total: 0 };
@@ -196,7 +202,7 @@ class TopView {
         yaxis: { title: { text: mode === "tflops" ? "TFLOPS" : "% of machine" }, rangemode: "tozero",
                  range: mode === "tflops" ? undefined : [0, 100], gridcolor: base.xaxis.gridcolor } }), config);
       P.react(this.heatDiv, [{ type: "heatmap", transpose: true, x: rows.map((r) => r[0]), y: Array.from({ length: inst.total }, (_, i) => `nc${i}`),
-        z: rows.map((r) => r[1].slice(1)), zmin: 0, zmax: 100, colorscale: "Greens", reversescale: true,
+        z: rows.map((r) => r[1].slice(1)), zmin: 0, zmax: 100, colorscale: this.heatScale(),
         colorbar: { title: { text: "%" }, thickness: 10 },
         hovertemplate: "%{y}<br>%{x|%H:%M:%S}<br>%{z:.1f} %<extra></extra>" }],
         Object.assign({}, base, { title: { text: "Utilization per NeuronCore (%)", font: { size: 12 } }, showlegend: false,
