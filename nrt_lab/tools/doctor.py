@@ -15,7 +15,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nrt_lab.monitor import SEVERITIES, Finding, Monitor, diagnose, neff_findings, unreadable_machine
-from nrt_lab.neff import HEADER_SIZE
 from nrt_lab.tools import _cli
 
 __all__ = ["add_parser", "run", "render_text", "collect", "main"]
@@ -40,6 +39,8 @@ def collect(env: Mapping[str, str] | None = None, neffs: Sequence[str] = ()) -> 
     except Exception as exc:  # noqa: BLE001 - an unusable state root is itself the finding to report
         return [unreadable_machine(str(exc) or type(exc).__name__)]
     findings = diagnose(snapshot, env)
+    if neffs:  # imported here, not at import time: `nrt-lab --help` need not load the NEFF tools
+        from nrt_lab.neff import HEADER_SIZE
     for path in neffs:
         try:  # the header is all it takes: never the whole (large) file; never wait on a FIFO
             fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
