@@ -1,4 +1,4 @@
-"""neuron-cli against a real neuron-rtd: the SPEC §10.5 commands and their tables (golden files in
+"""neuron-cli against a real neuron-rtd: the documented neuron-cli commands and their tables (docs/behaviour.md §10) (golden files in
 tests/golden/neuron_cli/, reviewed by eye; NRT_LAB_UPDATE_GOLDEN=1 rewrites them), the maintenance notice on every
 run, and the error naming the address when no daemon answers (docs/legacy_daemon.md)."""
 
