@@ -300,6 +300,23 @@ def _stable_copy(view: mmap.mmap, start: int, count: int, seq_words: Sequence[in
         words.release()
 
 
+def _open_page(path: Path) -> tuple[int, int] | None:
+    """(descriptor, size) of the page at ``path`` when it is a regular file of a possible page size (never through
+    a link, never a FIFO); None otherwise. The caller closes the descriptor."""
+    try:
+        fd = open_state_file(path, os.O_RDONLY)
+    except (OSError, StateError):
+        return None
+    try:
+        size = os.fstat(fd).st_size
+    except OSError:
+        size = -1
+    if _HEADER_WORDS * 8 <= size <= page_bytes(MAX_STATS_CORES):
+        return fd, size
+    os.close(fd)
+    return None
+
+
 class StatsReader:
     """A reader's mapping of one page, kept open across reads: a monitor sampling 16 runtimes every second maps
     each page once, not once per sample.
@@ -319,18 +336,15 @@ class StatsReader:
     @classmethod
     def open(cls, path: Path, core_limit: int = MAX_PHYSICAL_CORES) -> StatsReader | None:
         """Map the page at ``path`` read-only; None when it is absent or not a page-sized regular file."""
-        try:
-            fd = open_state_file(path, os.O_RDONLY)
-        except (OSError, StateError):
+        opened = _open_page(path)
+        if opened is None:
             return None
+        fd, size = opened
         try:
-            size = os.fstat(fd).st_size
-            if _HEADER_WORDS * 8 <= size <= page_bytes(MAX_STATS_CORES):
-                return cls(fd, mmap.mmap(fd, size, access=mmap.ACCESS_READ), size, core_limit)
+            return cls(fd, mmap.mmap(fd, size, access=mmap.ACCESS_READ), size, core_limit)
         except (OSError, ValueError):
-            pass
-        os.close(fd)
-        return None
+            os.close(fd)
+            return None
 
     def close(self) -> None:
         """Unmap the page and close its file (idempotent)."""
@@ -481,14 +495,11 @@ def read_page_totals(path: Path, core_limit: int = MAX_PHYSICAL_CORES) -> PageTo
     ``core_limit``); None when the page is absent or corrupted. Without a writer there is nothing to retry, so
     the per-core sequence counters are not consulted: a page left mid-update by a SIGKILL is folded as it is.
     """
-    try:
-        fd = open_state_file(path, os.O_RDONLY)
-    except (OSError, StateError):
+    opened = _open_page(path)
+    if opened is None:
         return None
+    fd, size = opened
     try:
-        size = os.fstat(fd).st_size
-        if size < _HEADER_WORDS * 8 or size > page_bytes(MAX_STATS_CORES):
-            return None
         data = os.pread(fd, size, 0)
     except OSError:
         return None
