@@ -17,7 +17,8 @@ from pathlib import Path
 from nrt_lab.driver import open_machine
 from nrt_lab.neff import GraphBuilder
 
-__all__ = ["Daemon", "add_neff", "short_root", "start_daemon"]
+__all__ = [
+    "serving_root","Daemon", "add_neff", "short_root", "start_daemon"]
 
 START_TIMEOUT_S = 60.0
 
@@ -109,6 +110,17 @@ def start_daemon(root: Path, *args: str, instance: str = "", wait: bool = True) 
     if wait:
         daemon.wait_serving()
     return daemon
+
+
+def serving_root() -> Iterator[Path]:
+    """A short state root with a fresh daemon on every device of an inf1.6xlarge (16 NeuronCores, NCG ids from 1,
+    model ids from 10001), stopped cleanly afterwards: the body of the module-scoped ``root`` fixtures."""
+    for state in short_root():
+        daemon = start_daemon(state)
+        try:
+            yield state
+        finally:
+            assert daemon.stop() == 0, daemon.output()
 
 
 def write_config(root: Path, name: str, data: object) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from legacy_helpers import add_neff, child_env, short_root, start_daemon
+from legacy_helpers import add_neff, child_env, serving_root, short_root, start_daemon
 
 from nrt_lab.legacy.client import (
     CHUNK_BYTES,
@@ -33,12 +33,7 @@ ONES = np.ones((4, 3), np.float32)
 @pytest.fixture(scope="module")
 def root() -> Iterator[Path]:
     """A daemon on all devices of an inf1.6xlarge (16 NeuronCores)."""
-    for state in short_root():
-        daemon = start_daemon(state)
-        try:
-            yield state
-        finally:
-            assert daemon.stop() == 0, daemon.output()
+    yield from serving_root()
 
 
 @pytest.mark.parametrize(("value", "sizes"), [

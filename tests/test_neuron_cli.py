@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from legacy_helpers import add_neff, child_env, short_root, start_daemon
+from legacy_helpers import add_neff, child_env, serving_root
 
 from nrt_lab.legacy.neuron_cli import MAINTENANCE_NOTICE, format_table, main
 
@@ -19,12 +19,7 @@ GOLDEN = Path(__file__).parent / "golden" / "neuron_cli"
 @pytest.fixture(scope="module")
 def root() -> Iterator[Path]:
     """A fresh daemon (ids start at NCG 1 and model 10001) on an inf1.6xlarge."""
-    for state in short_root():
-        daemon = start_daemon(state)
-        try:
-            yield state
-        finally:
-            assert daemon.stop() == 0, daemon.output()
+    yield from serving_root()
 
 
 def cli(root: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
