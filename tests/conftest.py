@@ -432,3 +432,14 @@ class FakeClock:
         """NeuronMonitor's wait: time jumps to the deadline at once (True when ``stop`` is set)."""
         self.now += seconds
         return stop.is_set()
+
+
+def kill_children(procs: list[subprocess.Popen[Any]]) -> None:
+    """Teardown for tests that start plain child processes: kill those still running, reap them, close their pipes."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=15)
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()

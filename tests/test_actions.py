@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import nrt_lab
-from conftest import child_environment
+from conftest import child_environment, kill_children
 from nrt_lab.driver import Machine, OwnerRecord
 from nrt_lab.driver.locks import CoreClaim
 from nrt_lab.monitor import ActionRefused, release, terminate, verify_target
@@ -56,13 +56,7 @@ def children() -> Iterator[list[subprocess.Popen[str]]]:
     """Child processes to kill at teardown."""
     made: list[subprocess.Popen[str]] = []
     yield made
-    for proc in made:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=15)
-        for stream in (proc.stdin, proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+    kill_children(made)
 
 
 def _spawn(children: list[subprocess.Popen[str]], args: list[str], env: dict[str, str] | None = None,

@@ -24,7 +24,7 @@ from test_neuron_monitor import WORKLOAD, Child, monitor_command
 
 import nrt_lab
 import nrt_lab.tools
-from conftest import child_environment
+from conftest import child_environment, kill_children
 from nrt_lab.monitor import DEVICE_MEMORY_KINDS as NEURONCORE_MEMORY_KINDS
 from nrt_lab.tools.prometheus import (
     INSTANCE_LABELS,
@@ -306,13 +306,7 @@ def wait_for(port: int, condition: Any, timeout: float = 15.0) -> dict[str, Any]
 def processes(machine_root: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
     started: list[subprocess.Popen[bytes]] = []
     yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=15)
-        for stream in (proc.stdin, proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+    kill_children(started)
 
 
 def start_exporter(processes: list[subprocess.Popen[bytes]], root: Path,
