@@ -15,7 +15,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "nrt_lab"
 
 # Rank of each top-level part of nrt_lab: a module may import parts of lower or equal rank (equal only within
-# its own part), never higher. Parts that are absent yet (legacy, distributed) are listed so they land in place.
+# its own part), never higher.
 RANKS: dict[str, int] = {
     "errors": 0,
     "hardware": 1,
@@ -31,15 +31,15 @@ RANKS: dict[str, int] = {
     "tools": 6,
     "widgets": 6,
     "legacy": 5,  # below tools: nrt-lab pkg|systemctl|migrate-check and neuron-monitor/top use it
-    "distributed": 6,
+    "cluster": 5,  # Ray clusters of emulated nodes; below tools and widgets, which show them
     "plot": 7,  # static figures: a face over the widgets' figure code
     "__init__": 7,
 }
 # Parts that import nothing of nrt_lab at all (pure data; array math).
 SELF_CONTAINED = {"hardware", "kernels", "errors"}
 # Faces see lower layers only through these public packages, never through their submodules.
-FACES = {"tools", "widgets", "legacy", "distributed", "plot"}
-FACE_MAY_IMPORT_SUBMODULES_OF = {"monitor", "tools", "widgets", "legacy", "distributed", "hardware"}
+FACES = {"tools", "widgets", "legacy", "cluster", "plot"}
+FACE_MAY_IMPORT_SUBMODULES_OF = {"monitor", "tools", "widgets", "legacy", "cluster", "hardware"}
 
 
 def _module_name(path: Path) -> str:
