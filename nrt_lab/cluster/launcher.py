@@ -18,7 +18,6 @@ import importlib.util
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -72,7 +71,8 @@ _RAY_ENV = {
     "RAY_health_check_timeout_ms": "1000",
     "RAY_health_check_failure_threshold": "5",
 }
-_STOP_GRACE_S = 10.0
+_STOP_GRACE_S = 10.0  # a node's raylet, agents and workers: they exit in 1-2 s
+_HEAD_GRACE_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -221,7 +221,11 @@ def _session_members(record: Mapping[str, Any]) -> list[psutil.Process]:
     """Every process of the recorded leader's session (the leader first), if the leader is still itself."""
     if not _alive(record):
         return []
-    sid = record["pid"]
+    return _members_of_session(record["pid"])
+
+
+def _members_of_session(sid: int) -> list[psutil.Process]:
+    """Every process whose session id is ``sid`` (the leader, if alive, first)."""
     members: list[psutil.Process] = []
     for process in psutil.process_iter():
         with contextlib.suppress(OSError, psutil.Error):
@@ -230,17 +234,42 @@ def _session_members(record: Mapping[str, Any]) -> list[psutil.Process]:
     return sorted(members, key=lambda p: p.pid != sid)
 
 
-def _stop_sessions(records: Sequence[Mapping[str, Any] | None], kill: bool) -> None:
-    """Stop every process of these sessions: SIGKILL at once, or SIGTERM and SIGKILL after a grace period."""
-    members = [p for record in records for p in _session_members(record or {})]
-    for process in members:
-        with contextlib.suppress(psutil.Error):
-            process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-    _gone, alive = psutil.wait_procs(members, timeout=2.0 if kill else _STOP_GRACE_S)
-    for process in alive:
+def _stop_sessions(records: Sequence[Mapping[str, Any] | None], kill: bool, grace_s: float = _STOP_GRACE_S) -> None:
+    """Stop every process of these sessions: SIGKILL at once (``kill``), or SIGTERM to every member but the
+    session leaders, SIGKILL to what is left after ``grace_s`` and then to the leaders.
+
+    The leaders are ``ray start --block`` supervisors (or the exporter's shell): on SIGTERM Ray's supervisor stops
+    its children one by one, waiting for each, which made ``down`` take ~15 s; signalled directly, the raylet
+    stops its workers and the agents exit within about a second, and the supervisor has nothing left to do.
+    Every process of a session is found by its session id, so nothing started under it is left behind.
+    """
+    groups = [_session_members(record or {}) for record in records]
+    sids = [members[0].pid for members in groups if members]
+    leaders = [members[0] for members in groups if members]
+    others = [p for members in groups for p in members[1:]]
+    if kill:
+        others, leaders = others + leaders, []
+        for process in others:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+        psutil.wait_procs(others, timeout=2.0)
+    else:
+        for process in others:
+            with contextlib.suppress(psutil.Error):
+                process.terminate()
+        _gone, lingering = psutil.wait_procs(others, timeout=grace_s)
+        for process in lingering + leaders:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+        psutil.wait_procs(lingering + leaders, timeout=5.0)
+    # Anything the session started meanwhile (a worker being spawned) goes too.
+    # (Checked by session id: the leaders are gone, and a new process only gets that session id by calling
+    # setsid() with a recycled pid, which does not happen within these few seconds.)
+    stragglers = [p for sid in sids for p in _members_of_session(sid)]
+    for process in stragglers:
         with contextlib.suppress(psutil.Error):
             process.kill()
-    psutil.wait_procs(alive, timeout=5.0)
+    psutil.wait_procs(stragglers, timeout=5.0)
     for record in records:
         if record and isinstance(record.get("pid"), int):
             child = _CHILDREN.pop(record["pid"], None)
@@ -530,7 +559,9 @@ def _stop_everything(state: Mapping[str, Any], kill: bool) -> None:
     nodes = [n for n in state.get("nodes", []) if isinstance(n, dict)]
     _stop_sessions([n.get("exporter") for n in nodes] + [n.get("process") for n in nodes], kill)
     head = state.get("head")
-    _stop_sessions([head.get("process") if isinstance(head, dict) else None], kill)
+    # With the nodes gone the head keeps nothing worth a long goodbye (the GCS has no persistent storage here):
+    # its GCS server can ignore SIGTERM for over 10 s, so its grace is short.
+    _stop_sessions([head.get("process") if isinstance(head, dict) else None], kill, grace_s=_HEAD_GRACE_S)
 
 
 def _remove_cluster_files(where: Path, state: Mapping[str, Any], keep_logs: bool = False) -> None:
