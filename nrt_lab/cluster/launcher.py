@@ -31,7 +31,7 @@ from typing import Any
 import psutil
 
 from nrt_lab.cluster.monitoring import write_monitoring_config
-from nrt_lab.cluster.nodes import ClusterError, NodeSpec, parse_node_specs
+from nrt_lab.cluster.nodes import MAX_NODES, NAME_PATTERN, ClusterError, NodeSpec, parse_node_specs
 from nrt_lab.driver import StateError, atomic_write_json, open_machine, read_state_json, resolve_root
 
 __all__ = [
@@ -55,6 +55,7 @@ CLUSTER_DIR_VARIABLE = "NRT_LAB_CLUSTER_DIR"
 NODE_LABEL = "nrt-lab.io/node"
 INSTANCE_LABEL = "nrt-lab.io/instance"
 _STATE_FILE = "cluster.json"
+_NODE_NAME = NAME_PATTERN
 _STATE_VERSION = 1
 _STARTED = "Ray runtime started."
 # Per node: Ray's object store (shared memory); small, since emulated models move kilobytes to megabytes.
@@ -166,9 +167,62 @@ def _read_state(directory: Path) -> dict[str, Any] | None:
         raise ClusterError(str(exc)) from None
     if state is None:
         return None
-    if not isinstance(state, dict) or state.get("version") != _STATE_VERSION or not isinstance(state.get("nodes"), list):
-        raise ClusterError(f"{directory / _STATE_FILE} is not a cluster record of this nrt_lab version")
+    problem = _state_problem(state, directory)
+    if problem:
+        raise ClusterError(f"{directory / _STATE_FILE} is not a cluster record of this nrt_lab version ({problem}); "
+                           f"stop the processes its logs/ name, then remove {directory}")
     return state
+
+
+def _state_problem(state: Any, directory: Path) -> str:
+    """What is wrong with a cluster record read from disk ("" when nothing): every field the launcher uses is
+    checked here, so a damaged or hand-edited file is one ClusterError, never a KeyError or TypeError later."""
+
+    def port(value: Any) -> bool:
+        return type(value) is int and 1 <= value <= 65535
+
+    def process(value: Any) -> bool:
+        return value is None or (isinstance(value, dict) and type(value.get("pid")) is int
+                                 and type(value.get("started")) in (int, float))
+
+    def count(value: Any) -> bool:
+        return type(value) is int and 0 <= value <= 1 << 20
+
+    if not isinstance(state, dict) or state.get("version") != _STATE_VERSION:
+        return f"version is not {_STATE_VERSION}"
+    if state.get("directory") != str(directory):
+        return f"it describes {str(state.get('directory'))[:200]!r}, not this directory"
+    if not all(port(state.get(key)) for key in ("gcs_port", "dashboard_port", "client_port")):
+        return "gcs_port, dashboard_port and client_port must be ports"
+    if not isinstance(state.get("temp_dir"), str) or not isinstance(state.get("exporters"), bool):
+        return "temp_dir must be a string and exporters a boolean"
+    if state.get("prometheus_config") is not None and not isinstance(state.get("prometheus_config"), str):
+        return "prometheus_config must be a path or null"
+    head = state.get("head")
+    if not isinstance(head, dict) or not process(head.get("process")) or not isinstance(head.get("ports"), dict) \
+            or not all(port(head["ports"].get(k)) for k in ("agent", "metrics")):
+        return "head must hold its process and its agent and metrics ports"
+    nodes = state.get("nodes")
+    if not isinstance(nodes, list) or not 1 <= len(nodes) <= MAX_NODES:
+        return f"nodes must be a list of 1 to {MAX_NODES} nodes"
+    for node in nodes:
+        if not isinstance(node, dict) or not isinstance(node.get("name"), str) or not _NODE_NAME.fullmatch(node["name"]):
+            return "every node needs a valid name"
+        name = node["name"]
+        if node.get("root") != str(_node_root(directory, name)):
+            return f"node {name}'s root is not {_node_root(directory, name)}"
+        if not isinstance(node.get("instance"), str) or not all(count(node.get(k)) for k in ("lnc", "cpus",
+                                                                                             "neuron_cores")):
+            return f"node {name} needs instance, lnc, cpus and neuron_cores"
+        if not process(node.get("process")) or not process(node.get("exporter")) \
+                or not isinstance(node.get("ray_node_id", ""), str):
+            return f"node {name}'s process records are not pid and start time"
+        ports = node.get("ports")
+        if not isinstance(ports, dict) or not all(port(ports.get(k)) for k in ("agent", "metrics", "exporter")):
+            return f"node {name} needs its agent, metrics and exporter ports"
+    if len({node["name"] for node in nodes}) != len(nodes):
+        return "node names repeat"
+    return ""
 
 
 def _write_state(directory: Path, state: dict[str, Any]) -> None:
@@ -221,7 +275,10 @@ def _session_members(record: Mapping[str, Any]) -> list[psutil.Process]:
     """Every process of the recorded leader's session (the leader first), if the leader is still itself."""
     if not _alive(record):
         return []
-    return _members_of_session(record["pid"])
+    with contextlib.suppress(OSError):
+        if os.getsid(record["pid"]) == record["pid"]:  # what _launch starts leads its own session
+            return _members_of_session(record["pid"])
+    return []
 
 
 def _members_of_session(sid: int) -> list[psutil.Process]:
@@ -617,6 +674,8 @@ def read_cluster(directory: Path | str | None = None) -> ClusterInfo:
 def down(directory: Path | str | None = None) -> ClusterInfo:
     """Stop every process of the cluster (nodes, exporters, head) and remove its files; what was stopped."""
     where = _directory(directory)
+    if not (where / _STATE_FILE).exists():  # before locking, which would create the directory
+        raise ClusterError(f"no cluster in {where}; nothing to stop")
     with _locked(where):
         state = _read_state(where)
         if state is None:
@@ -632,6 +691,7 @@ def stop_node(name: str, directory: Path | str | None = None, *, kill: bool = Fa
     """Stop one node (its raylet, agents, workers and exporter): SIGTERM then SIGKILL, or SIGKILL at once
     (``kill``: the node vanishes as on a hardware failure). Its Ray tasks fail as Ray reports a dead node."""
     where = _directory(directory)
+    _require_state(where)  # before locking, which would create the directory
     with _locked(where):
         state = _require_state(where)
         node = _node_record(state, name)
@@ -647,6 +707,7 @@ def start_node(name: str, directory: Path | str | None = None, *, timeout_s: flo
     """Start a stopped node again on the same machine state (a new Ray node id; its cores free again)."""
     ray = _require_ray()
     where = _directory(directory)
+    _require_state(where)  # before locking, which would create the directory
     with _locked(where):
         state = _require_state(where)
         node = _node_record(state, name)
