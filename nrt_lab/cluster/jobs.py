@@ -76,7 +76,7 @@ class BatchPredictor:
 
     def __init__(self, model: str, seed: int, neuron: bool = True) -> None:
         """Build the demo model and, with ``neuron``, load it on this worker's NeuronCores."""
-        from nrt_lab import models
+        import nrt_lab.models as models
 
         models.example_inputs(model)  # an unknown name fails here, with the accepted ones
         self.model_name, self.seed, self.neuron = model, seed, neuron
@@ -86,10 +86,10 @@ class BatchPredictor:
         self._reference = demo.reference
         self._model: Any = None
         if neuron:
-            import nrt_lab
+            from nrt_lab.runtime import Model, init
 
-            nrt_lab.init()
-            self._model = nrt_lab.Model.load(demo.neff, name=model)
+            init()
+            self._model = Model.load(demo.neff, name=model)
         self.output_name = next(iter(demo.reference(models.example_inputs(model))))
 
     def predict(self, index: int) -> dict[str, Any]:
