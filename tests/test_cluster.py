@@ -133,12 +133,28 @@ def test_cluster_is_up_as_recorded(live: cluster.ClusterInfo, ray_mod: Any) -> N
     assert ray_mod.cluster_resources()["neuron_cores"] == 34
 
 
-def test_tasks_land_where_their_cores_fit_and_claim_exactly_those(live: cluster.ClusterInfo, ray_mod: Any) -> None:
+def test_tasks_and_actors_land_where_their_cores_fit_and_claim_exactly_those(live: cluster.ClusterInfo,
+                                                                             ray_mod: Any) -> None:
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
     neff = pytest.importorskip("nrt_lab.compiler").compile(tiny_onnx())
-    run = ray_mod.remote(max_calls=1)(_claim_and_run)
+    # num_cpus=0: all of them run at once (a worker each), whatever the nodes' 2 CPUs are doing.
+    run = ray_mod.remote(max_calls=1, num_cpus=0)(_claim_and_run)
     big4 = run.options(resources={"neuron_cores": 4}).remote(neff)  # only big has 4 cores
     any1 = run.options(resources={"neuron_cores": 1}).remote()
-    for result in ray_mod.get([big4, any1], timeout=WAIT_S):
+    by_label = run.options(resources={"neuron_cores": 1},
+                           label_selector={cluster.INSTANCE_LABEL: "inf2.xlarge"}).remote()
+    by_id = run.options(resources={"neuron_cores": 1}, scheduling_strategy=NodeAffinitySchedulingStrategy(
+        live.node("edge").ray_node_id, soft=False)).remote()
+
+    @ray_mod.remote(resources={"neuron_cores": 2}, num_cpus=0, label_selector={cluster.NODE_LABEL: "big"})
+    class Holder:
+        def claim(self) -> dict[str, Any]:
+            return _claim_and_run() | {"pid": os.getpid()}
+
+    actor = Holder.remote()
+    held = actor.claim.remote()
+    for result in ray_mod.get([big4, any1, by_label, by_id, held], timeout=WAIT_S):
         visible = parse_cores(result["visible"])
         assert result["cores"] == list(visible)
         assert result["monitor_cores"] == [list(visible)]  # the node's monitor shows exactly those, owned by it
@@ -146,32 +162,15 @@ def test_tasks_land_where_their_cores_fit_and_claim_exactly_those(live: cluster.
     result = ray_mod.get(big4)
     assert result["node"] == "big" and result["instance"] == "trn1.32xlarge" and len(result["cores"]) == 4
     x = np.arange(12, dtype=np.float32).reshape(3, 4)
-    np.testing.assert_allclose(result["onnx"], np.maximum(x, 0) + 1)
-
-
-def test_actor_holds_its_cores_until_killed(live: cluster.ClusterInfo, ray_mod: Any) -> None:
-    @ray_mod.remote(resources={"neuron_cores": 2}, num_cpus=1)
-    class Holder:
-        def claim(self) -> dict[str, Any]:
-            return _claim_and_run() | {"pid": os.getpid()}
-
-    actor = Holder.remote()
-    result = ray_mod.get(actor.claim.remote(), timeout=WAIT_S)
-    root = live.node(result["node"]).root
-    assert owners(root)[result["pid"]] == parse_cores(result["visible"])
+    np.testing.assert_allclose(result["onnx"], np.maximum(x, 0) + 1)  # the compiled ONNX model ran there
+    for pinned in ray_mod.get([by_label, by_id]):  # placement by label and by node id
+        assert (pinned["node"], pinned["instance"]) == ("edge", "inf2.xlarge")
+    # The actor keeps its cores between calls (its runtime lives as long as it does) and frees them when killed.
+    result = ray_mod.get(held)
+    big = live.node("big").root
+    assert result["node"] == "big" and owners(big)[result["pid"]] == parse_cores(result["visible"])
     ray_mod.kill(actor)
-    eventually(lambda: result["pid"] not in owners(root), "the killed actor's cores to be free")
-
-
-def test_placement_by_label_and_node_affinity(live: cluster.ClusterInfo, ray_mod: Any) -> None:
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    run = ray_mod.remote(max_calls=1, resources={"neuron_cores": 1})(_claim_and_run)
-    by_label = run.options(label_selector={cluster.INSTANCE_LABEL: "inf2.xlarge"}).remote()
-    by_id = run.options(scheduling_strategy=NodeAffinitySchedulingStrategy(live.node("edge").ray_node_id,
-                                                                           soft=False)).remote()
-    for result in ray_mod.get([by_label, by_id], timeout=WAIT_S):
-        assert (result["node"], result["instance"]) == ("edge", "inf2.xlarge")
+    eventually(lambda: result["pid"] not in owners(big), "the killed actor's cores to be free")
 
 
 def test_ray_data_map_batches_across_nodes(live: cluster.ClusterInfo, ray_mod: Any) -> None:
@@ -251,7 +250,7 @@ def test_request_larger_than_any_node_stays_pending(live: cluster.ClusterInfo, r
 
 def test_sigkill_of_a_worker_frees_its_cores_and_ray_restarts_it(live: cluster.ClusterInfo, ray_mod: Any,
                                                                  tmp_path: Path) -> None:
-    @ray_mod.remote(resources={"neuron_cores": 2}, num_cpus=1, max_restarts=1, max_task_retries=0)
+    @ray_mod.remote(resources={"neuron_cores": 2}, num_cpus=0, max_restarts=1, max_task_retries=0)
     class Holder:
         def claim(self) -> dict[str, Any]:
             return _claim_and_run() | {"pid": os.getpid()}
@@ -269,7 +268,7 @@ def test_sigkill_of_a_worker_frees_its_cores_and_ray_restarts_it(live: cluster.C
 
     marker = tmp_path / "attempts"
 
-    @ray_mod.remote(resources={"neuron_cores": 1}, max_calls=1, max_retries=1)
+    @ray_mod.remote(resources={"neuron_cores": 1}, num_cpus=0, max_calls=1, max_retries=1)
     def dies_once(marker: str) -> dict[str, Any]:
         import os
         import signal

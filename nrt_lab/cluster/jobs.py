@@ -9,8 +9,8 @@ travels), so :meth:`BatchInferenceResult.max_error` can check every output again
 
 Two engines do the same work: ``"actors"`` (a pool of Ray actors spread over the nodes, batches dealt round-robin) and ``"data"`` (Ray
 Data ``map_batches`` with a callable class, ``concurrency=workers``: the way Neuron users write offline
-inference). ``neuron=False`` runs the same job without nrt_lab: the same actors compute the model's NumPy
-reference on CPUs, the baseline the benchmark compares with. The driver must be connected
+inference). ``neuron=False`` runs the same job without nrt_lab: the same actors do the same math in plain NumPy on CPUs
+(for ``mlp`` a float32 forward pass with weights prepared once), the baseline the benchmark compares with. The driver must be connected
 (:func:`nrt_lab.cluster.connect`).
 """
 
@@ -48,13 +48,15 @@ class BatchInferenceResult:
     visible_cores: tuple[str, ...]  # per batch: NEURON_RT_VISIBLE_CORES of the worker that ran it ("" if none)
     workers: tuple[int, ...]  # per batch: pid of the worker process that ran it
     seed: int
-    elapsed_s: float  # from submitting the first batch to the last result, workers' start-up included
+    elapsed_s: float  # from starting the workers to the last result
+    startup_s: float  # of which: until every worker had its model loaded (actors engine; NaN for Ray Data)
     per_node: dict[str, int] = field(default_factory=dict)  # batches per node name
 
     @property
     def batches_per_s(self) -> float:
-        """Batches completed per second of the whole job."""
-        return len(self.outputs) / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        """Batches per second once the workers are ready (actors), else over the whole job (Ray Data)."""
+        busy = self.elapsed_s - (0.0 if np.isnan(self.startup_s) else self.startup_s)
+        return len(self.outputs) / busy if busy > 0 else 0.0
 
     def max_error(self) -> float:
         """The largest absolute difference between any output and the model's NumPy reference."""
@@ -83,7 +85,7 @@ class BatchPredictor:
         self.node = _node_name()
         self.visible = os.environ.get("NEURON_RT_VISIBLE_CORES", "")
         demo = models.DEMO_MODELS[model]()
-        self._reference = demo.reference
+        self._reference = _plain_numpy(model) or demo.reference
         self._model: Any = None
         if neuron:
             from nrt_lab.runtime import Model, init
@@ -91,6 +93,10 @@ class BatchPredictor:
             init()
             self._model = Model.load(demo.neff, name=model)
         self.output_name = next(iter(demo.reference(models.example_inputs(model))))
+
+    def ready(self) -> str:
+        """The node this worker runs on, once its model is loaded (the actor engine waits for every worker)."""
+        return self.node
 
     def predict(self, index: int) -> dict[str, Any]:
         """Run batch ``index``: its output, and where it ran."""
@@ -108,6 +114,27 @@ class BatchPredictor:
         rows = [self.predict(int(index)) for index in batch["id"]]
         return {key: np.stack([row[key] for row in rows]) if key == "output" else np.array([row[key] for row in rows])
                 for key in ("index", "output", "node", "visible", "pid")}
+
+
+def _plain_numpy(model: str) -> Any:
+    """The baseline's forward pass: for ``mlp``, the same float32 NumPy math with the weights prepared once (what
+    a hand-written NumPy service would do); None for the other models, whose NumPy reference is used as is (it
+    computes in float64 and rebuilds weights per call, so it is slower than a fair baseline)."""
+    if model != "mlp":
+        return None
+    import nrt_lab.models as models
+
+    layers = [(w.astype(np.float32), b.astype(np.float32)) for w, b in models._mlp_params()]
+
+    def forward(inputs: dict[str, Array]) -> dict[str, Array]:
+        h = np.asarray(inputs["x"], dtype=np.float32)
+        for w, b in layers[:-1]:
+            h = np.maximum(h @ w + b, 0.0)
+        z = h @ layers[-1][0] + layers[-1][1]
+        e = np.exp(z - z.max(axis=-1, keepdims=True))
+        return {"probs": e / e.sum(axis=-1, keepdims=True)}
+
+    return forward
 
 
 def _node_name() -> str:
@@ -157,9 +184,10 @@ def batch_inference(
     resources = {"neuron_cores": cores_per_worker} if neuron else {}
     start = time.perf_counter()
     if engine == "actors":
-        rows = _run_actors(ray, model, batches, workers, resources, seed, neuron)
+        rows, ready = _run_actors(ray, model, batches, workers, resources, seed, neuron)
+        startup = ready - start
     else:
-        rows = _run_data(ray, model, batches, workers, resources, seed, neuron)
+        rows, startup = _run_data(ray, model, batches, workers, resources, seed, neuron), float("nan")
     elapsed = time.perf_counter() - start
     rows.sort(key=lambda row: int(row["index"]))
     if [int(row["index"]) for row in rows] != list(range(batches)):
@@ -170,7 +198,7 @@ def batch_inference(
         model=model, engine=engine, neuron=neuron, output_name=output_name,
         outputs=tuple(np.asarray(row["output"]) for row in rows), nodes=nodes,
         visible_cores=tuple(str(row["visible"]) for row in rows), workers=tuple(int(row["pid"]) for row in rows),
-        seed=seed, elapsed_s=elapsed, per_node=dict(sorted(Counter(nodes).items())),
+        seed=seed, elapsed_s=elapsed, startup_s=startup, per_node=dict(sorted(Counter(nodes).items())),
     )
 
 
@@ -181,13 +209,16 @@ def _example(model: str) -> dict[str, Array]:
 
 
 def _run_actors(ray: Any, model: str, batches: int, workers: int, resources: dict[str, int], seed: int,
-                neuron: bool) -> list[dict[str, Any]]:
-    """A pool of ``workers`` actors, batches dealt round-robin; the actors are killed afterwards (cores freed)."""
+                neuron: bool) -> tuple[list[dict[str, Any]], float]:
+    """A pool of ``workers`` actors, batches dealt round-robin once all are ready; the rows and when they were
+    ready (perf_counter). The actors are killed afterwards, which frees their cores."""
     actor_class = ray.remote(BatchPredictor).options(num_cpus=1, resources=resources, scheduling_strategy="SPREAD")
     actors = [actor_class.remote(model, seed, neuron) for _ in range(workers)]
     try:
+        ray.get([actor.ready.remote() for actor in actors])
+        ready = time.perf_counter()
         refs = [actors[i % workers].predict.remote(i) for i in range(batches)]
-        return list(ray.get(refs))
+        return list(ray.get(refs)), ready
     finally:
         for actor in actors:
             ray.kill(actor)
