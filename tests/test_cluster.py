@@ -4,12 +4,15 @@ One module-scoped cluster (``big`` = trn1.32xlarge, 32 NeuronCores; ``edge`` = i
 each, exporters on) serves every test; it only runs inside a loopback-only network namespace (./run-tests as root
 uses scripts/loopback_only.py), elsewhere the module skips and says why. Every check of who holds which core is
 made through the node's own monitor (nrt_lab.monitor.Monitor on the node's root), as neuron-ls would show it.
-Tasks that call ``nrt_lab.init()`` use ``max_calls=1``: a Neuron runtime keeps its cores until its process exits,
-so a reused worker would keep the cores Ray gave its first task (docs/cluster.md).
+Tasks that call ``nrt_lab.init()`` close the runtime before they return: Ray hands a task's ``neuron_cores`` to the
+next task the moment it returns, while a Neuron runtime holds them until it is closed or its process has exited
+(which, for a worker started with ``max_calls=1``, happens a little *after* the return: the next task on those
+cores then fails with "NeuronCore(s) not available"). The same holds on real Neuron hosts.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -21,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 import pytest
 from cluster_helpers import requires_cluster, running_cluster
 
@@ -66,6 +70,22 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[cluster.ClusterIn
         # The task bodies below live in this test module, which workers cannot import: send them by value.
         ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
         yield info  # type: ignore[misc]
+        record = json.loads((where / "cluster.json").read_text())
+        sessions = {p["pid"] for p in [record["head"]["process"]]
+                    + [n[k] for n in record["nodes"] for k in ("process", "exporter")] if p}
+        started = time.monotonic()
+    # `down` (in running_cluster) is prompt and leaves no process of any of the cluster's sessions behind.
+    assert time.monotonic() - started < 15.0
+    left = [p.info for p in psutil.process_iter(["pid", "name", "cmdline"]) if _session_of(p.pid) in sessions
+            or record["temp_dir"] in " ".join(p.info["cmdline"] or [])]
+    assert left == [], left
+
+
+def _session_of(pid: int) -> int:
+    try:
+        return os.getsid(pid)
+    except OSError:
+        return -1
 
 
 @pytest.fixture
@@ -76,8 +96,19 @@ def ray_mod(live: cluster.ClusterInfo) -> Any:
 
 
 # A task body shared by the scheduling tests: claim the cores Ray gave, check them through the node's monitor,
-# run the demo MLP and report.
-def _claim_and_run(neff: bytes | None = None) -> dict[str, Any]:
+# run the demo MLP and report; then close the runtime, unless ``keep`` (an actor, or a worker about to die).
+def _claim_and_run(neff: bytes | None = None, keep: bool = False) -> dict[str, Any]:
+    import nrt_lab
+
+    runtime = nrt_lab.init()
+    try:
+        return _run_on(runtime, neff)
+    finally:
+        if not keep:
+            nrt_lab.close()  # before Ray gives these cores to the next task
+
+
+def _run_on(runtime: Any, neff: bytes | None) -> dict[str, Any]:
     import os
 
     import numpy as np
@@ -87,7 +118,6 @@ def _claim_and_run(neff: bytes | None = None) -> dict[str, Any]:
     from nrt_lab import models
     from nrt_lab.monitor import Monitor
 
-    runtime = nrt_lab.init()
     mine = [o for o in Monitor().sample(runtimes=False).runtime_owners if o.pid == os.getpid()]
     demo = models.build_mlp()
     inputs = models.example_inputs("mlp")
@@ -139,7 +169,7 @@ def test_tasks_and_actors_land_where_their_cores_fit_and_claim_exactly_those(liv
 
     neff = pytest.importorskip("nrt_lab.compiler").compile(tiny_onnx())
     # num_cpus=0: all of them run at once (a worker each), whatever the nodes' 2 CPUs are doing.
-    run = ray_mod.remote(max_calls=1, num_cpus=0)(_claim_and_run)
+    run = ray_mod.remote(num_cpus=0)(_claim_and_run)
     big4 = run.options(resources={"neuron_cores": 4}).remote(neff)  # only big has 4 cores
     any1 = run.options(resources={"neuron_cores": 1}).remote()
     by_label = run.options(resources={"neuron_cores": 1},
@@ -150,7 +180,7 @@ def test_tasks_and_actors_land_where_their_cores_fit_and_claim_exactly_those(liv
     @ray_mod.remote(resources={"neuron_cores": 2}, num_cpus=0, label_selector={cluster.NODE_LABEL: "big"})
     class Holder:
         def claim(self) -> dict[str, Any]:
-            return _claim_and_run() | {"pid": os.getpid()}
+            return _claim_and_run(keep=True) | {"pid": os.getpid()}
 
     actor = Holder.remote()
     held = actor.claim.remote()
@@ -253,7 +283,7 @@ def test_sigkill_of_a_worker_frees_its_cores_and_ray_restarts_it(live: cluster.C
     @ray_mod.remote(resources={"neuron_cores": 2}, num_cpus=0, max_restarts=1, max_task_retries=0)
     class Holder:
         def claim(self) -> dict[str, Any]:
-            return _claim_and_run() | {"pid": os.getpid()}
+            return _claim_and_run(keep=True) | {"pid": os.getpid()}
 
     actor = Holder.remote()
     first = ray_mod.get(actor.claim.remote(), timeout=WAIT_S)
@@ -268,16 +298,19 @@ def test_sigkill_of_a_worker_frees_its_cores_and_ray_restarts_it(live: cluster.C
 
     marker = tmp_path / "attempts"
 
-    @ray_mod.remote(resources={"neuron_cores": 1}, num_cpus=0, max_calls=1, max_retries=1)
+    @ray_mod.remote(resources={"neuron_cores": 1}, num_cpus=0, max_retries=1)
     def dies_once(marker: str) -> dict[str, Any]:
         import os
         import signal
 
-        result = _claim_and_run()
+        import nrt_lab
+
+        result = _claim_and_run(keep=True)
         with open(marker, "a") as out:
             out.write(f"{os.getpid()}\n")
         if len(open(marker).read().split()) == 1:
             os.kill(os.getpid(), signal.SIGKILL)  # the first attempt dies holding its core
+        nrt_lab.close()
         return result
 
     result = ray_mod.get(dies_once.remote(str(marker)), timeout=WAIT_S)
@@ -304,16 +337,19 @@ def test_node_stopped_mid_job_then_started_again(live: cluster.ClusterInfo, ray_
         return NodeAffinitySchedulingStrategy(edge.ray_node_id, soft=soft)
 
     # num_cpus=0: whatever else runs on edge, both tasks fit there at once.
-    @ray_mod.remote(resources={"neuron_cores": 1}, num_cpus=0, max_calls=1)
+    @ray_mod.remote(resources={"neuron_cores": 1}, num_cpus=0)
     def hold(marker: str) -> dict[str, Any]:
         import os
         import time
 
-        result = _claim_and_run()
+        import nrt_lab
+
+        result = _claim_and_run(keep=True)
         with open(marker, "a") as out:
             out.write(f"{result['node']} {os.getpid()}\n")
         if result["node"] == "edge":
             time.sleep(120)  # held until the node dies
+        nrt_lab.close()
         return result
 
     # What ran before has let go of edge's cores (Ray Data's and Serve's workers included).
@@ -339,7 +375,7 @@ def test_node_stopped_mid_job_then_started_again(live: cluster.ClusterInfo, ray_
     started = cluster.start_node("edge", live.directory)
     assert started.running and started.ray_node_id not in ("", edge.ray_node_id)
     assert owners(edge.root) == {}  # every core of the machine is free again (the killed workers left nothing)
-    run = ray_mod.remote(max_calls=1, resources={"neuron_cores": 2})(_claim_and_run)
+    run = ray_mod.remote(resources={"neuron_cores": 2})(_claim_and_run)
     result = ray_mod.get(run.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
         started.ray_node_id, soft=False)).remote(), timeout=WAIT_S)
     assert result["node"] == "edge" and result["cores"] == [0, 1]

@@ -94,6 +94,14 @@ class BatchPredictor:
             self._model = Model.load(demo.neff, name=model)
         self.output_name = next(iter(demo.reference(models.example_inputs(model))))
 
+    def close(self) -> None:
+        """Release this worker's NeuronCores now (``nrt_close``), before Ray hands them to someone else."""
+        if self._model is not None:
+            from nrt_lab.runtime import close
+
+            self._model = None
+            close()
+
     def ready(self) -> str:
         """The node this worker runs on, once its model is loaded (the actor engine waits for every worker)."""
         return self.node
@@ -211,14 +219,17 @@ def _example(model: str) -> dict[str, Array]:
 def _run_actors(ray: Any, model: str, batches: int, workers: int, resources: dict[str, int], seed: int,
                 neuron: bool) -> tuple[list[dict[str, Any]], float]:
     """A pool of ``workers`` actors, batches dealt round-robin once all are ready; the rows and when they were
-    ready (perf_counter). The actors are killed afterwards, which frees their cores."""
+    ready (perf_counter). The actors close their runtimes and are killed afterwards: Ray frees an actor's
+    ``neuron_cores`` as soon as it is gone, so its runtime must have let go of them by then."""
     actor_class = ray.remote(BatchPredictor).options(num_cpus=1, resources=resources, scheduling_strategy="SPREAD")
     actors = [actor_class.remote(model, seed, neuron) for _ in range(workers)]
     try:
         ray.get([actor.ready.remote() for actor in actors])
         ready = time.perf_counter()
         refs = [actors[i % workers].predict.remote(i) for i in range(batches)]
-        return list(ray.get(refs)), ready
+        rows = list(ray.get(refs))
+        ray.get([actor.close.remote() for actor in actors])
+        return rows, ready
     finally:
         for actor in actors:
             ray.kill(actor)
