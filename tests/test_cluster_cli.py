@@ -378,3 +378,55 @@ def test_stop_sessions_never_waits_for_a_stopped_world(tmp_path: Path) -> None:
     assert time.monotonic() - start < 5
     assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in members)
     assert not launcher._alive(record)
+
+
+# ---------------------------------------------------------------------------------------------- the demo job
+
+
+@pytest.mark.parametrize(("kwargs", "words"), [
+    ({"model": "gpt5"}, ["'gpt5'", "mlp"]),
+    ({"engine": "spark"}, ["'spark'", "actors, data"]),
+    ({"batches": 0}, ["batches 0", "1 to 100000"]),
+    ({"batches": True}, ["batches True"]),
+    ({"workers": 65}, ["workers 65", "1 to 64"]),
+    ({"cores_per_worker": "2"}, ["cores_per_worker '2'"]),
+])
+def test_batch_inference_refuses_bad_arguments(kwargs: dict[str, Any], words: list[str]) -> None:
+    from nrt_lab.cluster.jobs import batch_inference
+
+    with pytest.raises(cluster.ClusterError) as caught:
+        batch_inference(**kwargs)
+    for word in words:
+        assert word in str(caught.value), (word, str(caught.value))
+
+
+def test_batch_inference_needs_a_driver() -> None:
+    pytest.importorskip("ray")
+    import ray
+
+    from nrt_lab.cluster.jobs import batch_inference
+
+    assert not ray.is_initialized()
+    with pytest.raises(cluster.ClusterError, match=r"connect\(\)"):
+        batch_inference("mlp", 2)
+    assert not ray.is_initialized()  # asking started nothing
+
+
+def test_batch_predictor_runs_a_batch_without_ray(machine_root: Path) -> None:
+    """The job's worker class is plain Python: on this test's machine it claims a core and computes right."""
+    import numpy as np
+
+    from nrt_lab.cluster.jobs import BatchPredictor
+    from nrt_lab.models import example_inputs, reference
+
+    for neuron in (True, False):
+        worker = BatchPredictor("mlp", seed=7, neuron=neuron)
+        try:
+            row = worker.predict(3)
+            assert worker.ready() == row["node"] == "nrt-state"  # no Ray: the machine root's name
+            expected = reference("mlp", example_inputs("mlp", seed=10))["probs"]
+            np.testing.assert_allclose(row["output"], expected, rtol=1e-4, atol=1e-5)
+            rows = worker({"id": np.array([0, 1])})
+            assert rows["index"].tolist() == [0, 1] and rows["output"].shape == (2, 32, 10)
+        finally:
+            worker.close()

@@ -17,6 +17,7 @@ inference). ``neuron=False`` runs the same job without nrt_lab: the same actors 
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -147,14 +148,12 @@ def _plain_numpy(model: str) -> Any:
 
 def _node_name() -> str:
     """The nrt-lab node this worker runs on (its Ray node label), else its machine's root folder name."""
-    try:
-        import ray
-
+    ray = sys.modules.get("ray")
+    # Only inside Ray: outside, ray.get_runtime_context() would start a local Ray instance.
+    if ray is not None and ray.is_initialized():
         label = ray.get_runtime_context().get_node_labels().get(NODE_LABEL)
         if label:
             return str(label)
-    except Exception:  # noqa: BLE001, S110 - outside a Ray worker: fall back to the root's name
-        pass
     return os.path.basename(os.environ.get("NRT_LAB_ROOT", "")) or "?"
 
 
