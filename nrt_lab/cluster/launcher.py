@@ -260,6 +260,7 @@ def _alive(record: Mapping[str, Any] | None) -> bool:
 def _launch(command: list[str], env: Mapping[str, str], log: Path, stdin: int | None = None) -> dict[str, Any]:
     """Start ``command`` as the leader of a new session (its children stay in it); its pid and start time."""
     with open(log, "ab") as out:
+        offset = out.seek(0, os.SEEK_END)
         child = subprocess.Popen(command, env=dict(env), stdout=out, stderr=subprocess.STDOUT,
                                  stdin=subprocess.DEVNULL if stdin is None else stdin, start_new_session=True,
                                  close_fds=True)
@@ -268,7 +269,7 @@ def _launch(command: list[str], env: Mapping[str, str], log: Path, stdin: int | 
         started = psutil.Process(child.pid).create_time()
     except psutil.Error:
         started = -1.0
-    return {"pid": child.pid, "started": started}
+    return {"pid": child.pid, "started": started, "log_offset": offset}
 
 
 def _session_members(record: Mapping[str, Any]) -> list[psutil.Process]:
@@ -345,13 +346,18 @@ def _tail(path: Path, lines: int = 6) -> str:
 
 
 def _wait_started(record: Mapping[str, Any], log: Path, what: str, deadline: float) -> None:
-    """Wait until ``ray start`` says the runtime started; ClusterError with its last lines if it died or hung."""
+    """Wait until ``ray start`` says the runtime started; ClusterError with its last lines if it died or hung.
+
+    Only what this start wrote counts (the log is appended to: a node started again has the old message)."""
+    offset = int(record.get("log_offset", 0))
     while time.monotonic() < deadline:
         if not _alive(record):
             raise ClusterError(f"{what} exited while starting; last lines of {log}:\n{_tail(log)}")
         with contextlib.suppress(OSError):
-            if _STARTED.encode() in log.read_bytes():
-                return
+            with open(log, "rb") as out:
+                out.seek(offset)
+                if _STARTED.encode() in out.read():
+                    return
         time.sleep(0.2)
     raise ClusterError(f"{what} did not start in time; last lines of {log}:\n{_tail(log)}")
 
