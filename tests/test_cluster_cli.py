@@ -430,3 +430,18 @@ def test_batch_predictor_runs_a_batch_without_ray(machine_root: Path) -> None:
             assert rows["index"].tolist() == [0, 1] and rows["output"].shape == (2, 32, 10)
         finally:
             worker.close()
+
+
+def test_a_restart_waits_for_its_own_started_line(tmp_path: Path) -> None:
+    """A node's log is appended to: the previous start's 'Ray runtime started.' must not count for this one."""
+    log = tmp_path / "node.log"
+    log.write_text("Ray runtime started.\n")
+    record = launcher._launch([sys.executable, "-c", "import time; time.sleep(30)"], dict(os.environ), log)
+    try:
+        with pytest.raises(cluster.ClusterError, match="did not start in time"):
+            launcher._wait_started(record, log, "node x", time.monotonic() + 0.5)
+        with open(log, "a") as out:
+            out.write("Ray runtime started.\n")
+        launcher._wait_started(record, log, "node x", time.monotonic() + 10)
+    finally:
+        launcher._stop_sessions([record], kill=True)
