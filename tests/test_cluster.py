@@ -208,15 +208,15 @@ def test_ray_data_map_batches_across_nodes(live: cluster.ClusterInfo, ray_mod: A
 
     from nrt_lab.cluster.jobs import batch_inference
 
-    # 3 workers of 1 CPU each on two nodes of 2 CPUs: Ray has to use both nodes.
-    result = batch_inference("mlp", batches=9, workers=3, engine="data")
-    assert len(result.outputs) == 9 and result.max_error() < 1e-4
-    assert set(result.per_node) <= {"big", "edge"} and sum(result.per_node.values()) == 9
+    # Ray Data's actor pools are SPREAD: with room on both nodes, its two workers are placed one per node.
+    result = batch_inference("mlp", batches=8, workers=2, engine="data")
+    assert len(result.outputs) == 8 and result.max_error() < 1e-4
+    assert set(result.per_node) <= {"big", "edge"} and sum(result.per_node.values()) == 8
     assert all(len(parse_cores(v)) == 1 for v in result.visible_cores)
-    assert len(set(result.workers)) <= 3  # the model is loaded once per worker, not per batch
+    assert len(set(result.workers)) <= 2  # the model is loaded once per worker, not per batch
     workers = [a for a in list_actors(address=live.dashboard_url, detail=True, limit=1000,
                                       raise_on_missing_output=False) if "BatchPredictor" in a.class_name]
-    assert len(workers) == 3
+    assert len(workers) == 2
     assert {a.node_id for a in workers} == {live.node("big").ray_node_id, live.node("edge").ray_node_id}
 
 
