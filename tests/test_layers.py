@@ -31,15 +31,15 @@ RANKS: dict[str, int] = {
     "tools": 6,
     "widgets": 6,
     "legacy": 5,  # below tools: nrt-lab pkg|systemctl|migrate-check and neuron-monitor/top use it
-    "distributed": 6,
+    "cluster": 5,  # below tools and widgets: neuron-ls --cluster and ClusterMap use it
     "plot": 7,  # static figures: a face over the widgets' figure code
     "__init__": 7,
 }
 # Parts that import nothing of nrt_lab at all (pure data; array math).
 SELF_CONTAINED = {"hardware", "kernels", "errors"}
 # Faces see lower layers only through these public packages, never through their submodules.
-FACES = {"tools", "widgets", "legacy", "distributed", "plot"}
-FACE_MAY_IMPORT_SUBMODULES_OF = {"monitor", "tools", "widgets", "legacy", "distributed", "hardware"}
+FACES = {"tools", "widgets", "legacy", "cluster", "plot"}
+FACE_MAY_IMPORT_SUBMODULES_OF = {"monitor", "tools", "widgets", "legacy", "cluster", "hardware"}
 
 
 def _module_name(path: Path) -> str:
