@@ -21,6 +21,7 @@ import concurrent.futures
 import importlib
 import os
 import secrets
+import socket
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -48,6 +49,7 @@ __all__ = [
     "ClusterMonitor",
     "ClusterSnapshot",
     "ClusterViewError",
+    "connect_driver",
     "DeviceView",
     "NodeMonitorActor",
     "NodeView",
@@ -482,7 +484,14 @@ class ClusterMonitor:
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="nrt_lab.cluster")
         self._gcs_call: concurrent.futures.Future[Any] | None = None
         self._lock = threading.Lock()
-        self.address = str(getattr(info, "address", "") or "")
+        try:
+            gcs = str(self._ray.get_runtime_context().gcs_address or "")
+        except Exception:  # noqa: BLE001 - an older Ray: resolved by the state API itself
+            gcs = ""
+        # The state API must be told which cluster: left to itself it looks for every Ray on the machine (and
+        # fails when other people run clusters in other network namespaces).
+        self._state_address = gcs or None
+        self.address = str(getattr(info, "address", "") or gcs)
 
     # ------------------------------------------------------------------ public
     def sample(self, timeout_s: float | None = None) -> ClusterSnapshot:
@@ -705,7 +714,7 @@ class ClusterMonitor:
         pids = {(node_id, pid) for node_id, pid, _start in missing}
         found: dict[tuple[str, int], RayOwner] = {}
         for actor in state.list_actors(filters=[("state", "=", "ALIVE")], detail=True, timeout=wait,
-                                       raise_on_missing_output=False, limit=10000):
+                                       address=self._state_address, raise_on_missing_output=False, limit=10000):
             key = (str(actor.node_id or ""), int(actor.pid or 0))
             if key in pids:
                 found[key] = RayOwner("actor", str(actor.job_id or ""), str(actor.class_name or ""),
@@ -713,7 +722,7 @@ class ClusterMonitor:
         rest = pids - set(found)
         if rest:
             for task in state.list_tasks(filters=[("state", "=", "RUNNING")], detail=True, timeout=wait,
-                                         raise_on_missing_output=False, limit=10000):
+                                         address=self._state_address, raise_on_missing_output=False, limit=10000):
                 key = (str(task.node_id or ""), int(task.worker_pid or 0))
                 if key in rest and task.type == "NORMAL_TASK":
                     found[key] = RayOwner("task", str(task.job_id or ""), str(task.func_or_class_name or task.name),
@@ -721,7 +730,7 @@ class ClusterMonitor:
         rest = pids - set(found)
         if rest:
             for worker in state.list_workers(filters=[("is_alive", "=", "True")], detail=True, timeout=wait,
-                                             raise_on_missing_output=False, limit=10000):
+                                             address=self._state_address, raise_on_missing_output=False, limit=10000):
                 key = (str(worker.node_id or ""), int(worker.pid or 0))
                 if key in rest:
                     found[key] = RayOwner("driver" if worker.worker_type == "DRIVER" else "worker")
@@ -735,13 +744,18 @@ class ClusterMonitor:
         try:
             state = importlib.import_module("ray.util.state")
             tasks = state.list_tasks(filters=[("state", "=", _PENDING_TASK_STATES[0])], detail=True,
-                                     timeout=max(1, int(timeout)), raise_on_missing_output=False, limit=1000)
+                                     timeout=max(1, int(timeout)), address=self._state_address,
+                                     raise_on_missing_output=False, limit=1000)
         except Exception as exc:  # noqa: BLE001 - shown as an error line, the nodes are still shown
             errors.append(f"pending tasks could not be listed: {type(exc).__name__}: {_first_line(str(exc))}")
             return []
         alive = [n for n in ray_nodes.values() if n.alive]
         found = []
         for task in tasks:
+            if task.type not in ("NORMAL_TASK", "ACTOR_CREATION_TASK"):
+                continue  # an actor's method call waits for its actor, not for a node
+            if str(task.func_or_class_name or "").startswith(NodeMonitorActor.__name__ + "."):
+                continue  # this view's own monitor actors (task events reach the state API ~1 s late)
             resources = {str(k): float(v) for k, v in (task.required_resources or {}).items()}
             kind = "actor" if task.type == "ACTOR_CREATION_TASK" else "task"
             name = str(task.func_or_class_name or task.name or "")
@@ -791,3 +805,46 @@ def _from_summary(summary: Mapping[str, Any], base: Mapping[str, Any]) -> NodeVi
     return NodeView(state="alive", owners=owners, utilization=tuple(float(u) for u in summary.get("util", [])),
                     memory_used=tuple(int(m) for m in summary.get("mem", [])), timestamp=float(summary.get("t", 0.0)),
                     errors=tuple(str(e) for e in summary.get("errors", [])), **fields)
+
+
+def _reachable(address: str, timeout_s: float = 2.0) -> None:
+    """ClusterViewError unless something accepts TCP connections at ``host:port`` (a dead head is refused at
+    once, where ``ray.init`` would wait for its own long timeout)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ClusterViewError(f"address {address!r} is invalid; accepted: HOST:PORT of the Ray head (GCS)")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise ClusterViewError(f"the Ray head at {address} does not answer ({exc.strerror or exc}): is the cluster "
+                               "up? (nrt-lab cluster status; nrt-lab cluster up --node ...)") from None
+
+
+def connect_driver(directory: str | Path | None = None, address: str | None = None
+                   ) -> tuple[_ClusterInfo | None, Callable[[], None]]:
+    """Connect this process to the cluster as a Ray driver (the cluster directory's, or the GCS at ``address``);
+    returns its ClusterInfo (None for a bare address) and the call that disconnects again (a no-op when this
+    process was already connected). ClusterViewError says what to do when it cannot."""
+    ray = _import_ray()
+    if ray.is_initialized():
+        return None, lambda: None
+    info: _ClusterInfo | None = None
+    if address is None:
+        try:
+            cluster = importlib.import_module("nrt_lab.cluster")
+            connect = cluster.connect
+        except (ImportError, AttributeError):
+            raise ClusterViewError("this nrt_lab has no cluster launcher; give the Ray head with --address HOST:PORT") \
+                from None
+        try:
+            info = connect(directory)
+        except Exception as exc:  # noqa: BLE001 - ClusterError and Ray's own: one line each
+            raise ClusterViewError(_first_line(str(exc)) or type(exc).__name__) from None
+        return info, ray.shutdown
+    _reachable(address)
+    try:
+        ray.init(address=address, _node_ip_address="127.0.0.1", logging_level="ERROR", log_to_driver=False)
+    except Exception as exc:  # noqa: BLE001 - ConnectionError and friends
+        raise ClusterViewError(f"cannot connect to the Ray cluster at {address}: {_first_line(str(exc))}") from None
+    return None, ray.shutdown
