@@ -717,7 +717,7 @@ class ClusterMonitor:
                                        address=self._state_address, raise_on_missing_output=False, limit=10000):
             key = (str(actor.node_id or ""), int(actor.pid or 0))
             if key in pids:
-                found[key] = RayOwner("actor", str(actor.job_id or ""), str(actor.class_name or ""),
+                found[key] = RayOwner("actor", str(actor.job_id or ""), _short_name(actor.class_name),
                                       str(actor.actor_id or ""), str(actor.name or ""))
         rest = pids - set(found)
         if rest:
@@ -725,7 +725,8 @@ class ClusterMonitor:
                                          address=self._state_address, raise_on_missing_output=False, limit=10000):
                 key = (str(task.node_id or ""), int(task.worker_pid or 0))
                 if key in rest and task.type == "NORMAL_TASK":
-                    found[key] = RayOwner("task", str(task.job_id or ""), str(task.func_or_class_name or task.name),
+                    found[key] = RayOwner("task", str(task.job_id or ""),
+                                          _short_name(task.func_or_class_name or task.name),
                                           task_id=str(task.task_id or ""))
         rest = pids - set(found)
         if rest:
@@ -758,7 +759,7 @@ class ClusterMonitor:
                 continue  # this view's own monitor actors (task events reach the state API ~1 s late)
             resources = {str(k): float(v) for k, v in (task.required_resources or {}).items()}
             kind = "actor" if task.type == "ACTOR_CREATION_TASK" else "task"
-            name = str(task.func_or_class_name or task.name or "")
+            name = _short_name(task.func_or_class_name or task.name or "")
             found.append(PendingDemand(kind, name, str(task.job_id or ""), str(task.state),
                                        resources, why_pending(resources, alive), str(task.task_id or "")))
         return sorted(found, key=lambda p: (p.job_id, p.name, p.ident))
@@ -782,6 +783,11 @@ def why_pending(resources: Mapping[str, float], nodes: Iterable[Any]) -> str:
         if best < value:
             short.append(f"{key}: {_num(value)} asked, largest node has {_num(best)}")
     return "larger than any node (" + "; ".join(short) + "): it stays pending until such a node joins"
+
+
+def _short_name(name: str) -> str:
+    """A Ray class or function name without the enclosing function of a local definition (``f.<locals>.A``)."""
+    return str(name or "").rsplit(".<locals>.", 1)[-1]
 
 
 def _first_line(text: str) -> str:

@@ -1,0 +1,402 @@
+"""The cluster views (docs/cluster-views.md): ClusterMonitor, ``neuron-ls --cluster`` and the ClusterMap widgets.
+
+Without Ray: fixture snapshots (:func:`fixture_snapshot`) rendered against golden files in
+``tests/golden/neuron_ls/`` (regenerate with ``NRT_LAB_UPDATE_GOLDEN=1`` and review the diff), the node summary of
+a real emulated machine, the pending-demand rule, and the widgets fed by a fake monitor and a fake clock.
+
+Live (a real Ray cluster of two small nodes, one per module): only in a loopback-only network namespace
+(``unshare --net``: /proc/self/net/dev lists only ``lo``) with Ray installed; skipped with the reason
+elsewhere. Every Ray address is 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nrt_lab.cluster.views import (
+    ClusterSnapshot,
+    ClusterViewError,
+    NodeMonitorActor,
+    NodeView,
+    snapshot_from_dict,
+    why_pending,
+)
+from nrt_lab.tools.neuron_ls_render import render_cluster, render_cluster_json
+from nrt_lab.widgets import ClusterDashboard, ClusterMap, record_messages
+
+sys.path.insert(0, str(Path(__file__).parent))
+from conftest import FakeClock  # noqa: E402 - the shared fixtures beside this file
+
+GOLDEN = Path(__file__).parent / "golden" / "neuron_ls"
+UPDATE = os.environ.get("NRT_LAB_UPDATE_GOLDEN") == "1"
+REPO = Path(__file__).resolve().parents[1]
+
+_T0 = 1_796_000_000.0
+
+
+def fixture_dict(util: float = 37.0) -> dict[str, Any]:
+    """A cluster of three nodes: trn1-0 alive (an actor, a task and a plain process hold cores), inf2-1 dead,
+    trn1-2 alive and idle; one task waits because no node is big enough, one because the big node is busy."""
+    def devices(count: int, per: int, memory: int) -> list[dict[str, int]]:
+        return [{"index": i, "first_core": i * per, "core_count": per, "memory_bytes": memory} for i in range(count)]
+
+    return {
+        "version": 1, "address": "127.0.0.1:6379", "timestamp": _T0,
+        "nodes": [
+            {"name": "trn1-0", "instance": "trn1.32xlarge", "lnc": 1, "state": "alive", "reason": "",
+             "ray_node_id": "a1" * 28, "timestamp": _T0 - 0.1, "neuron_cores": {"used": 7, "total": 32},
+             "devices": devices(16, 2, 32 << 30),
+             "owners": [
+                 {"pid": 4101, "start_time": _T0 - 60, "tag": "4101", "command": "ray::Predictor.__init__",
+                  "runtime_version": "2.34.10.0", "lnc": 1, "cores": [0, 1, 2, 3],
+                  "ray": {"kind": "actor", "job_id": "01000000", "name": "Predictor", "actor_id": "c0ffee" * 5 + "01",
+                          "actor_name": "predictor-0", "task_id": ""}},
+                 {"pid": 4102, "start_time": _T0 - 30, "tag": "4102", "command": "ray::infer",
+                  "runtime_version": "2.34.10.0", "lnc": 1, "cores": [4, 5],
+                  "ray": {"kind": "task", "job_id": "01000000", "name": "infer", "actor_id": "", "actor_name": "",
+                          "task_id": "f00d" * 12}},
+                 {"pid": 777, "start_time": _T0 - 10, "tag": "bench", "command": "python bench.py",
+                  "runtime_version": "2.34.10.0", "lnc": 1, "cores": [8], "ray": None},
+             ],
+             "utilization": [util] * 4 + [90.0, 90.0] + [0.0] * 2 + [5.0] + [0.0] * 23,
+             "memory_used": [1 << 28] * 6 + [0] * 26, "errors": []},
+            {"name": "inf2-1", "instance": "inf2.48xlarge", "lnc": 1, "state": "dead",
+             "reason": "health check failed due to missing too many heartbeats", "ray_node_id": "b2" * 28,
+             "neuron_cores": {"used": 0, "total": 24}, "devices": devices(12, 2, 32 << 30), "owners": [],
+             "utilization": [], "memory_used": [], "errors": []},
+            {"name": "trn1-2", "instance": "trn1.2xlarge", "lnc": 1, "state": "alive", "reason": "",
+             "ray_node_id": "c3" * 28, "timestamp": _T0 - 0.2, "neuron_cores": {"used": 0, "total": 2},
+             "devices": devices(1, 2, 32 << 30), "owners": [], "utilization": [0.0, 0.0], "memory_used": [0, 0],
+             "errors": []},
+        ],
+        "pending": [
+            {"kind": "task", "name": "huge", "job_id": "01000000", "state": "PENDING_NODE_ASSIGNMENT", "id": "t1",
+             "resources": {"neuron_cores": 64.0, "CPU": 1.0},
+             "reason": "larger than any node (neuron_cores: 64 asked, largest node has 32): it stays pending until "
+                       "such a node joins"},
+            {"kind": "actor", "name": "Trainer.__init__", "job_id": "02000000", "state": "PENDING_NODE_ASSIGNMENT",
+             "id": "t2", "resources": {"neuron_cores": 32.0},
+             "reason": "waiting for free resources on trn1-0 (held by running work)"},
+        ],
+        "errors": [],
+    }
+
+
+def fixture_snapshot(**kw: Any) -> ClusterSnapshot:
+    """:func:`fixture_dict` as a snapshot."""
+    return snapshot_from_dict(fixture_dict(**kw))
+
+
+def _golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if UPDATE:
+        path.write_text(text, encoding="utf-8")
+    assert path.exists(), f"missing golden file {path}; run with NRT_LAB_UPDATE_GOLDEN=1 and review it"
+    assert text == path.read_text(encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------------------------- no Ray needed
+
+
+def test_snapshot_json_round_trip_and_bad_input() -> None:
+    snap = fixture_snapshot()
+    assert snapshot_from_dict(json.loads(json.dumps(snap.to_dict()))) == snap
+    assert (snap.used_cores, snap.total_cores) == (7, 58)
+    assert snap.node("trn1-0").owners[0].ray is not None and snap.node("trn1-0").owners[2].ray is None
+    with pytest.raises(KeyError, match="trn1-0, inf2-1, trn1-2"):
+        snap.node("nope")
+    with pytest.raises(ValueError, match="not a cluster snapshot .*neuron-ls --cluster -j"):
+        snapshot_from_dict({"nodes": [{"name": "x"}]})
+
+
+def test_neuron_ls_cluster_golden() -> None:
+    snap = fixture_snapshot()
+    text = render_cluster(snap)
+    _golden("cluster.txt", text)
+    # One row per owner, the Ray label of each; dead nodes and pending demands say why.
+    assert "| trn1-0 | trn1.32xlarge | alive | 7/32" in text
+    assert "job 01000000 · actor Predictor (predictor-0)" in text and "job 01000000 · task infer" in text
+    assert "not a Ray process" in text and "nc0-nc3" in text
+    assert "inf2-1: dead: health check failed" in text
+    assert "task huge (job 01000000) asks neuron_cores: 64, CPU: 1: larger than any node" in text
+    data = render_cluster_json(snap)
+    _golden("cluster.json", data)
+    assert json.loads(data) == snap.to_dict()
+
+
+def test_why_pending_says_never_fits_or_busy() -> None:
+    class Node:
+        def __init__(self, name: str, cores: float, alive: bool = True) -> None:
+            self.name, self.alive, self.resources = name, alive, {"neuron_cores": cores, "CPU": 8.0}
+
+    nodes = [Node("a", 2), Node("b", 32), Node("c", 64, alive=False)]
+    assert why_pending({"neuron_cores": 64, "CPU": 1}, nodes) == (
+        "larger than any node (neuron_cores: 64 asked, largest node has 32): it stays pending until such a node joins")
+    assert why_pending({"neuron_cores": 16}, nodes) == "waiting for free resources on b (held by running work)"
+    assert why_pending({"neuron_cores": 1}, []) == "no node is alive"
+
+
+@pytest.mark.instance("trn1.2xlarge")
+def test_node_summary_of_a_real_machine(machine_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import nrt_lab
+
+    monkeypatch.setenv("NEURON_RT_VISIBLE_CORES", "1")
+    nrt_lab.init()
+    try:
+        actor = NodeMonitorActor(str(machine_root))
+        summary = actor.summary("a")
+        assert summary["instance"] == "trn1.2xlarge" and summary["devices"] == [[0, 0, 2, 32 << 30]]
+        (owner,) = summary["owners"]
+        assert owner[0] == os.getpid() and owner[6] == [1]
+        assert len(summary["util"]) == 2 and summary["errors"] == []
+        json.dumps(summary)  # plain types only: what Ray pickles back to the driver
+        assert actor.summary("b")["owners"] == summary["owners"]  # each caller its own monitor
+    finally:
+        nrt_lab.close()
+    (machine_root / "plain-file").write_text("not a state root")
+    broken = NodeMonitorActor(str(machine_root / "plain-file"))
+    assert "error" in broken.summary("a")  # reported, never raised: the actor lives on
+
+
+# ---------------------------------------------------------------------------------------------- widgets
+
+
+class FakeMonitor:
+    """Hands out the snapshots it is given, one per sample (the last one again when they run out)."""
+
+    def __init__(self, *snapshots: ClusterSnapshot | Exception) -> None:
+        self.snapshots = list(snapshots)
+        self.calls = 0
+
+    def sample(self) -> ClusterSnapshot:
+        self.calls += 1
+        item = self.snapshots.pop(0) if len(self.snapshots) > 1 else self.snapshots[0]
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+
+@pytest.fixture
+def made() -> Iterator[list[Any]]:
+    widgets: list[Any] = []
+    yield widgets
+    for widget in widgets:
+        widget.close()
+
+
+def test_cluster_map_state_colours_and_static_forms(made: list[Any]) -> None:
+    clock = FakeClock()
+    widget = ClusterMap(FakeMonitor(fixture_snapshot()), autostart=False, clock=clock)
+    made.append(widget)
+    assert widget.node_names() == ["trn1-0", "inf2-1", "trn1-2"]
+    assert widget.node_state("inf2-1")["state"] == "dead"
+    assert widget.node_state("trn1-0")["used"] == 7
+    owners = {o["pid"]: o for o in widget.owners()}
+    # Coloured by Ray: the actor has its own colour, the task its job's; a plain process its own.
+    assert len({owners[4101]["color"], owners[4102]["color"], owners[777]["color"]}) == 3
+    assert owners[4101]["ray"] == "job 01000000 · actor Predictor (predictor-0)"
+    state = widget.current_state()
+    assert state["c0"][:6] == [owners[4101]["id"]] * 4 + [owners[4102]["id"]] * 2
+    assert state["u0"][:5] == [37, 37, 37, 37, 90] and state["u1"] == []
+    assert len(state["pending"]) == 2
+    text = repr(widget)
+    assert text == ("ClusterMap(3 nodes: trn1-0 trn1.32xlarge alive 7/32; inf2-1 inf2.48xlarge dead 0/24; "
+                    "trn1-2 trn1.2xlarge alive 0/2; 2 pending)")
+    page = widget._repr_html_()
+    assert "health check failed" in page and "predictor-0" in page and "larger than any node" in page
+    with pytest.raises(KeyError, match="shown: trn1-0"):
+        widget.node_state("x")
+
+
+def test_cluster_map_sends_only_changes_and_bounds_history(made: list[Any]) -> None:
+    clock = FakeClock()
+    monitor = FakeMonitor(fixture_snapshot(util=37.0), fixture_snapshot(util=50.0), fixture_snapshot(util=50.0))
+    widget = ClusterMap(monitor, autostart=False, clock=clock, history_size=3, period=1.0)
+    made.append(widget)
+    log = record_messages(widget)
+    widget.refresh()
+    widget.refresh()
+    updates = log.updates()
+    assert len(updates) == 2
+    first = updates[0][2]["delta"]
+    assert set(first["set"]) == {"n0", "u0"}  # only node 0's utilization moved (the fake clock stood still)
+    assert first["set"]["u0"][:4] == [50, 50, 50, 50]
+    assert updates[1][2]["delta"]["set"] == {}  # nothing moved: a heartbeat only (the history grows)
+    for _ in range(5):
+        clock.advance(1.0)
+        widget.refresh()
+    history = widget.history()
+    assert len(history) == 3 and history[-1][1:] == [12.0, None, 0.0]  # (4 × 50 + 2 × 90 + 5) / 32
+
+
+def test_cluster_map_reports_a_failing_monitor_and_recovers(made: list[Any]) -> None:
+    monitor = FakeMonitor(RuntimeError("GCS gone"))
+    widget = ClusterMap(monitor, autostart=False, clock=FakeClock())
+    made.append(widget)
+    assert widget.current_state()["err"] == "RuntimeError: GCS gone"
+    assert repr(widget) == "ClusterMap(error: RuntimeError: GCS gone)"
+    monitor.snapshots = [fixture_snapshot()]
+    widget.refresh()
+    assert widget.node_names() == ["trn1-0", "inf2-1", "trn1-2"]
+
+
+def test_cluster_dashboard_chart_and_thread(made: list[Any]) -> None:
+    clock = FakeClock()
+    dashboard = ClusterDashboard(FakeMonitor(fixture_snapshot()), autostart=False, clock=clock)
+    made.append(dashboard)
+    assert dashboard.dashboard is True and dashboard.plotly is not None
+    clock.advance(2.0)
+    dashboard.sampler.tick()
+    figure = dashboard.figure_json()
+    assert figure is not None
+    names = [t["name"] for t in figure["data"]]
+    assert names == ["trn1-0 (trn1.32xlarge)", "inf2-1 (inf2.48xlarge)", "trn1-2 (trn1.2xlarge)"]
+    assert figure["layout"]["yaxis"]["title"]["text"] == "utilization (%)"
+    data, _ = dashboard._repr_mimebundle_()
+    assert "application/vnd.plotly.v1+json" in data and "device memory" in data["text/html"]
+    dashboard.start()  # its own thread (time is fake here: the ticks above were driven by the test)
+    assert dashboard.running and dashboard.sampler.alive
+    dashboard.stop()
+    assert not dashboard.sampler.alive
+
+
+def test_cluster_map_without_ray_driver_says_what_to_do() -> None:
+    pytest.importorskip("ray")
+    with pytest.raises(ClusterViewError, match="connect"):
+        ClusterMap(autostart=False)
+
+
+def test_neuron_ls_cluster_errors_are_one_line() -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    run = [sys.executable, "-m", "nrt_lab.tools.neuron_ls"]
+    bad = subprocess.run([*run, "--cluster-dir", "x"], capture_output=True, text=True, env=env, timeout=60)
+    assert bad.returncode == 2 and "--cluster-dir and --address go with --cluster" in bad.stderr
+    pytest.importorskip("ray")
+    down = subprocess.run([*run, "--cluster", "--address", "127.0.0.1:1"], capture_output=True, text=True, env=env,
+                          timeout=60)
+    lines = [line for line in down.stderr.splitlines() if "network_util" not in line]
+    assert down.returncode == 1 and len(lines) == 1, down.stderr
+    assert "does not answer" in lines[0] and "nrt-lab cluster up" in lines[0]
+
+
+# ---------------------------------------------------------------------------------------------- live (Ray)
+
+
+def _loopback_only() -> bool:
+    """True when this process's network namespace has no interface but ``lo``. Read from /proc/self/net/dev
+    (per network namespace); /sys/class/net shows the namespace sysfs was mounted in, not this one."""
+    try:
+        lines = Path("/proc/self/net/dev").read_text(encoding="ascii").splitlines()[2:]
+    except OSError:
+        return False
+    return [line.split(":", 1)[0].strip() for line in lines] == ["lo"]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    if not _loopback_only():
+        pytest.skip("live cluster tests run only in a loopback-only network namespace "
+                    "(unshare --net sh -c 'ip link set lo up && pytest ...')")
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'nrt_lab[cluster]')")
+    from standin_cluster import StandinCluster
+
+    with StandinCluster(tmp_path_factory.mktemp("cluster"), [("inf2-0", "inf2.xlarge"),
+                                                             ("trn1-1", "trn1.2xlarge")]) as running:
+        yield running
+
+
+def test_live_sample_labels_owners_and_pending(cluster: Any) -> None:
+    import ray
+
+    from nrt_lab.cluster.views import ClusterMonitor
+
+    @ray.remote(resources={"neuron_cores": 1}, num_cpus=0)
+    class Holder:
+        def __init__(self) -> None:
+            import nrt_lab
+
+            self.runtime = nrt_lab.init()
+
+        def pid(self) -> int:
+            return os.getpid()
+
+    @ray.remote(resources={"neuron_cores": 64}, num_cpus=0)
+    def huge() -> None:
+        return None
+
+    holder = Holder.options(name="holder-0").remote()
+    pid = ray.get(holder.pid.remote(), timeout=30)
+    waiting = huge.remote()
+    monitor = ClusterMonitor(cluster.info, timeout_s=10)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            snap = monitor.sample()
+            owners = [o for n in snap.nodes for o in n.owners]
+            if owners and owners[0].ray is not None and snap.pending or time.monotonic() > deadline:
+                break
+        assert [(n.name, n.instance, n.state) for n in snap.nodes] == [
+            ("inf2-0", "inf2.xlarge", "alive"), ("trn1-1", "trn1.2xlarge", "alive")], snap.errors
+        (owner,) = owners
+        assert owner.pid == pid and owner.ray is not None
+        assert (owner.ray.kind, owner.ray.name, owner.ray.actor_name) == ("actor", "Holder", "holder-0")
+        (pending,) = snap.pending
+        assert pending.name == "huge" and pending.resources["neuron_cores"] == 64
+        assert "larger than any node" in pending.reason
+        started = time.monotonic()
+        monitor.sample()
+        assert time.monotonic() - started < 2.0  # actors and labels are reused: a sample is quick
+        cli = subprocess.run([sys.executable, "-m", "nrt_lab.tools.neuron_ls", "--cluster", "--address",
+                              cluster.address], capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert cli.returncode == 0, cli.stderr
+        assert "actor Holder (holder-0)" in cli.stdout and "task huge" in cli.stdout
+    finally:
+        ray.cancel(waiting, force=True)
+        ray.kill(holder)
+        monitor.close()
+
+
+def test_live_dead_node_is_reported_promptly_and_comes_back(cluster: Any) -> None:
+    from nrt_lab.cluster.views import ClusterMonitor
+
+    monitor = ClusterMonitor(cluster.info, timeout_s=3)
+    try:
+        assert {n.state for n in monitor.sample().nodes} == {"alive"}
+        cluster.kill_node("trn1-1")
+        states = []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            started = time.monotonic()
+            snap = monitor.sample()
+            assert time.monotonic() - started < 3 + 1.5  # bounded, whatever the dead node does
+            states.append(snap.node("trn1-1").state)
+            if states[-1] == "dead":
+                break
+        assert states[-1] == "dead" and snap.node("inf2-0").state == "alive", states
+        assert snap.node("trn1-1").reason
+        cluster.start_node("trn1-1")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            snap = monitor.sample()
+            if snap.node("trn1-1").state == "alive":
+                break
+        assert snap.node("trn1-1").state == "alive", snap.node("trn1-1")
+    finally:
+        monitor.close()
+
+
+def test_node_view_numbers() -> None:
+    # NodeView is what every face renders; its derived numbers do not need Ray.
+    node = fixture_snapshot().node("trn1-0")
+    assert isinstance(node, NodeView) and node.total_cores == 32 and node.used_cores == 7
+    assert node.mean_utilization == pytest.approx((37 * 4 + 180 + 5) / 32)
