@@ -355,6 +355,12 @@ def test_live_sample_labels_owners_and_pending(cluster: Any) -> None:
         started = time.monotonic()
         monitor.sample()
         assert time.monotonic() - started < 2.0  # actors and labels are reused: a sample is quick
+        widget = ClusterMap(monitor, autostart=False)  # the widget through the same monitor (real Ray)
+        try:
+            assert widget.node_names() == ["inf2-0", "trn1-1"]
+            assert [o["ray"] for o in widget.owners()] == ["job 01000000 · actor Holder (holder-0)"]
+        finally:
+            widget.close()
         cli = subprocess.run([sys.executable, "-m", "nrt_lab.tools.neuron_ls", "--cluster", "--address",
                               cluster.address], capture_output=True, text=True, timeout=60,
                              env={**os.environ, "PYTHONPATH": str(REPO)})

@@ -172,7 +172,7 @@ class ClusterMapView {
       P.react(this.chart, traces, { paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
         font: { color: fg, size: this.model.get("size") === "presentation" ? 15 : 11 },
         title: { text: "Utilization per node (mean of its NeuronCores, %)", font: { size: 12 } },
-        margin: { l: 56, r: 12, t: 30, b: 46 }, height: 240, showlegend: true, legend: { orientation: "h", y: -0.3 },
+        margin: { l: 56, r: 12, t: 30, b: 46 }, height: 260, showlegend: true, legend: { orientation: "h", y: -0.45 },
         xaxis: { type: "date", title: { text: "time" }, tickformat: "%H:%M:%S", gridcolor: grid, zeroline: false },
         yaxis: { title: { text: "utilization (%)" }, range: [0, 100], gridcolor: grid } },
         { displaylogo: false, responsive: true, toImageButtonOptions: { format: "png", filename: "nrt_lab-cluster" } });
