@@ -358,7 +358,8 @@ def test_live_sample_labels_owners_and_pending(cluster: Any) -> None:
         widget = ClusterMap(monitor, autostart=False)  # the widget through the same monitor (real Ray)
         try:
             assert widget.node_names() == ["inf2-0", "trn1-1"]
-            assert [o["ray"] for o in widget.owners()] == ["job 01000000 · actor Holder (holder-0)"]
+            (shown,) = widget.owners()
+            assert shown["ray"] == f"job {owner.ray.job_id} · actor Holder (holder-0)" and shown["pid"] == pid
         finally:
             widget.close()
         cli = subprocess.run([sys.executable, "-m", "nrt_lab.tools.neuron_ls", "--cluster", "--address",
