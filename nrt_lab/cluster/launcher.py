@@ -473,7 +473,9 @@ def up(
                 node["neuron_cores"] = _count_neuron_cores(Path(node["root"]), env)
             Path(state["temp_dir"]).mkdir(mode=0o700, parents=True, exist_ok=True)
             (where / "logs").mkdir(mode=0o700, exist_ok=True)
-            state["head"]["process"] = _launch(_head_command(ray, state), env, state_log(state, "head"))
+            head_env = {**env, "AUTOSCALER_METRIC_PORT": str(state["head"]["ports"]["autoscaler_metrics"]),
+                        "DASHBOARD_METRIC_PORT": str(state["head"]["ports"]["dashboard_metrics"])}
+            state["head"]["process"] = _launch(_head_command(ray, state), head_env, state_log(state, "head"))
             _write_state(where, state)  # from here on `down` can always clean up
             _wait_started(state["head"]["process"], state_log(state, "head"), "the Ray head", deadline)
             for node in state["nodes"]:  # one at a time: Ray gives a raylet 30 s to register, a busy CPU may not
@@ -493,7 +495,7 @@ def up(
 
 
 def _new_state(where: Path, nodes: Sequence[NodeSpec], cpus: int, exporters: bool) -> dict[str, Any]:
-    ports = _free_ports(5 + 3 * len(nodes))
+    ports = _free_ports(7 + 3 * len(nodes))
     digest = hashlib.sha1(str(where).encode()).hexdigest()[:8]
     # Ray's Unix sockets live under its temp dir: a short path keeps them under the 107-byte limit.
     temp_dir = Path(tempfile.gettempdir()) / f"nrt-lab-ray-{os.getuid()}-{digest}"
@@ -505,7 +507,10 @@ def _new_state(where: Path, nodes: Sequence[NodeSpec], cpus: int, exporters: boo
         "client_port": ports[2],
         "temp_dir": str(temp_dir),
         "exporters": exporters,
-        "head": {"ports": {"agent": ports[3], "metrics": ports[4]}, "process": None},
+        # Ray's autoscaler and dashboard serve their own metrics on fixed ports (44217, 44227) unless told
+        # otherwise: two clusters on one machine would collide there.
+        "head": {"ports": {"agent": ports[3], "metrics": ports[4], "autoscaler_metrics": ports[5],
+                           "dashboard_metrics": ports[6]}, "process": None},
         "nodes": [
             {
                 "name": spec.name,
@@ -514,7 +519,7 @@ def _new_state(where: Path, nodes: Sequence[NodeSpec], cpus: int, exporters: boo
                 "root": str(_node_root(where, spec.name)),
                 "cpus": cpus,
                 "neuron_cores": 0,
-                "ports": {"agent": ports[5 + 3 * i], "metrics": ports[6 + 3 * i], "exporter": ports[7 + 3 * i]},
+                "ports": {"agent": ports[7 + 3 * i], "metrics": ports[8 + 3 * i], "exporter": ports[9 + 3 * i]},
                 "process": None,
                 "exporter": None,
                 "ray_node_id": "",
