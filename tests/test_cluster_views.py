@@ -4,9 +4,9 @@ Without Ray: fixture snapshots (:func:`fixture_snapshot`) rendered against golde
 ``tests/golden/neuron_ls/`` (regenerate with ``NRT_LAB_UPDATE_GOLDEN=1`` and review the diff), the node summary of
 a real emulated machine, the pending-demand rule, and the widgets fed by a fake monitor and a fake clock.
 
-Live (a real Ray cluster of two small nodes, one per module): only in a loopback-only network namespace
-(``unshare --net``: /proc/self/net/dev lists only ``lo``) with Ray installed; skipped with the reason
-elsewhere. Every Ray address is 127.0.0.1.
+Live (a real Ray cluster of two small nodes started by ``nrt_lab.cluster.up``, one per module): only in a
+loopback-only network namespace with Ray installed (tests/cluster_helpers.py); skipped with the reason elsewhere.
+Every Ray address is 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -17,14 +17,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from nrt_lab.cluster import ClusterError
 from nrt_lab.cluster.views import (
     ClusterSnapshot,
-    ClusterViewError,
     NodeMonitorActor,
     NodeView,
     snapshot_from_dict,
@@ -34,7 +35,9 @@ from nrt_lab.tools.neuron_ls_render import render_cluster, render_cluster_json
 from nrt_lab.widgets import ClusterDashboard, ClusterMap, record_messages
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import FakeClock  # noqa: E402 - the shared fixtures beside this file
+from cluster_helpers import running_cluster, skip_reason  # noqa: E402 - the shared helpers beside this file
+
+from conftest import FakeClock  # noqa: E402
 
 GOLDEN = Path(__file__).parent / "golden" / "neuron_ls"
 UPDATE = os.environ.get("NRT_LAB_UPDATE_GOLDEN") == "1"
@@ -271,7 +274,7 @@ def test_cluster_dashboard_chart_and_thread(made: list[Any]) -> None:
 
 def test_cluster_map_without_ray_driver_says_what_to_do() -> None:
     pytest.importorskip("ray")
-    with pytest.raises(ClusterViewError, match="connect"):
+    with pytest.raises(ClusterError, match="connect"):
         ClusterMap(autostart=False)
 
 
@@ -291,27 +294,40 @@ def test_neuron_ls_cluster_errors_are_one_line() -> None:
 # ---------------------------------------------------------------------------------------------- live (Ray)
 
 
-def _loopback_only() -> bool:
-    """True when this process's network namespace has no interface but ``lo``. Read from /proc/self/net/dev
-    (per network namespace); /sys/class/net shows the namespace sysfs was mounted in, not this one."""
-    try:
-        lines = Path("/proc/self/net/dev").read_text(encoding="ascii").splitlines()[2:]
-    except OSError:
-        return False
-    return [line.split(":", 1)[0].strip() for line in lines] == ["lo"]
+@dataclass
+class LiveCluster:
+    """The module's running cluster: its directory and info, and node stop/start through the launcher."""
+
+    directory: Path
+    info: Any
+
+    @property
+    def address(self) -> str:
+        return str(self.info.address)
+
+    def kill_node(self, name: str) -> None:
+        import nrt_lab.cluster
+
+        nrt_lab.cluster.stop_node(name, self.directory, kill=True)
+
+    def start_node(self, name: str) -> None:
+        import nrt_lab.cluster
+
+        nrt_lab.cluster.start_node(name, self.directory)
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    if not _loopback_only():
-        pytest.skip("live cluster tests run only in a loopback-only network namespace "
-                    "(unshare --net sh -c 'ip link set lo up && pytest ...')")
-    pytest.importorskip("ray", reason="Ray is not installed (pip install 'nrt_lab[cluster]')")
-    from standin_cluster import StandinCluster
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveCluster]:
+    reason = skip_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    import nrt_lab.cluster
 
-    with StandinCluster(tmp_path_factory.mktemp("cluster"), [("inf2-0", "inf2.xlarge"),
-                                                             ("trn1-1", "trn1.2xlarge")]) as running:
-        yield running
+    directory = tmp_path_factory.mktemp("cluster")
+    with running_cluster(directory, ["inf2-0=inf2.xlarge", "trn1-1=trn1.2xlarge"], cpus_per_node=2,
+                         exporters=False) as info:
+        nrt_lab.cluster.connect(directory, logging_level="ERROR", log_to_driver=False)
+        yield LiveCluster(directory, info)
 
 
 def test_live_sample_labels_owners_and_pending(cluster: Any) -> None:

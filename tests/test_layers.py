@@ -15,7 +15,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "nrt_lab"
 
 # Rank of each top-level part of nrt_lab: a module may import parts of lower or equal rank (equal only within
-# its own part), never higher. Parts that are absent yet (legacy, distributed) are listed so they land in place.
+# its own part), never higher.
 RANKS: dict[str, int] = {
     "errors": 0,
     "hardware": 1,
@@ -31,7 +31,7 @@ RANKS: dict[str, int] = {
     "tools": 6,
     "widgets": 6,
     "legacy": 5,  # below tools: nrt-lab pkg|systemctl|migrate-check and neuron-monitor/top use it
-    "cluster": 5,  # below tools and widgets: neuron-ls --cluster and ClusterMap use it
+    "cluster": 5,  # Ray clusters of emulated nodes; below tools and widgets, which show them
     "plot": 7,  # static figures: a face over the widgets' figure code
     "__init__": 7,
 }

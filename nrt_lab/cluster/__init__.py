@@ -1,5 +1,45 @@
-"""Placeholder until the launcher lands (the lead's nrt_lab/cluster/__init__.py replaces this file)."""
+"""A local Ray cluster of emulated Neuron nodes: start it, connect to it, stop or kill nodes (docs/cluster.md).
 
-from nrt_lab.cluster.views import ClusterMonitor, ClusterSnapshot, NodeView
+Ray is an optional dependency (``pip install 'nrt_lab[cluster]'``): it is imported only when a cluster is
+started, reached or watched, so ``import nrt_lab.cluster`` and ``nrt-lab --help`` stay fast without it.
+"""
 
-__all__ = ["ClusterMonitor", "ClusterSnapshot", "NodeView"]
+from nrt_lab.cluster.launcher import (
+    CLUSTER_DIR_VARIABLE,
+    INSTANCE_LABEL,
+    NODE_LABEL,
+    ClusterInfo,
+    ListeningSocket,
+    NodeInfo,
+    connect,
+    default_cluster_dir,
+    down,
+    listening_sockets,
+    read_cluster,
+    start_node,
+    stop_node,
+    up,
+)
+from nrt_lab.cluster.nodes import MAX_NODES, ClusterError, NodeSpec, parse_node_spec, parse_node_specs
+
+__all__ = [
+    "CLUSTER_DIR_VARIABLE",
+    "INSTANCE_LABEL",
+    "MAX_NODES",
+    "NODE_LABEL",
+    "ClusterError",
+    "ClusterInfo",
+    "ListeningSocket",
+    "NodeInfo",
+    "NodeSpec",
+    "connect",
+    "default_cluster_dir",
+    "down",
+    "listening_sockets",
+    "parse_node_spec",
+    "parse_node_specs",
+    "read_cluster",
+    "start_node",
+    "stop_node",
+    "up",
+]

@@ -27,8 +27,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
+from nrt_lab.cluster.launcher import INSTANCE_LABEL, NODE_LABEL, ClusterInfo, connect, read_cluster
+from nrt_lab.cluster.nodes import ClusterError
 from nrt_lab.hardware import CatalogueError, InstanceSpec, get_instance
 from nrt_lab.monitor import (
     SYSTEM_CLOCK,
@@ -42,13 +44,10 @@ from nrt_lab.monitor import (
 __all__ = [
     "ACTOR_NAMESPACE",
     "ACTOR_PREFIX",
-    "NODE_LABEL",
-    "INSTANCE_LABEL",
     "NODE_STATES",
     "SUMMARY_VERSION",
     "ClusterMonitor",
     "ClusterSnapshot",
-    "ClusterViewError",
     "connect_driver",
     "DeviceView",
     "NodeMonitorActor",
@@ -63,8 +62,6 @@ __all__ = [
 
 ACTOR_NAMESPACE = "nrt_lab"
 ACTOR_PREFIX = "nrt_lab.monitor."
-NODE_LABEL = "nrt-lab.io/node"
-INSTANCE_LABEL = "nrt-lab.io/instance"
 SUMMARY_VERSION = 1
 # alive: answered; unreachable: Ray says the node is alive but its monitor did not answer (in time);
 # dead: Ray says the node died; stopped: the cluster directory says the node is stopped (not started).
@@ -74,10 +71,6 @@ _PENDING_ACTOR_STATES = ("PENDING_CREATION",)
 _CALLERS_PER_ACTOR = 8  # each ClusterMonitor gets its own rates in a node's actor; the oldest are forgotten
 _LABEL_CACHE_LIMIT = 4096
 _LABEL_TRIES = 5
-
-
-class ClusterViewError(Exception):
-    """The cluster cannot be read at all (Ray missing, no driver connected); the message says what to do."""
 
 
 # ---------------------------------------------------------------------------------------------------- data
@@ -383,37 +376,11 @@ class NodeMonitorActor:
 # ---------------------------------------------------------------------------------------------------- driver side
 
 
-class _NodeInfo(Protocol):
-    """What the views read of ``nrt_lab.cluster.NodeInfo``."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def instance(self) -> str: ...
-
-    @property
-    def lnc(self) -> int | None: ...
-
-    @property
-    def running(self) -> bool: ...
-
-
-class _ClusterInfo(Protocol):
-    """What the views read of ``nrt_lab.cluster.ClusterInfo``."""
-
-    @property
-    def address(self) -> str: ...
-
-    @property
-    def nodes(self) -> Sequence[_NodeInfo]: ...
-
-
 def _import_ray() -> Any:
     try:
         return importlib.import_module("ray")
     except ImportError:
-        raise ClusterViewError("Ray is not installed: pip install 'nrt_lab[cluster]' (or pip install 'ray[default]')") \
+        raise ClusterError("Ray is not installed: pip install 'nrt_lab[cluster]' (or pip install 'ray[default]')") \
             from None
 
 
@@ -457,18 +424,19 @@ class ClusterMonitor:
     """Samples every node of a running cluster through Ray (needs a connected driver: ``nrt_lab.cluster.connect()``).
 
     ``ClusterMonitor(info=None, timeout_s=5.0, clock=SYSTEM_CLOCK, cluster_info=None)``: ``info`` is the
-    ``ClusterInfo`` of the cluster (node order, instances, stopped nodes) or None (nodes from Ray's labels only);
-    ``cluster_info`` a callable returning a fresh one each sample (``nrt_lab.cluster.read_cluster``), so nodes
-    stopped or started since are shown as they are. ``timeout_s`` bounds each :meth:`sample`.
+    ``ClusterInfo`` of the cluster (node order, instances, stopped nodes) or None (nodes from Ray's labels, and
+    the default cluster directory's record when this driver is connected to that cluster); ``cluster_info`` a
+    callable returning a fresh one each sample (e.g. ``lambda: read_cluster(directory)``), so nodes stopped or
+    started since are shown as they are. ``timeout_s`` bounds each :meth:`sample`.
     """
 
-    def __init__(self, info: _ClusterInfo | None = None, *, timeout_s: float = 5.0, clock: Clock | None = None,
-                 cluster_info: Callable[[], _ClusterInfo] | None = None) -> None:
+    def __init__(self, info: ClusterInfo | None = None, *, timeout_s: float = 5.0, clock: Clock | None = None,
+                 cluster_info: Callable[[], ClusterInfo] | None = None) -> None:
         if not 0.1 <= float(timeout_s) <= 300:
             raise ValueError(f"timeout_s={timeout_s} is invalid; accepted: 0.1 to 300 seconds")
         self._ray = _import_ray()
         if not self._ray.is_initialized():
-            raise ClusterViewError("no Ray driver is connected in this process: call nrt_lab.cluster.connect() first "
+            raise ClusterError("no Ray driver is connected in this process: call nrt_lab.cluster.connect() first "
                                    "(or ray.init(address=...))")
         self.timeout_s = float(timeout_s)
         self.clock: Clock = clock or SYSTEM_CLOCK
@@ -492,6 +460,13 @@ class ClusterMonitor:
         # fails when other people run clusters in other network namespaces).
         self._state_address = gcs or None
         self.address = str(getattr(info, "address", "") or gcs)
+        if info is None and cluster_info is None:
+            # Connected to the default directory's cluster: re-read it each sample (nodes stopped or started since).
+            try:
+                if read_cluster().address == gcs:
+                    self._info_reader = read_cluster
+            except (ClusterError, OSError, ValueError):
+                pass
 
     # ------------------------------------------------------------------ public
     def sample(self, timeout_s: float | None = None) -> ClusterSnapshot:
@@ -534,7 +509,7 @@ class ClusterMonitor:
         self.close()
 
     # ------------------------------------------------------------------ nodes
-    def _current_info(self, errors: list[str]) -> _ClusterInfo | None:
+    def _current_info(self, errors: list[str]) -> ClusterInfo | None:
         if self._info_reader is not None:
             try:
                 self._info = self._info_reader()
@@ -581,7 +556,7 @@ class ClusterMonitor:
         return found, ""
 
     @staticmethod
-    def _node_order(info: _ClusterInfo | None, ray_nodes: Mapping[str, _RayNode]) -> list[str]:
+    def _node_order(info: ClusterInfo | None, ray_nodes: Mapping[str, _RayNode]) -> list[str]:
         names = [n.name for n in info.nodes] if info is not None else []
         return names + sorted(n for n in ray_nodes if n not in names)
 
@@ -607,7 +582,7 @@ class ClusterMonitor:
         self._actors[node.name] = (node.node_id, handle)
         return handle
 
-    def _ask(self, order: Sequence[str], ray_nodes: Mapping[str, _RayNode], info: _ClusterInfo | None,
+    def _ask(self, order: Sequence[str], ray_nodes: Mapping[str, _RayNode], info: ClusterInfo | None,
              errors: list[str]) -> dict[str, Any]:
         """Send ``summary()`` to every alive node's actor (an unanswered earlier call is waited on again instead)."""
         asked: dict[str, Any] = {}
@@ -656,7 +631,7 @@ class ClusterMonitor:
             answers[name] = value if isinstance(value, dict) else f"its monitor answered {type(value).__name__}"
         return answers
 
-    def _node_view(self, name: str, info: _ClusterInfo | None, ray_nodes: Mapping[str, _RayNode],
+    def _node_view(self, name: str, info: ClusterInfo | None, ray_nodes: Mapping[str, _RayNode],
                    answer: dict[str, Any] | str | None, gcs_error: str) -> NodeView:
         declared = next((n for n in info.nodes if n.name == name), None) if info is not None else None
         ray_node = ray_nodes.get(name)
@@ -814,43 +789,43 @@ def _from_summary(summary: Mapping[str, Any], base: Mapping[str, Any]) -> NodeVi
 
 
 def _reachable(address: str, timeout_s: float = 2.0) -> None:
-    """ClusterViewError unless something accepts TCP connections at ``host:port`` (a dead head is refused at
+    """ClusterError unless something accepts TCP connections at ``host:port`` (a dead head is refused at
     once, where ``ray.init`` would wait for its own long timeout)."""
     host, sep, port = address.rpartition(":")
     if not sep or not port.isdigit() or not host:
-        raise ClusterViewError(f"address {address!r} is invalid; accepted: HOST:PORT of the Ray head (GCS)")
+        raise ClusterError(f"address {address!r} is invalid; accepted: HOST:PORT of the Ray head (GCS)")
     try:
         with socket.create_connection((host, int(port)), timeout=timeout_s):
             pass
     except OSError as exc:
-        raise ClusterViewError(f"the Ray head at {address} does not answer ({exc.strerror or exc}): is the cluster "
+        raise ClusterError(f"the Ray head at {address} does not answer ({exc.strerror or exc}): is the cluster "
                                "up? (nrt-lab cluster status; nrt-lab cluster up --node ...)") from None
 
 
 def connect_driver(directory: str | Path | None = None, address: str | None = None
-                   ) -> tuple[_ClusterInfo | None, Callable[[], None]]:
-    """Connect this process to the cluster as a Ray driver (the cluster directory's, or the GCS at ``address``);
-    returns its ClusterInfo (None for a bare address) and the call that disconnects again (a no-op when this
-    process was already connected). ClusterViewError says what to do when it cannot."""
+                   ) -> tuple[ClusterInfo | None, Callable[[], None]]:
+    """Connect this process to the cluster as a Ray driver (``nrt_lab.cluster.connect`` on the cluster directory,
+    or the GCS at ``address``); returns its ClusterInfo (None for a bare address) and the call that disconnects
+    again (a no-op when this process was already connected). ClusterError says what to do when it cannot."""
     ray = _import_ray()
     if ray.is_initialized():
-        return None, lambda: None
-    info: _ClusterInfo | None = None
+        return (read_cluster(directory) if address is None else None), lambda: None
     if address is None:
-        try:
-            cluster = importlib.import_module("nrt_lab.cluster")
-            connect = cluster.connect
-        except (ImportError, AttributeError):
-            raise ClusterViewError("this nrt_lab has no cluster launcher; give the Ray head with --address HOST:PORT") \
-                from None
-        try:
-            info = connect(directory)
-        except Exception as exc:  # noqa: BLE001 - ClusterError and Ray's own: one line each
-            raise ClusterViewError(_first_line(str(exc)) or type(exc).__name__) from None
-        return info, ray.shutdown
+        info = read_cluster(directory)  # ClusterError: no cluster there, and how to start one
+        if not info.head_running:
+            raise ClusterError(f"the cluster in {info.directory} is down (its Ray head is not running): "
+                               "nrt-lab cluster down, then nrt-lab cluster up --node ...")
+        address = info.address
+    else:
+        info = None
     _reachable(address)
     try:
-        ray.init(address=address, _node_ip_address="127.0.0.1", logging_level="ERROR", log_to_driver=False)
-    except Exception as exc:  # noqa: BLE001 - ConnectionError and friends
-        raise ClusterViewError(f"cannot connect to the Ray cluster at {address}: {_first_line(str(exc))}") from None
-    return None, ray.shutdown
+        if info is not None:
+            connect(info.directory, logging_level="ERROR", log_to_driver=False)
+        else:
+            ray.init(address=address, _node_ip_address="127.0.0.1", logging_level="ERROR", log_to_driver=False)
+    except ClusterError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - ConnectionError and friends: one line
+        raise ClusterError(f"cannot connect to the Ray cluster at {address}: {_first_line(str(exc))}") from None
+    return info, ray.shutdown

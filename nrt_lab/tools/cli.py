@@ -28,7 +28,7 @@ from nrt_lab.driver import (
 from nrt_lab.hardware import CatalogueError, instance_names
 from nrt_lab.legacy import migrate, packages, systemctl
 from nrt_lab.runtime import RUNTIME_VERSION, NrtError, driver_gate
-from nrt_lab.tools import _cli, compile_cli, doctor, driver_cli
+from nrt_lab.tools import _cli, cluster_cli, compile_cli, doctor, driver_cli
 
 __all__ = ["PROG", "main", "build_parser"]
 
@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     systemctl.add_parser(sub)
     migrate.add_parser(sub)
     compile_cli.add_parser(sub)
+    cluster_cli.add_parser(sub)
     return parser
 
 
@@ -241,6 +242,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return migrate.run(args)
     if args.group == "compile":
         return compile_cli.run(args)
+    if args.group == "cluster":
+        return cluster_cli.run(args)
     handled = driver_cli.dispatch(args)
     if handled is not None:
         return handled

@@ -57,12 +57,13 @@ def neuron_ls_output(*, wide: bool = False, all_processes: bool = False, topolog
 def cluster_output(*, directory: str | None = None, address: str | None = None, as_json: bool = False,
                    wide: bool = False, timeout_s: float = 10.0) -> str:
     """What ``neuron-ls --cluster`` prints: connects this process to the cluster as a Ray driver, samples every
-    node once through its monitor actor, disconnects. Raises ClusterViewError (one line: what to do)."""
-    from nrt_lab.cluster.views import ClusterMonitor, ClusterViewError, connect_driver
+    node once through its monitor actor, disconnects. Raises ClusterError (one line: what to do)."""
+    from nrt_lab.cluster import ClusterError
+    from nrt_lab.cluster.views import ClusterMonitor, connect_driver
     from nrt_lab.tools.neuron_ls_render import render_cluster, render_cluster_json
 
     if directory is not None and address is not None:
-        raise ClusterViewError("--cluster-dir and --address name the cluster twice; give one of them")
+        raise ClusterError("--cluster-dir and --address name the cluster twice; give one of them")
     info, disconnect = connect_driver(directory=directory, address=address)
     try:
         monitor = ClusterMonitor(info, timeout_s=timeout_s)
@@ -84,12 +85,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.cluster:
         if args.topology or args.all_processes:
             parser.error("--cluster lists nodes; -t and -a are for one machine (run neuron-ls on a node)")
-        from nrt_lab.cluster.views import ClusterViewError
+        from nrt_lab.cluster import ClusterError
 
         try:
             text = cluster_output(directory=args.cluster_dir, address=args.address, as_json=args.json,
                                   wide=args.wide, timeout_s=args.timeout)
-        except ClusterViewError as exc:
+        except ClusterError as exc:
             return _cli.error(PROG, str(exc))
         except KeyboardInterrupt:
             return _cli.error(PROG, "interrupted", 130)

@@ -38,7 +38,7 @@ from nrt_lab.hardware import DeviceSpec, InstanceSpec, classify
 from nrt_lab.tools._cli import printable
 
 if TYPE_CHECKING:
-    from nrt_lab.cluster import ClusterSnapshot
+    from nrt_lab.cluster.views import ClusterSnapshot
 
 __all__ = [
     "OwnerRecord",
