@@ -27,7 +27,7 @@ from nrt_lab.cluster.views import ClusterSnapshot
 from nrt_lab.monitor import Clock
 from nrt_lab.widgets._assets import CLUSTER_MAP_JS, CSS, widget_esm
 from nrt_lab.widgets._base import LiveWidget
-from nrt_lab.widgets._palette import OwnerPalette, text_color
+from nrt_lab.widgets._palette import OwnerPalette, heat_color, text_color
 from nrt_lab.widgets._plotly import PLOTLY_READY_JS, plotly_library
 from nrt_lab.widgets._sampler import Observation, Sampler
 from nrt_lab.widgets._static import FREE_COLOR, format_bytes, format_number, short
@@ -310,12 +310,6 @@ def cluster_figure(state: Mapping[str, Any]) -> dict[str, Any]:
 _STATE_COLOR = {"alive": "#1b5e20", "dead": "#b71c1c", "unreachable": "#a64a00", "stopped": "#555555"}
 
 
-def _heat(util: float) -> str:
-    low, high = (200, 230, 201), (27, 94, 32)
-    level = max(0.0, min(1.0, util / 100.0))
-    return "#" + "".join(f"{round(a + level * (b - a)):02x}" for a, b in zip(low, high, strict=True))
-
-
 def cluster_map_html(state: Mapping[str, Any], dashboard: bool = False) -> str:
     """The cluster map as plain HTML: per node a header and a devices × cores table, the owners, the pending."""
     nodes = state.get("nodes")
@@ -340,7 +334,7 @@ def cluster_map_html(state: Mapping[str, Any], dashboard: bool = False) -> str:
                 number = owner_of[core] if core < len(owner_of) else 0
                 owner = owners.get(number)
                 u = util[core] if core < len(util) else None
-                fill = _heat(u) if u is not None and u >= 0.5 else FREE_COLOR
+                fill = heat_color(u) if u is not None and u >= 0.5 else FREE_COLOR
                 frame = owner["color"] if owner else "#999999"
                 title = f"{node['name']} nd{device} nc{core}" + (
                     f": pid {owner['pid']} {owner['ray'] or 'not a Ray process'}" if owner else ": free")
