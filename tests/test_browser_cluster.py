@@ -140,3 +140,90 @@ def test_cluster_dashboard_fits_800_px(browser: Any, dashboard: tuple[str, dict[
             assert not root["wide"] or root["overflowX"] == "auto"
     finally:
         page.close()
+
+
+# ---------------------------------------------------------------------------------------------- real JupyterLab
+
+_CLUSTER_NOTEBOOK_CODE = """\
+# A ClusterDashboard fed by the fixture cluster of tests/test_cluster_views.py (no Ray needed): each sample
+# moves trn1-0's utilization, so the chart grows and the grid changes.
+import itertools
+import sys
+
+sys.path.insert(0, {tests!r})
+from test_cluster_views import fixture_snapshot
+
+from nrt_lab.widgets import ClusterDashboard
+
+
+class Cycling:
+    def __init__(self) -> None:
+        self.values = itertools.cycle([10.0, 40.0, 70.0, 55.0])
+
+    def sample(self):
+        return fixture_snapshot(util=next(self.values))
+
+
+dashboard = ClusterDashboard(Cycling(), period=0.5)
+dashboard
+"""
+
+
+def _write_cluster_notebook(path: Path) -> None:
+    source = _CLUSTER_NOTEBOOK_CODE.format(tests=str(Path(__file__).parent))
+    notebook = {"cells": [{"cell_type": "code", "execution_count": None, "id": "c12v0001", "metadata": {},
+                           "outputs": [], "source": source.splitlines(keepends=True)}],
+                "metadata": {"kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python",
+                                            "name": "python3"}},
+                "nbformat": 4, "nbformat_minor": 5}
+    path.write_text(json.dumps(notebook, indent=1), encoding="utf-8")
+
+
+@pytest.mark.timeout(150)
+def test_cluster_dashboard_in_jupyterlab(tmp_path: Path) -> None:
+    """The widget through JupyterLab's real widget manager (comm, deltas, the plotly library model), live,
+    readable in JupyterLab Light and Dark; the page asks nothing of any host but 127.0.0.1."""
+    import test_browser as lab_test
+
+    sync_api = lab_test._require_browser()
+    budget = lab_test.Budget(90.0)
+    console: list[str] = []
+    foreign: list[str] = []
+    shot = ARTIFACTS / "cluster-jupyterlab.png"
+    with lab_test.running_lab(tmp_path, budget) as lab, sync_api.sync_playwright() as pw:
+        _write_cluster_notebook(tmp_path / "root" / "cluster.ipynb")
+        lab.notebook = "cluster.ipynb"
+        page = None
+        failed = True
+        browser_ = lab_test._launch(pw, budget)
+        try:
+            context = browser_.new_context(viewport=lab_test.VIEWPORT)
+            page = lab_test._new_page(context, console, foreign, "cluster")
+            lab_test._open_notebook(page, lab, budget)
+            lab_test._run_all_cells(page, budget, lab.steps)
+            lab_test._wait_cells_done(page, budget, code_cells=1)
+            sync_api.expect(page.locator(".nrtw-node")).to_have_count(3, timeout=budget.ms(20))
+            page.wait_for_selector(".nrtw-chart-nodes .main-svg", timeout=budget.ms(20))
+            points = "() => document.querySelector('.nrtw-chart-nodes').data[0].y.length"
+            first = page.evaluate(points)
+            page.wait_for_function(f"(n) => ({points})() >= n + 2", arg=first, timeout=budget.ms(15))
+            lab.steps.append(f"chart {first} -> {page.evaluate(points)} points after {budget.elapsed():.1f} s")
+            assert page.locator(".nrtw-node.down").count() == 1
+            page.locator(".nrtw-node >> nth=0").locator(".nrtw-cell >> nth=0").hover()
+            detail = page.locator(".nrtw-detail").text_content() or ""
+            assert "node trn1-0" in detail and "Ray: job 01000000 · actor Predictor (predictor-0)" in detail
+            page.mouse.move(0, 0)
+            page.locator(".nrtw-title", has_text="Neuron cluster").first.evaluate(
+                "(el) => el.scrollIntoView({block: 'start'})")
+            page.screenshot(path=str(shot), timeout=budget.ms(10))
+            lab_test._check_contrast(page, budget, "JupyterLab Light", lab.steps)
+            shot = ARTIFACTS / "cluster-jupyterlab-dark.png"
+            lab_test._change_theme(page, budget, "JupyterLab Dark")
+            lab_test._check_contrast(page, budget, "JupyterLab Dark", lab.steps)
+            page.screenshot(path=str(shot), timeout=budget.ms(10))
+            assert not foreign, f"the page asked hosts other than 127.0.0.1: {foreign}"
+            failed = False
+        finally:
+            lab_test._save_artifacts(page, shot, lab, console, failed, prefix="cluster-")
+            browser_.close()
+            print("\n".join(lab.steps))
