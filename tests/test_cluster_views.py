@@ -278,7 +278,7 @@ def test_cluster_map_without_ray_driver_says_what_to_do() -> None:
         ClusterMap(autostart=False)
 
 
-def test_neuron_ls_cluster_errors_are_one_line() -> None:
+def test_neuron_ls_cluster_errors_are_one_line(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     run = [sys.executable, "-m", "nrt_lab.tools.neuron_ls"]
     bad = subprocess.run([*run, "--cluster-dir", "x"], capture_output=True, text=True, env=env, timeout=60)
@@ -289,6 +289,11 @@ def test_neuron_ls_cluster_errors_are_one_line() -> None:
     lines = [line for line in down.stderr.splitlines() if "network_util" not in line]
     assert down.returncode == 1 and len(lines) == 1, down.stderr
     assert "does not answer" in lines[0] and "nrt-lab cluster up" in lines[0]
+    none = subprocess.run([*run, "--cluster", "--cluster-dir", str(tmp_path)], capture_output=True, text=True,
+                          env=env, timeout=60)
+    lines = [line for line in none.stderr.splitlines() if "network_util" not in line]
+    assert none.returncode == 1 and lines == [
+        f"neuron-ls: error: no cluster in {tmp_path}; start one with `nrt-lab cluster up --node trn1.32xlarge`"]
 
 
 # ---------------------------------------------------------------------------------------------- live (Ray)
@@ -378,11 +383,13 @@ def test_live_sample_labels_owners_and_pending(cluster: Any) -> None:
             assert shown["ray"] == f"job {owner.ray.job_id} · actor Holder (holder-0)" and shown["pid"] == pid
         finally:
             widget.close()
-        cli = subprocess.run([sys.executable, "-m", "nrt_lab.tools.neuron_ls", "--cluster", "--address",
-                              cluster.address], capture_output=True, text=True, timeout=60,
+        # --cluster-dir (nrt_lab.cluster.connect); --address takes the same path after connecting (~4 s each).
+        cli = subprocess.run([sys.executable, "-m", "nrt_lab.tools.neuron_ls", "--cluster", "--cluster-dir",
+                              str(cluster.directory)], capture_output=True, text=True, timeout=60,
                              env={**os.environ, "PYTHONPATH": str(REPO)})
         assert cli.returncode == 0, cli.stderr
         assert "actor Holder (holder-0)" in cli.stdout and "task huge" in cli.stdout
+        assert "| inf2-0 | inf2.xlarge  | alive | 0/2" in cli.stdout
     finally:
         ray.cancel(waiting, force=True)
         ray.kill(holder)
@@ -390,9 +397,10 @@ def test_live_sample_labels_owners_and_pending(cluster: Any) -> None:
 
 
 def test_live_dead_node_is_reported_promptly_and_comes_back(cluster: Any) -> None:
+    import nrt_lab.cluster
     from nrt_lab.cluster.views import ClusterMonitor
 
-    monitor = ClusterMonitor(cluster.info, timeout_s=3)
+    monitor = ClusterMonitor(timeout_s=3, cluster_info=lambda: nrt_lab.cluster.read_cluster(cluster.directory))
     try:
         assert {n.state for n in monitor.sample().nodes} == {"alive"}
         cluster.kill_node("trn1-1")
@@ -406,7 +414,7 @@ def test_live_dead_node_is_reported_promptly_and_comes_back(cluster: Any) -> Non
             if states[-1] == "dead":
                 break
         assert states[-1] == "dead" and snap.node("inf2-0").state == "alive", states
-        assert snap.node("trn1-1").reason
+        assert "`nrt-lab cluster start-node trn1-1` brings it back" in snap.node("trn1-1").reason
         cluster.start_node("trn1-1")
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -651,14 +651,16 @@ class ClusterMonitor:
             return _from_summary(answer, base)
         if gcs_error:
             return NodeView(state="unreachable", reason=gcs_error, **base)
-        if declared is not None and not declared.running and (ray_node is None or not ray_node.alive):
-            return NodeView(state="stopped", reason="stopped (nrt-lab cluster start-node brings it back)", **base)
+        stopped = declared is not None and not declared.running
+        again = f" (stopped with nrt-lab cluster stop-node; `nrt-lab cluster start-node {name}` brings it back)"
+        if ray_node is not None and not ray_node.alive:
+            why = _first_line(ray_node.reason) or "Ray marked the node dead"
+            return NodeView(state="dead", reason=why + (again if stopped else ""), **base)
+        if stopped:
+            return NodeView(state="stopped", reason="stopped" + again, **base)
         if ray_node is None:
             return NodeView(state="dead", reason="not in the Ray cluster (its node never joined or was removed)",
                             **base)
-        if not ray_node.alive:
-            why = _first_line(ray_node.reason) or "Ray marked the node dead"
-            return NodeView(state="dead", reason=why, **base)
         return NodeView(state="unreachable", reason=str(answer or "its monitor was not asked"), **base)
 
     # ------------------------------------------------------------------ Ray labels
