@@ -15,10 +15,12 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -431,3 +433,185 @@ def test_node_view_numbers() -> None:
     node = fixture_snapshot().node("trn1-0")
     assert isinstance(node, NodeView) and node.total_cores == 32 and node.used_cores == 7
     assert node.mean_utilization == pytest.approx((37 * 4 + 180 + 5) / 32)
+
+
+# ---------------------------------------------------------------------------------------------- ClusterMonitor, fake Ray
+
+
+class _Ref:
+    def __init__(self, value: Any = None, error: Exception | None = None, ready: bool = True) -> None:
+        self.value, self.error, self.ready = value, error, ready
+
+
+class _FakeRay:
+    """The parts of Ray ClusterMonitor uses: nodes(), a remote actor class with options(), wait/get/kill, and
+    ray.util.state's list_* (records of what was asked)."""
+
+    def __init__(self) -> None:
+        self.node_list: list[dict[str, Any]] = []
+        self.answers: dict[str, Callable[[], _Ref]] = {}  # node id -> the ref summary.remote() returns
+        self.summary_calls: dict[str, int] = {}
+        self.created: list[str] = []
+        self.killed = 0
+        self.state_calls: list[str] = []
+        self.actors: list[Any] = []
+        self.tasks: list[Any] = []
+        self.gate: threading.Event | None = None  # nodes() blocks on it when set
+        self.waited: list[float] = []
+
+    # ray
+    def is_initialized(self) -> bool:
+        return True
+
+    def get_runtime_context(self) -> Any:
+        return SimpleNamespace(gcs_address="127.0.0.1:6379")
+
+    def nodes(self) -> list[dict[str, Any]]:
+        if self.gate is not None:
+            self.gate.wait(10)
+        return self.node_list
+
+    def remote(self, cls: type) -> Any:
+        fake = self
+
+        class Handle:
+            def __init__(self, node_id: str) -> None:
+                self.node_id = node_id
+                self.summary = SimpleNamespace(remote=self._summary)
+
+            def _summary(self, caller: str) -> _Ref:
+                fake.summary_calls[self.node_id] = fake.summary_calls.get(self.node_id, 0) + 1
+                return fake.answers[self.node_id]()
+
+        class ActorClass:
+            def options(self, **kw: Any) -> Any:
+                node_id = kw["scheduling_strategy"].node_id
+                assert kw["name"].startswith("nrt_lab.monitor.") and kw["namespace"] == "nrt_lab"
+                assert kw["lifetime"] == "detached" and kw["num_cpus"] == 0 and kw["scheduling_strategy"].soft is False
+                return SimpleNamespace(remote=lambda: (fake.created.append(node_id), Handle(node_id))[1])
+
+        return ActorClass()
+
+    def wait(self, refs: list[_Ref], num_returns: int, timeout: float) -> tuple[list[_Ref], list[_Ref]]:
+        ready = [r for r in refs if r.ready]
+        if len(ready) < len(refs):
+            self.waited.append(timeout)  # Ray would block this long: the fake does not
+        return ready, [r for r in refs if not r.ready]
+
+    def get(self, ref: _Ref, timeout: float) -> Any:
+        if ref.error is not None:
+            raise ref.error
+        return ref.value
+
+    def kill(self, handle: Any, no_restart: bool) -> None:
+        self.killed += 1
+
+    # ray.util.state
+    def list_actors(self, **kw: Any) -> list[Any]:
+        self.state_calls.append("actors")
+        assert kw["address"] == "127.0.0.1:6379"
+        return self.actors
+
+    def list_tasks(self, **kw: Any) -> list[Any]:
+        self.state_calls.append("tasks:" + kw["filters"][0][2])
+        return [t for t in self.tasks if t.state == kw["filters"][0][2]]
+
+    def list_workers(self, **kw: Any) -> list[Any]:
+        self.state_calls.append("workers")
+        return []
+
+
+def _summary(pid: int = 0) -> dict[str, Any]:
+    owners = [[pid, _T0 - 5, str(pid), "ray::Holder", "2.34.10.0", 1, [1]]] if pid else []
+    return {"v": 1, "t": _T0, "instance": "trn1.2xlarge", "lnc": 1, "devices": [[0, 0, 2, 32 << 30]],
+            "owners": owners, "util": [0.0, 25.0], "mem": [0, 1 << 20], "errors": []}
+
+
+@pytest.fixture
+def fake_ray(monkeypatch: pytest.MonkeyPatch) -> _FakeRay:
+    import importlib
+
+    from nrt_lab.cluster import views
+
+    fake = _FakeRay()
+    modules = {
+        "ray": fake, "ray.util.state": fake,
+        "ray.util.scheduling_strategies": SimpleNamespace(
+            NodeAffinitySchedulingStrategy=lambda node_id, soft: SimpleNamespace(node_id=node_id, soft=soft)),
+    }
+    monkeypatch.setattr(views.importlib, "import_module",
+                        lambda name: modules[name] if name in modules else importlib.import_module(name))
+    return fake
+
+
+def _ray_node(node_id: str, name: str, instance: str, alive: bool = True, reason: str = "") -> dict[str, Any]:
+    return {"NodeID": node_id, "Alive": alive, "Resources": {"neuron_cores": 2.0, "CPU": 2.0},
+            "Labels": {"nrt-lab.io/node": name, "nrt-lab.io/instance": instance}, "DeathReasonMessage": reason}
+
+
+def _info(*nodes: tuple[str, bool]) -> Any:
+    return SimpleNamespace(address="127.0.0.1:6379", nodes=tuple(
+        SimpleNamespace(name=name, instance="trn1.2xlarge", lnc=1, running=running) for name, running in nodes))
+
+
+def test_monitor_states_labels_and_pending_with_a_fake_ray(fake_ray: _FakeRay) -> None:
+    from nrt_lab.cluster.views import ClusterMonitor
+
+    fake_ray.node_list = [
+        {"NodeID": "h" * 56, "Alive": True, "Resources": {}, "Labels": {"nrt-lab.io/node": "head"}},
+        _ray_node("a" * 56, "a", "trn1.2xlarge"), _ray_node("b" * 56, "b", "trn1.2xlarge"),
+        _ray_node("c" * 56, "c", "trn1.2xlarge", alive=False, reason="health check failed\nmore"),
+    ]
+    fake_ray.answers = {"a" * 56: lambda: _Ref(_summary(pid=11)), "b" * 56: lambda: _Ref(ready=False)}
+    fake_ray.actors = [SimpleNamespace(node_id="a" * 56, pid=11, job_id="01000000", class_name="f.<locals>.Holder",
+                                       actor_id="ff" * 16, name="h0")]
+    fake_ray.tasks = [SimpleNamespace(type="NORMAL_TASK", func_or_class_name="huge", name="huge", job_id="01000000",
+                                      state="PENDING_NODE_ASSIGNMENT", required_resources={"neuron_cores": 64.0},
+                                      task_id="t1"),
+                      SimpleNamespace(type="ACTOR_CREATION_TASK", func_or_class_name="NodeMonitorActor.__init__",
+                                      name="x", job_id="02000000", state="PENDING_NODE_ASSIGNMENT",
+                                      required_resources={}, task_id="t2")]
+    monitor = ClusterMonitor(_info(("a", True), ("b", True), ("c", True), ("d", False)), timeout_s=2)
+    snap = monitor.sample()
+    states = {n.name: (n.state, n.reason.split(" (")[0]) for n in snap.nodes}
+    assert states == {"a": ("alive", ""), "b": ("unreachable", "its monitor did not answer within 2.0 s"),
+                      "c": ("dead", "health check failed"), "d": ("stopped", "stopped")}
+    assert [n.name for n in snap.nodes] == ["a", "b", "c", "d"]  # the cluster's order; the head is not a node
+    assert snap.node("c").devices and snap.node("c").total_cores == 2  # its layout from the instance
+    (owner,) = snap.node("a").owners
+    assert owner.ray is not None and owner.ray.text == "job 01000000 · actor Holder (h0)"
+    (pending,) = snap.pending  # the views' own monitor actors are not work waiting for a node
+    assert pending.name == "huge" and pending.reason.startswith("larger than any node (neuron_cores: 64 asked")
+    assert fake_ray.waited and fake_ray.waited[0] <= 2.0
+    # The next sample: b's unanswered call is waited on again (not sent twice), a's owner label is cached.
+    fake_ray.state_calls.clear()
+    monitor.sample()
+    assert fake_ray.summary_calls == {"a" * 56: 2, "b" * 56: 1}
+    assert "actors" not in fake_ray.state_calls
+    # Node a comes back under a new id: its actor is replaced (the old one killed), nothing else.
+    fake_ray.node_list[1] = _ray_node("a" * 55 + "2", "a", "trn1.2xlarge")
+    fake_ray.answers["a" * 55 + "2"] = lambda: _Ref(_summary())
+    assert monitor.sample().node("a").state == "alive"
+    assert fake_ray.created == ["a" * 56, "b" * 56, "a" * 55 + "2"] and fake_ray.killed == 1
+    # A monitor that fails (its actor died with its node) is reported, and re-created on the next sample.
+    fake_ray.answers["a" * 55 + "2"] = lambda: _Ref(error=RuntimeError("ActorDiedError: gone\ntrace"))
+    assert monitor.sample().node("a").reason == "its monitor failed: RuntimeError: ActorDiedError: gone"
+    monitor.close()
+
+
+def test_monitor_never_hangs_on_a_silent_head(fake_ray: _FakeRay) -> None:
+    from nrt_lab.cluster.views import ClusterMonitor
+
+    fake_ray.gate = threading.Event()
+    monitor = ClusterMonitor(_info(("a", True)), timeout_s=0.4)
+    try:
+        started = time.monotonic()
+        snap = monitor.sample()
+        assert time.monotonic() - started < 2.0
+        assert snap.node("a").state == "unreachable" and "did not answer" in snap.node("a").reason
+        assert snap.errors and "Ray head did not answer" in snap.errors[0]
+        again = monitor.sample()  # the stuck call is not repeated: the head is still reported
+        assert "still unanswered" in again.errors[0]
+    finally:
+        fake_ray.gate.set()
+        monitor.close()

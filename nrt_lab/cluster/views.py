@@ -523,7 +523,7 @@ class ClusterMonitor:
         earlier sample is not repeated (TimeoutError)."""
         previous = self._gcs_call
         if previous is not None and not previous.done():
-            raise TimeoutError("an earlier request to the Ray head is still unanswered")
+            raise TimeoutError("an earlier request to the Ray head is still unanswered (is the cluster up?)")
         future = self._pool.submit(call)
         self._gcs_call = future
         return future.result(timeout=timeout)
@@ -531,8 +531,8 @@ class ClusterMonitor:
     def _ray_nodes(self, budget: float) -> tuple[dict[str, _RayNode], str]:
         try:
             raw = self._gcs(self._ray.nodes, max(0.1, budget / 2))
-        except concurrent.futures.TimeoutError:
-            return {}, f"the Ray head did not answer within {budget / 2:.1f} s (is the cluster up?)"
+        except concurrent.futures.TimeoutError as exc:
+            return {}, str(exc) or f"the Ray head did not answer within {budget / 2:.1f} s (is the cluster up?)"
         except Exception as exc:  # noqa: BLE001 - a GCS gone away: reported, every node unreachable
             return {}, f"the Ray head could not be read: {type(exc).__name__}: {exc}"
         found: dict[str, _RayNode] = {}

@@ -120,11 +120,13 @@ class ClusterMap(LiveWidget):
     def __init__(self, monitor: _Sampling | None = None, *, period: float | None = None, autostart: bool = True,
                  history_size: int = 120, clock: Clock | None = None, sampler: Sampler | None = None,
                  **kwargs: Any) -> None:
+        self._own_monitor: Any = None
         if sampler is None:
             if monitor is None:
                 from nrt_lab.cluster.views import ClusterMonitor
 
-                monitor = ClusterMonitor(timeout_s=min(5.0, max(1.0, period or self._default_period)))
+                monitor = self._own_monitor = ClusterMonitor(
+                    timeout_s=min(5.0, max(1.0, period or self._default_period)))
             sampler = ClusterSampler(monitor, name=type(self).__name__, clock=clock)
             owns = True
         else:
@@ -144,6 +146,9 @@ class ClusterMap(LiveWidget):
             anywidget.AnyWidget.close(self)
             return
         super().close()
+        if self._own_monitor is not None:  # made by this widget: its helper thread goes too (actors stay)
+            self._own_monitor.close()
+            self._own_monitor = None
 
     @property
     def history_size(self) -> int:
