@@ -57,11 +57,29 @@ def _ms(values: list[float]) -> str:
     return f"median {statistics.median(values) * 1e3:6.2f} ms, p90 {values[int(0.9 * (len(values) - 1))] * 1e3:6.2f} ms"
 
 
+def _profile(view: TopView, updates: int, period: float) -> None:
+    """cProfile ``updates`` more updates (read + build + send) and print where their time goes."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile(time.thread_time)  # CPU time: the machine is shared
+    for _ in range(updates):
+        time.sleep(period)
+        profiler.enable()
+        view.apply(view.sampler.observe(True))
+        profiler.disable()
+    stats = pstats.Stats(profiler)
+    stats.sort_stats("tottime").print_stats(25)
+    stats.sort_stats("cumulative").print_stats(30)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--updates", type=int, default=40, help="updates to measure (default 40)")
     parser.add_argument("--period", type=float, default=0.1, help="seconds between updates (default 0.1)")
     parser.add_argument("--owners", type=int, default=4, help=f"owner processes, 1-{len(_OWNERS)} (default 4)")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="after measuring, profile N more updates with cProfile and print the top functions")
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="nrt_lab_bench_")) / "state"
@@ -138,6 +156,8 @@ def main() -> int:
             full_hist_bytes.append(len(full_text.encode()))
             full_bytes.append(len(json.dumps({"method": "update", "state": {"state": no_hist}, "buffer_paths": []},
                                              separators=(",", ":")).encode()))
+        if args.profile:
+            _profile(view, args.profile, args.period)
         sent = [n for _, n, s in log.updates() if "delta" in s]
         changed = [len(s["delta"]["set"]) for _, _, s in log.updates() if "delta" in s]
         view.close()
