@@ -95,6 +95,7 @@ _NO_LATENCIES.setflags(write=False)
 assert LATENCY_RING & (LATENCY_RING - 1) == 0  # a power of two: ring positions are taken with a mask
 _TRIPLE = np.arange(_RING_WORDS)
 _END = operator.itemgetter(0)
+_ODD = (1).__and__  # v & 1, as a C callable for map()
 _MAX_RING_POSITION = 1 << 62  # more executions than any page can count: flipped bytes
 
 
@@ -350,8 +351,11 @@ class StatsReader:
         # CoreCounters per block, the page's summaries, each ring's position (where the new executions start).
         count = (size // 8 - _HEADER_WORDS) // _CORE_WORDS  # the page's core count, known from its size
         self._count = count if 0 < count <= MAX_STATS_CORES and page_bytes(count) == size else 0
-        self._seq_at = [_CORES_AT + i * _CORE_WORDS + k for i in range(self._count) for k in (_C_SEQ, _C_XSEQ)]
-        self._ring_next_at = [_CORES_AT + i * _CORE_WORDS + _C_RING_NEXT for i in range(self._count)]
+        # Each block's sequence words and ring position, as strided slices of the page's words (one C call each).
+        end = _CORES_AT + self._count * _CORE_WORDS
+        self._seq_words = slice(_CORES_AT + _C_SEQ, end, _CORE_WORDS)
+        self._xseq_words = slice(_CORES_AT + _C_XSEQ, end, _CORE_WORDS)
+        self._ring_next_words = slice(_CORES_AT + _C_RING_NEXT, end, _CORE_WORDS)
         self._counter_spans = [((_CORES_AT + i * _CORE_WORDS) * 8, (_CORES_AT + i * _CORE_WORDS + _C_RING) * 8)
                                for i in range(self._count)]
         self._ring_at = [_CORES_AT + i * _CORE_WORDS + _C_RING for i in range(self._count)]
@@ -416,10 +420,10 @@ class StatsReader:
         mapped = memoryview(view).cast("Q")
         try:
             header_seq = mapped[_H_SEQ]
-            before = [mapped[i] for i in self._seq_at]
+            before = mapped[self._seq_words].tolist() + mapped[self._xseq_words].tolist()
             header = mapped[:_HEADER_WORDS].tolist()
             blocks = [view[a:b] for a, b in self._counter_spans]  # bytes: each a small memcpy
-            after = [mapped[i] for i in self._seq_at]
+            after = mapped[self._seq_words].tolist() + mapped[self._xseq_words].tolist()
             if header_seq != mapped[_H_SEQ] or header_seq & 1:
                 copied = _stable_copy(view, 0, _HEADER_WORDS, (_H_SEQ,), retries, patience)
                 if copied is None:
@@ -428,10 +432,10 @@ class StatsReader:
             if (header[_H_MAGIC] != _MAGIC or header[_H_VERSION] != _VERSION or header[_H_CORES] != count
                     or not 0 < header[_H_PID] < _MAX_PID):
                 return None
-            if before != after or any(v & 1 for v in before):
+            if before != after or any(map(_ODD, before)):
                 for index in range(count):
-                    pair = before[2 * index:2 * index + 2]
-                    if pair == after[2 * index:2 * index + 2] and not (pair[0] & 1 or pair[1] & 1):
+                    pair = (before[index], before[count + index])
+                    if pair == (after[index], after[count + index]) and not (pair[0] & 1 or pair[1] & 1):
                         continue
                     block = _stable_copy(view, _CORES_AT + index * _CORE_WORDS, _C_RING, (_C_SEQ, _C_XSEQ),
                                          retries, patience)
@@ -473,10 +477,10 @@ class StatsReader:
                     for number in range(lows[index], written[index]):
                         word = ring_at + (number & (LATENCY_RING - 1)) * _RING_WORDS
                         found.append((mapped[word + 2], mapped[word], mapped[word + 1], core, number, index))
-            ring_next_after = [mapped[i] for i in self._ring_next_at]
+            ring_next_after = mapped[self._ring_next_words].tolist()
         finally:
             mapped.release()
-        first = [max(0, a + 1 - LATENCY_RING, w - LATENCY_RING) for a, w in zip(ring_next_after, written, strict=True)]
+        first = {i: max(0, ring_next_after[i] + 1 - LATENCY_RING, written[i] - LATENCY_RING) for i in wanted}
         latencies = new = _NO_LATENCIES
         if entries is not None:
             counts = [written[i] - lows[i] for i in wanted]

@@ -53,6 +53,15 @@ def _sig(value: float, digits: int = 4) -> float:
 _SIG_FORMATS = {digits: f".{digits}g" for digits in range(1, 18)}
 _FREE_CORE: list[Any] = [0.0, 0.0, 0, 0]  # a core no runtime owns: [utilization, TFLOPS, owner pid, memory]
 _CORE_KEYS: dict[int, list[str]] = {}
+_FREE_CORES: dict[int, dict[str, list[Any]]] = {}
+
+
+def _free_cores(total: int) -> dict[str, list[Any]]:
+    """``{"c0": _FREE_CORE, …}`` for ``total`` cores (built once per core count)."""
+    cores = _FREE_CORES.get(total)
+    if cores is None:
+        cores = _FREE_CORES[total] = dict.fromkeys(_core_keys(total), _FREE_CORE)
+    return cores
 
 
 def _core_keys(total: int) -> list[str]:
@@ -71,6 +80,7 @@ def _memory_totals(memories: list[Mapping[str, int]]) -> list[int]:
         return [sum(int(m.get(k, 0)) for m in memories) for k in DEVICE_KINDS]
 
 
+_FIRST, _SECOND = operator.itemgetter(0), operator.itemgetter(1)
 _DEVICE_GETTERS = tuple(operator.itemgetter(kind) for kind in DEVICE_KINDS)
 
 
@@ -151,11 +161,8 @@ class TopView(LiveWidget):
         # diff sees it unchanged at once.
         cached = self._core_cache
         fresh: dict[int, tuple[tuple[Any, ...], list[Any]]] = {}
-        for core in range(total):
-            contributions = parts.get(core)
-            if contributions is None:
-                state[keys[core]] = _FREE_CORE
-                continue
+        state.update(_free_cores(total))  # every core free, then the owned ones
+        for core, contributions in sorted(parts.items()):
             key = (tuple(contributions), owner[core])
             hit = cached.get(core)
             if hit is not None and hit[0] == key:
@@ -266,11 +273,12 @@ class TopView(LiveWidget):
         hist = state.get("hist")
         if reset or not isinstance(hist, list):
             hist = []
-        values = [state.get(key) for key in _core_keys(int(inst["total"]))]
-        flops: float = 0
-        for value in values:
-            flops += value[1] if value else 0
-        hist.append([flops, *(value[0] if value else 0 for value in values)])
+        values: list[Any] = list(map(state.get, _core_keys(int(inst["total"]))))
+        if all(values):  # every core has its [utilization, TFLOPS, …] (what _build writes)
+            hist.append([sum(map(_SECOND, values)), *map(_FIRST, values)])
+        else:
+            hist.append([sum(value[1] if value else 0 for value in values), *(value[0] if value else 0
+                                                                             for value in values)])
         cap = int(state.get("cap", self._history_size))
         while len(hist) > cap:
             del hist[0]
