@@ -210,14 +210,18 @@ def test_monitor_reads_host_cpu_and_memory_at_most_every_system_interval(machine
     monitor = Monitor(machine_root, clock=clock)
     first = monitor.sample()
     assert first.system.timestamp == clock.time() and first.period == 0.0 and first.system.vcpu_count > 0
+    assert first.system.period == 0.0  # rates since boot: the next sample reads again
     clock.advance(0.125)
     second = monitor.sample()
-    assert second.system is first.system and second.period == 0.125  # reused; the sample's own period is kept
-    clock.advance(0.375)  # 0.5 s since the reading: read again, its rates over those 0.5 s
+    assert second.system is not first.system and second.system.period == 0.125 and second.period == 0.125
+    clock.advance(0.125)
     third = monitor.sample()
-    assert third.system is not first.system
-    assert third.system.timestamp == clock.time() and third.system.period == 0.5 and third.period == 0.375
-    assert monitor.sample_system()[0] is not third.system  # asked for explicitly: always read
+    assert third.system is second.system and third.period == 0.125  # reused; the sample's own period is kept
+    clock.advance(0.375)  # 0.5 s since the last reading: read again, its rates over those 0.5 s
+    fourth = monitor.sample()
+    assert fourth.system is not second.system
+    assert fourth.system.timestamp == clock.time() and fourth.system.period == 0.5 and fourth.period == 0.375
+    assert monitor.sample_system()[0] is not fourth.system  # asked for explicitly: always read
     eager = Monitor(machine_root, clock=clock, system_interval=0.0)
     eager.sample()
     assert eager.sample().system is not eager.sample().system

@@ -300,7 +300,9 @@ class MachineSnapshot:
 
     ``runtimes`` holds the stats of every live runtime (empty when the sample was taken without them);
     ``owners`` every live owner record, device users included; ``free`` the machine-view cores no owner holds;
-    ``errors`` what could not be read (``driver_error`` is the driver's, when driver.json is unreadable).
+    ``errors`` what could not be read (``driver_error`` is the driver's, when driver.json is unreadable);
+    ``period`` the seconds since the previous full sample (0 for the first); ``system`` may be a reading up to
+    ``Monitor.system_interval`` old (its own ``timestamp`` and ``period`` say which).
     """
 
     timestamp: float
@@ -424,6 +426,9 @@ class Monitor:
     """A sampler that remembers the previous counters so each :meth:`sample` reports rates over its period.
 
     ``clock`` gives the snapshots' timestamps and the system CPU periods (default: the real clock).
+    What does not change between samples is not rebuilt: a stats page is mapped once and only its changed core
+    blocks and new latency entries are copied, an idle core keeps its CoreSample, a process keeps its
+    ``/proc/<pid>/stat`` descriptor, and the host CPU/memory reading is reused for ``system_interval`` seconds.
     """
 
     root: Path | None = None
@@ -491,7 +496,10 @@ class Monitor:
                 self._processes.pop(stale).close()
             monotonic = self.clock.monotonic()
             last = self._last_system
-            if last is None or self._system_cpu is None or monotonic - self._system_cpu[2] >= self.system_interval:
+            # (A first reading's CPU rates cover the time since boot: the next sample reads again, so two samples
+            # ``interval`` apart, as neuron-top --once takes them, get host rates over that interval.)
+            if (last is None or last[1] <= 0 or self._system_cpu is None
+                    or monotonic - self._system_cpu[2] >= self.system_interval):
                 system, _ = self._system()
             else:
                 system = last[0]
