@@ -63,6 +63,15 @@ def test_reader_reuses_unchanged_blocks_and_rereads_changed_ones(tmp_path: Path)
         assert third.cores == fresh.cores  # what a new reader sees
         assert third.outcome_totals == fresh.outcome_totals and third.error_totals == fresh.error_totals
         assert third.outcome_totals["completed"] == 1 and third.outcome_totals["incorrect_input"] == 1
+        # The running word is stored without a sequence word (one word): a block whose only change is that word
+        # is copied again all the same.
+        page.set_running(6, 12345)
+        running = reader.read()
+        assert running is not None and running.cores[2].running_since_ns == 12345
+        assert running.cores[0] is third.cores[0] and running.cores[2] is not third.cores[2]
+        page.set_running(6, 0)
+        idle = reader.read()
+        assert idle is not None and idle.cores[2].running_since_ns == 0 and idle.cores[2] == third.cores[2]
 
 
 def test_page_summaries_follow_every_change(tmp_path: Path) -> None:
@@ -147,6 +156,7 @@ def test_monitor_reuses_idle_cores_and_rereads_a_core_that_ran(machine_root: Pat
     clock.advance(0.125)
     still = monitor.sample()
     assert all(a is b for a, b in zip(still.runtimes[0].cores, rt.cores, strict=True))  # idle: the same samples
+    assert still.owners == quiet.owners and still.owners[0] is quiet.owners[0]  # the same record: the same view
     assert still.runtimes[0].total_latency is None  # no execution in the period
 
     model.execute(_add_inputs())

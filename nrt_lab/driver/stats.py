@@ -356,6 +356,8 @@ class StatsReader:
         self._seq_words = slice(_CORES_AT + _C_SEQ, end, _CORE_WORDS)
         self._xseq_words = slice(_CORES_AT + _C_XSEQ, end, _CORE_WORDS)
         self._ring_next_words = slice(_CORES_AT + _C_RING_NEXT, end, _CORE_WORDS)
+        self._running_words = slice(_CORES_AT + _C_RUNNING, end, _CORE_WORDS)
+        self._marks: list[int] = []  # per block at its last copy: sequence word, execution sequence word, running
         self._counter_spans = [((_CORES_AT + i * _CORE_WORDS) * 8, (_CORES_AT + i * _CORE_WORDS + _C_RING) * 8)
                                for i in range(self._count)]
         self._ring_at = [_CORES_AT + i * _CORE_WORDS + _C_RING for i in range(self._count)]
@@ -422,7 +424,17 @@ class StatsReader:
             header_seq = mapped[_H_SEQ]
             before = mapped[self._seq_words].tolist() + mapped[self._xseq_words].tolist()
             header = mapped[:_HEADER_WORDS].tolist()
-            blocks = [view[a:b] for a, b in self._counter_spans]  # bytes: each a small memcpy
+            last, marks = self._blocks, self._marks
+            if last is None:
+                blocks = [view[a:b] for a, b in self._counter_spans]  # bytes: each a small memcpy
+            else:
+                # Every write to a block's counters happens under one of its sequence words, except the running
+                # word (one word, stored alone): a block whose sequence words and running word are what they
+                # were at the last copy holds what that copy holds, and is not copied again.
+                running = mapped[self._running_words].tolist()
+                blocks = [last[i] if before[i] == marks[i] and before[count + i] == marks[count + i]
+                          and running[i] == marks[2 * count + i] else view[a:b]
+                          for i, (a, b) in enumerate(self._counter_spans)]
             after = mapped[self._seq_words].tolist() + mapped[self._xseq_words].tolist()
             if header_seq != mapped[_H_SEQ] or header_seq & 1:
                 copied = _stable_copy(view, 0, _HEADER_WORDS, (_H_SEQ,), retries, patience)
@@ -442,9 +454,9 @@ class StatsReader:
                     if block is None:
                         return None
                     blocks[index] = block.tobytes()
+                    before[index] = -1  # copied under other sequence values than these: copy it next time
             # Counters: a block whose bytes equal the last read's keeps its CoreCounters (most cores of a page
             # did nothing since the last read); the others are converted, and checked.
-            last = self._blocks
             changed = [i for i in range(count) if last is None or blocks[i] != last[i]]
             counters = dict(self._counters)
             for index in changed:
@@ -515,6 +527,7 @@ class StatsReader:
                     errors[kind] = errors.get(kind, 0) + value - (old.errors[kind] if old else 0)
             self._totals = (outcomes, errors)
         self._blocks, self._counters, self._written = blocks, counters, written
+        self._marks = before + [counters[index].running_since_ns for index in range(count)]
         host = header[_H_HOST:_H_HOST + len(HOST_MEMORY_KINDS)]
         host_peak = header[_H_HOST_PEAK:_H_HOST_PEAK + len(HOST_MEMORY_KINDS)]
         return StatsSnapshot(

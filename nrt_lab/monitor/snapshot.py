@@ -440,7 +440,9 @@ class Monitor:
     _pages: dict[tuple[int, float], StatsReader] = field(default_factory=dict, repr=False)  # mapped once per runtime
     _files: dict[Path, tuple[tuple[int, int, int], Any]] = field(default_factory=dict, repr=False)
     _processes: dict[tuple[int, float], _CpuTimes] = field(default_factory=dict, repr=False)
-    _sampled_at: float | None = field(default=None, repr=False)  # the clock's monotonic() at the last full sample
+    _sampled_at: float | None = field(default=None, repr=False)
+    _owner_views: dict[tuple[int, float], tuple[OwnerRecord, InstanceSpec, OwnerView]] = field(
+        default_factory=dict, repr=False)  # each owner's view, while its parsed record and the instance stay  # the clock's monotonic() at the last full sample
     clock: Clock = field(default=SYSTEM_CLOCK, repr=False, kw_only=True)
     # Host CPU and memory are read from /proc at most this often (seconds of ``clock``) by :meth:`sample`; faster
     # samples reuse the last reading, which carries its own ``timestamp`` and ``period``. A 10 Hz widget then
@@ -472,21 +474,30 @@ class Monitor:
         found: list[RuntimeSnapshot] = []
         owners: list[OwnerView] = []
         seen: set[tuple[int, float]] = set()
+        views: dict[tuple[int, float], tuple[OwnerRecord, InstanceSpec, OwnerView]] = {}
         for record, path in list_owner_files(machine.root, self._owners):
-            owners.append(OwnerView(
-                pid=record.pid, command=record.command, runtime_version=record.runtime_version, tag=record.tag,
-                start_time=record.start_time, kernel_id=record.kernel_id, lnc=record.lnc, cores=record.cores,
-                machine_cores=machine_view_cores(state.instance, record.lnc, record.cores), extra=dict(record.extra),
-            ))
+            key = (record.pid, record.start_time)
+            kept = self._owner_views.get(key)
+            if kept is not None and kept[0] is record and kept[1] is state.instance:
+                view = kept[2]  # the same parsed record on the same machine: the same view
+            else:
+                view = OwnerView(
+                    pid=record.pid, command=record.command, runtime_version=record.runtime_version, tag=record.tag,
+                    start_time=record.start_time, kernel_id=record.kernel_id, lnc=record.lnc, cores=record.cores,
+                    machine_cores=machine_view_cores(state.instance, record.lnc, record.cores),
+                    extra=dict(record.extra),
+                )
+            views[key] = (record, state.instance, view)
+            owners.append(view)
             if not runtimes or not record.cores:  # a tool that only opened the devices: no runtime
                 continue
             if pattern is not None and not pattern.search(record.tag):
                 continue
-            key = (record.pid, record.start_time)
             seen.add(key)
             found.append(self._runtime(record, path, state.instance, key))
             if found[-1].error:
                 errors.append(f"pid {record.pid}: {found[-1].error}")
+        self._owner_views = views  # owners that went away are forgotten
         if runtimes:
             for stale in set(self._previous) - seen:
                 del self._previous[stale]
