@@ -338,7 +338,9 @@ def _open_page(path: Path) -> tuple[int, int] | None:
 
 class StatsReader:
     """A reader's mapping of one page, kept open across reads: a monitor sampling 16 runtimes every second maps
-    each page once, not once per sample.
+    each page once, not once per sample, and each read copies only what moved since the previous one (core
+    blocks whose sequence or running words changed, ring entries past the previous ring position); unchanged
+    blocks keep their CoreCounters objects.
 
     Only a regular file of exactly a page's size is mapped (a FIFO or a link is never opened for reading); a page
     whose core ids are not distinct ids below ``core_limit`` (pass the instance's core count when known), or whose
