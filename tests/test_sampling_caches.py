@@ -274,3 +274,29 @@ def test_top_view_rebuilds_only_changed_cores_and_drops_a_gone_runtime(machine_r
         assert view._process_cache == {} and view._core_cache == {}
     finally:
         view.close()
+
+
+def test_process_cpu_times_through_a_kept_descriptor_match_psutil() -> None:
+    """vCPU usage reads /proc/<pid>/stat through a descriptor kept open per runtime: the same seconds psutil
+    reports (to a clock tick or two), and an error, never a wrong value, once the process is gone."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    snapshot_module = sys.modules["nrt_lab.monitor.snapshot"]  # (nrt_lab.monitor.snapshot is also a function)
+    times = snapshot_module._CpuTimes(os.getpid())
+    sum(i * i for i in range(200_000))  # some CPU time of our own
+    user, system = times.read()
+    reference = psutil.Process().cpu_times()
+    assert abs(user - reference.user) <= 0.05 and abs(system - reference.system) <= 0.05
+    times.close()
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    gone = snapshot_module._CpuTimes(child.pid)
+    assert gone.read()[0] >= 0.0
+    assert child.stdin is not None
+    child.stdin.close()
+    child.wait(timeout=30)
+    with pytest.raises(OSError):
+        gone.read()
+    gone.close()
