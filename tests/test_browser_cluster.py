@@ -180,7 +180,7 @@ def _write_cluster_notebook(path: Path) -> None:
 
 
 @pytest.mark.timeout(150)
-def test_cluster_dashboard_in_jupyterlab(tmp_path: Path) -> None:
+def test_cluster_dashboard_in_jupyterlab(tmp_path: Path, browser: Any) -> None:  # noqa: F811
     """The widget through JupyterLab's real widget manager (comm, deltas, the plotly library model), live,
     readable in JupyterLab Light and Dark; the page asks nothing of any host but 127.0.0.1."""
     import test_browser as lab_test
@@ -190,14 +190,13 @@ def test_cluster_dashboard_in_jupyterlab(tmp_path: Path) -> None:
     console: list[str] = []
     foreign: list[str] = []
     shot = ARTIFACTS / "cluster-jupyterlab.png"
-    with lab_test.running_lab(tmp_path, budget) as lab, sync_api.sync_playwright() as pw:
+    with lab_test.running_lab(tmp_path, budget) as lab:  # the module's chromium (one Playwright per thread)
         _write_cluster_notebook(tmp_path / "root" / "cluster.ipynb")
         lab.notebook = "cluster.ipynb"
         page = None
         failed = True
-        browser_ = lab_test._launch(pw, budget)
+        context = browser.new_context(viewport=lab_test.VIEWPORT)
         try:
-            context = browser_.new_context(viewport=lab_test.VIEWPORT)
             page = lab_test._new_page(context, console, foreign, "cluster")
             lab_test._open_notebook(page, lab, budget)
             lab_test._run_all_cells(page, budget, lab.steps)
@@ -225,5 +224,5 @@ def test_cluster_dashboard_in_jupyterlab(tmp_path: Path) -> None:
             failed = False
         finally:
             lab_test._save_artifacts(page, shot, lab, console, failed, prefix="cluster-")
-            browser_.close()
+            context.close()
             print("\n".join(lab.steps))
