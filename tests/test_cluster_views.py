@@ -391,7 +391,7 @@ def test_live_sample_labels_owners_and_pending(cluster: Any) -> None:
                              env={**os.environ, "PYTHONPATH": str(REPO)})
         assert cli.returncode == 0, cli.stderr
         assert "actor Holder (holder-0)" in cli.stdout and "task huge" in cli.stdout
-        assert "| inf2-0 | inf2.xlarge  | alive | 0/2" in cli.stdout
+        assert "| alive | 1/2 " in cli.stdout and "| alive | 0/2 " in cli.stdout  # the actor on either node
     finally:
         ray.cancel(waiting, force=True)
         ray.kill(holder)
