@@ -25,7 +25,7 @@ RANKS: dict[str, int] = {
     "runtime": 3,
     "compiler": 3,
     "monitor": 4,
-    "models": 5,
+    "models": 4,  # demo NEFFs (neff + numpy only): below cluster, whose demo job runs them
     "nrt": 5,
     "nrtpy": 5,
     "tools": 6,

@@ -18,7 +18,6 @@ import importlib.util
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -32,7 +31,7 @@ from typing import Any
 import psutil
 
 from nrt_lab.cluster.monitoring import write_monitoring_config
-from nrt_lab.cluster.nodes import ClusterError, NodeSpec, parse_node_specs
+from nrt_lab.cluster.nodes import MAX_NODES, NAME_PATTERN, ClusterError, NodeSpec, parse_node_specs
 from nrt_lab.driver import StateError, atomic_write_json, open_machine, read_state_json, resolve_root
 
 __all__ = [
@@ -56,6 +55,7 @@ CLUSTER_DIR_VARIABLE = "NRT_LAB_CLUSTER_DIR"
 NODE_LABEL = "nrt-lab.io/node"
 INSTANCE_LABEL = "nrt-lab.io/instance"
 _STATE_FILE = "cluster.json"
+_NODE_NAME = NAME_PATTERN
 _STATE_VERSION = 1
 _STARTED = "Ray runtime started."
 # Per node: Ray's object store (shared memory); small, since emulated models move kilobytes to megabytes.
@@ -72,7 +72,8 @@ _RAY_ENV = {
     "RAY_health_check_timeout_ms": "1000",
     "RAY_health_check_failure_threshold": "5",
 }
-_STOP_GRACE_S = 10.0
+_STOP_GRACE_S = 10.0  # a node's raylet, agents and workers: they exit in 1-2 s
+_HEAD_GRACE_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -166,9 +167,62 @@ def _read_state(directory: Path) -> dict[str, Any] | None:
         raise ClusterError(str(exc)) from None
     if state is None:
         return None
-    if not isinstance(state, dict) or state.get("version") != _STATE_VERSION or not isinstance(state.get("nodes"), list):
-        raise ClusterError(f"{directory / _STATE_FILE} is not a cluster record of this nrt_lab version")
+    problem = _state_problem(state, directory)
+    if problem:
+        raise ClusterError(f"{directory / _STATE_FILE} is not a cluster record of this nrt_lab version ({problem}); "
+                           f"stop the processes its logs/ name, then remove {directory}")
     return state
+
+
+def _state_problem(state: Any, directory: Path) -> str:
+    """What is wrong with a cluster record read from disk ("" when nothing): every field the launcher uses is
+    checked here, so a damaged or hand-edited file is one ClusterError, never a KeyError or TypeError later."""
+
+    def port(value: Any) -> bool:
+        return type(value) is int and 1 <= value <= 65535
+
+    def process(value: Any) -> bool:
+        return value is None or (isinstance(value, dict) and type(value.get("pid")) is int
+                                 and type(value.get("started")) in (int, float))
+
+    def count(value: Any) -> bool:
+        return type(value) is int and 0 <= value <= 1 << 20
+
+    if not isinstance(state, dict) or state.get("version") != _STATE_VERSION:
+        return f"version is not {_STATE_VERSION}"
+    if state.get("directory") != str(directory):
+        return f"it describes {str(state.get('directory'))[:200]!r}, not this directory"
+    if not all(port(state.get(key)) for key in ("gcs_port", "dashboard_port", "client_port")):
+        return "gcs_port, dashboard_port and client_port must be ports"
+    if not isinstance(state.get("temp_dir"), str) or not isinstance(state.get("exporters"), bool):
+        return "temp_dir must be a string and exporters a boolean"
+    if state.get("prometheus_config") is not None and not isinstance(state.get("prometheus_config"), str):
+        return "prometheus_config must be a path or null"
+    head = state.get("head")
+    if not isinstance(head, dict) or not process(head.get("process")) or not isinstance(head.get("ports"), dict) \
+            or not all(port(head["ports"].get(k)) for k in ("agent", "metrics")):
+        return "head must hold its process and its agent and metrics ports"
+    nodes = state.get("nodes")
+    if not isinstance(nodes, list) or not 1 <= len(nodes) <= MAX_NODES:
+        return f"nodes must be a list of 1 to {MAX_NODES} nodes"
+    for node in nodes:
+        if not isinstance(node, dict) or not isinstance(node.get("name"), str) or not _NODE_NAME.fullmatch(node["name"]):
+            return "every node needs a valid name"
+        name = node["name"]
+        if node.get("root") != str(_node_root(directory, name)):
+            return f"node {name}'s root is not {_node_root(directory, name)}"
+        if not isinstance(node.get("instance"), str) or not all(count(node.get(k)) for k in ("lnc", "cpus",
+                                                                                             "neuron_cores")):
+            return f"node {name} needs instance, lnc, cpus and neuron_cores"
+        if not process(node.get("process")) or not process(node.get("exporter")) \
+                or not isinstance(node.get("ray_node_id", ""), str):
+            return f"node {name}'s process records are not pid and start time"
+        ports = node.get("ports")
+        if not isinstance(ports, dict) or not all(port(ports.get(k)) for k in ("agent", "metrics", "exporter")):
+            return f"node {name} needs its agent, metrics and exporter ports"
+    if len({node["name"] for node in nodes}) != len(nodes):
+        return "node names repeat"
+    return ""
 
 
 def _write_state(directory: Path, state: dict[str, Any]) -> None:
@@ -206,6 +260,7 @@ def _alive(record: Mapping[str, Any] | None) -> bool:
 def _launch(command: list[str], env: Mapping[str, str], log: Path, stdin: int | None = None) -> dict[str, Any]:
     """Start ``command`` as the leader of a new session (its children stay in it); its pid and start time."""
     with open(log, "ab") as out:
+        offset = out.seek(0, os.SEEK_END)
         child = subprocess.Popen(command, env=dict(env), stdout=out, stderr=subprocess.STDOUT,
                                  stdin=subprocess.DEVNULL if stdin is None else stdin, start_new_session=True,
                                  close_fds=True)
@@ -214,14 +269,21 @@ def _launch(command: list[str], env: Mapping[str, str], log: Path, stdin: int | 
         started = psutil.Process(child.pid).create_time()
     except psutil.Error:
         started = -1.0
-    return {"pid": child.pid, "started": started}
+    return {"pid": child.pid, "started": started, "log_offset": offset}
 
 
 def _session_members(record: Mapping[str, Any]) -> list[psutil.Process]:
     """Every process of the recorded leader's session (the leader first), if the leader is still itself."""
     if not _alive(record):
         return []
-    sid = record["pid"]
+    with contextlib.suppress(OSError):
+        if os.getsid(record["pid"]) == record["pid"]:  # what _launch starts leads its own session
+            return _members_of_session(record["pid"])
+    return []
+
+
+def _members_of_session(sid: int) -> list[psutil.Process]:
+    """Every process whose session id is ``sid`` (the leader, if alive, first)."""
     members: list[psutil.Process] = []
     for process in psutil.process_iter():
         with contextlib.suppress(OSError, psutil.Error):
@@ -230,17 +292,42 @@ def _session_members(record: Mapping[str, Any]) -> list[psutil.Process]:
     return sorted(members, key=lambda p: p.pid != sid)
 
 
-def _stop_sessions(records: Sequence[Mapping[str, Any] | None], kill: bool) -> None:
-    """Stop every process of these sessions: SIGKILL at once, or SIGTERM and SIGKILL after a grace period."""
-    members = [p for record in records for p in _session_members(record or {})]
-    for process in members:
-        with contextlib.suppress(psutil.Error):
-            process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-    _gone, alive = psutil.wait_procs(members, timeout=2.0 if kill else _STOP_GRACE_S)
-    for process in alive:
+def _stop_sessions(records: Sequence[Mapping[str, Any] | None], kill: bool, grace_s: float = _STOP_GRACE_S) -> None:
+    """Stop every process of these sessions: SIGKILL at once (``kill``), or SIGTERM to every member but the
+    session leaders, SIGKILL to what is left after ``grace_s`` and then to the leaders.
+
+    The leaders are ``ray start --block`` supervisors (or the exporter's shell): on SIGTERM Ray's supervisor stops
+    its children one by one, waiting for each, which made ``down`` take ~15 s; signalled directly, the raylet
+    stops its workers and the agents exit within about a second, and the supervisor has nothing left to do.
+    Every process of a session is found by its session id, so nothing started under it is left behind.
+    """
+    groups = [_session_members(record or {}) for record in records]
+    sids = [members[0].pid for members in groups if members]
+    leaders = [members[0] for members in groups if members]
+    others = [p for members in groups for p in members[1:]]
+    if kill:
+        others, leaders = others + leaders, []
+        for process in others:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+        psutil.wait_procs(others, timeout=2.0)
+    else:
+        for process in others:
+            with contextlib.suppress(psutil.Error):
+                process.terminate()
+        _gone, lingering = psutil.wait_procs(others, timeout=grace_s)
+        for process in lingering + leaders:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+        psutil.wait_procs(lingering + leaders, timeout=5.0)
+    # Anything the session started meanwhile (a worker being spawned) goes too.
+    # (Checked by session id: the leaders are gone, and a new process only gets that session id by calling
+    # setsid() with a recycled pid, which does not happen within these few seconds.)
+    stragglers = [p for sid in sids for p in _members_of_session(sid)]
+    for process in stragglers:
         with contextlib.suppress(psutil.Error):
             process.kill()
-    psutil.wait_procs(alive, timeout=5.0)
+    psutil.wait_procs(stragglers, timeout=5.0)
     for record in records:
         if record and isinstance(record.get("pid"), int):
             child = _CHILDREN.pop(record["pid"], None)
@@ -259,13 +346,18 @@ def _tail(path: Path, lines: int = 6) -> str:
 
 
 def _wait_started(record: Mapping[str, Any], log: Path, what: str, deadline: float) -> None:
-    """Wait until ``ray start`` says the runtime started; ClusterError with its last lines if it died or hung."""
+    """Wait until ``ray start`` says the runtime started; ClusterError with its last lines if it died or hung.
+
+    Only what this start wrote counts (the log is appended to: a node started again has the old message)."""
+    offset = int(record.get("log_offset", 0))
     while time.monotonic() < deadline:
         if not _alive(record):
             raise ClusterError(f"{what} exited while starting; last lines of {log}:\n{_tail(log)}")
         with contextlib.suppress(OSError):
-            if _STARTED.encode() in log.read_bytes():
-                return
+            with open(log, "rb") as out:
+                out.seek(offset)
+                if _STARTED.encode() in out.read():
+                    return
         time.sleep(0.2)
     raise ClusterError(f"{what} did not start in time; last lines of {log}:\n{_tail(log)}")
 
@@ -535,7 +627,9 @@ def _stop_everything(state: Mapping[str, Any], kill: bool) -> None:
     nodes = [n for n in state.get("nodes", []) if isinstance(n, dict)]
     _stop_sessions([n.get("exporter") for n in nodes] + [n.get("process") for n in nodes], kill)
     head = state.get("head")
-    _stop_sessions([head.get("process") if isinstance(head, dict) else None], kill)
+    # With the nodes gone the head keeps nothing worth a long goodbye (the GCS has no persistent storage here):
+    # its GCS server can ignore SIGTERM for over 10 s, so its grace is short.
+    _stop_sessions([head.get("process") if isinstance(head, dict) else None], kill, grace_s=_HEAD_GRACE_S)
 
 
 def _remove_cluster_files(where: Path, state: Mapping[str, Any], keep_logs: bool = False) -> None:
@@ -591,6 +685,8 @@ def read_cluster(directory: Path | str | None = None) -> ClusterInfo:
 def down(directory: Path | str | None = None) -> ClusterInfo:
     """Stop every process of the cluster (nodes, exporters, head) and remove its files; what was stopped."""
     where = _directory(directory)
+    if not (where / _STATE_FILE).exists():  # before locking, which would create the directory
+        raise ClusterError(f"no cluster in {where}; nothing to stop")
     with _locked(where):
         state = _read_state(where)
         if state is None:
@@ -606,6 +702,7 @@ def stop_node(name: str, directory: Path | str | None = None, *, kill: bool = Fa
     """Stop one node (its raylet, agents, workers and exporter): SIGTERM then SIGKILL, or SIGKILL at once
     (``kill``: the node vanishes as on a hardware failure). Its Ray tasks fail as Ray reports a dead node."""
     where = _directory(directory)
+    _require_state(where)  # before locking, which would create the directory
     with _locked(where):
         state = _require_state(where)
         node = _node_record(state, name)
@@ -621,6 +718,7 @@ def start_node(name: str, directory: Path | str | None = None, *, timeout_s: flo
     """Start a stopped node again on the same machine state (a new Ray node id; its cores free again)."""
     ray = _require_ray()
     where = _directory(directory)
+    _require_state(where)  # before locking, which would create the directory
     with _locked(where):
         state = _require_state(where)
         node = _node_record(state, name)

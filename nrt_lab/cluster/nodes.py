@@ -12,12 +12,13 @@ from dataclasses import dataclass
 
 from nrt_lab.hardware import CatalogueError, get_instance, instance_names
 
-__all__ = ["MAX_NODES", "ClusterError", "NodeSpec", "parse_node_spec", "parse_node_specs"]
+__all__ = ["MAX_NODES", "NAME_PATTERN", "ClusterError", "NodeSpec", "parse_node_spec", "parse_node_specs"]
 
 # Each emulated node is a real Ray node (raylet, agents, workers: ~300 MB and a few processes); more than this on
 # one machine only thrashes it.
 MAX_NODES = 8
-_NAME = re.compile(r"[a-z][a-z0-9-]{0,23}")
+NAME_PATTERN = re.compile(r"[a-z][a-z0-9-]{0,23}")
+"""What a node name may be (it becomes a directory name, a Ray label value and a Prometheus label value)."""
 _SPEC = re.compile(r"(?:(?P<name>[^=]*)=)?(?P<instance>[^:=]*)(?::(?P<option>.*))?")
 SPEC_SYNTAX = "[NAME=]INSTANCE[:lncN], e.g. trn1.32xlarge, trn2.48xlarge:lnc1, edge=inf2.xlarge"
 
@@ -48,7 +49,7 @@ def parse_node_spec(text: str, default_name: str) -> NodeSpec:
     if match is None or not match["instance"]:
         raise ClusterError(f"node spec {text!r} is not {SPEC_SYNTAX}")
     name = match["name"] if match["name"] is not None else default_name
-    if not _NAME.fullmatch(name):
+    if not NAME_PATTERN.fullmatch(name):
         raise ClusterError(
             f"node name {name!r} in {text!r}: a name is 1-24 lower-case letters, digits and '-', starting with a letter"
         )
