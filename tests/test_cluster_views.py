@@ -456,6 +456,7 @@ class _FakeRay:
         self.state_calls: list[str] = []
         self.actors: list[Any] = []
         self.tasks: list[Any] = []
+        self.workers: list[Any] = []
         self.gate: threading.Event | None = None  # nodes() blocks on it when set
         self.waited: list[float] = []
 
@@ -518,7 +519,7 @@ class _FakeRay:
 
     def list_workers(self, **kw: Any) -> list[Any]:
         self.state_calls.append("workers")
-        return []
+        return self.workers
 
 
 def _summary(pid: int = 0) -> dict[str, Any]:
@@ -596,6 +597,27 @@ def test_monitor_states_labels_and_pending_with_a_fake_ray(fake_ray: _FakeRay) -
     # A monitor that fails (its actor died with its node) is reported, and re-created on the next sample.
     fake_ray.answers["a" * 55 + "2"] = lambda: _Ref(error=RuntimeError("ActorDiedError: gone\ntrace"))
     assert monitor.sample().node("a").reason == "its monitor failed: RuntimeError: ActorDiedError: gone"
+    monitor.close()
+
+
+def test_owner_labels_of_tasks_and_unlisted_workers_are_looked_up_again(fake_ray: _FakeRay) -> None:
+    """An actor still in its constructor (it claims cores there) is only a "worker" to the state API at first,
+    and a worker process runs task after task: those labels are provisional; an actor's is kept."""
+    from nrt_lab.cluster.views import ClusterMonitor
+
+    fake_ray.node_list = [_ray_node("a" * 56, "a", "trn1.2xlarge")]
+    fake_ray.answers = {"a" * 56: lambda: _Ref(_summary(pid=11))}
+    fake_ray.workers = [SimpleNamespace(node_id="a" * 56, pid=11, worker_type="WORKER")]
+    monitor = ClusterMonitor(_info(("a", True)), timeout_s=2)
+    (owner,) = monitor.sample().node("a").owners
+    assert owner.ray is not None and owner.ray.kind == "worker"
+    fake_ray.actors = [SimpleNamespace(node_id="a" * 56, pid=11, job_id="01000000", class_name="Busy",
+                                       actor_id="ee" * 16, name="")]
+    (owner,) = monitor.sample().node("a").owners
+    assert owner.ray is not None and owner.ray.text == "job 01000000 · actor Busy"
+    fake_ray.state_calls.clear()
+    monitor.sample()
+    assert "actors" not in fake_ray.state_calls  # an actor's label is final
     monitor.close()
 
 

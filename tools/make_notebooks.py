@@ -782,11 +782,14 @@ import nrt_lab.cluster as cluster
 
 workdir = tempfile.mkdtemp(prefix="nrt-lab-08-")
 cluster_dir = os.path.join(workdir, "cluster")
-info = cluster.up(["trn1.32xlarge", "inf2.48xlarge", "trn2.48xlarge"], cluster_dir, cpus_per_node=2)
+info = cluster.up(["trn1.32xlarge", "inf2.48xlarge", "trn2.48xlarge:lnc1"], cluster_dir, cpus_per_node=2,
+                  stop_at_exit=True)  # down when this kernel exits (even killed), if not before
 for node in info.nodes:
     print(f"{node.name:7} {node.instance:14} LNC {node.lnc}  {node.neuron_cores:3} NeuronCores  running: {node.running}")"""),
-    ("md", """From a terminal the same is `nrt-lab cluster up --node trn1.32xlarge --node inf2.48xlarge --node
-trn2.48xlarge`; `nrt-lab cluster status` shows the nodes (ports and Ray node ids change at every start):"""),
+    ("md", """The trn2 node runs at LNC 1 (`:lnc1`): the demo models are compiled for one physical core per logical
+NeuronCore, and a runtime at LNC 2 refuses them (`recompile with -lnc=2`), as libnrt does. From a terminal the same
+cluster is `nrt-lab cluster up --node trn1.32xlarge --node inf2.48xlarge --node trn2.48xlarge:lnc1`, and
+`nrt-lab cluster status` shows the nodes (ports and Ray node ids change at every start):"""),
     ("code", """# NBVAL_IGNORE_OUTPUT
 !nrt-lab cluster status --dir {cluster_dir}"""),
     ("md", """## Connect and look at the resources
@@ -817,13 +820,13 @@ def where_am_i():
     with nrt_lab.init() as runtime:
         neff, _ = build_mlp()
         inputs = example_inputs("mlp")
-        output = nrt_lab.Model.load(neff)(inputs)["output_0"].numpy()
+        output = nrt_lab.Model.load(neff)(inputs)["probs"].numpy()
         return {
             "node": ray.get_runtime_context().get_node_labels()["nrt-lab.io/node"],
             "NEURON_RT_VISIBLE_CORES": os.environ["NEURON_RT_VISIBLE_CORES"],
             "claimed": list(runtime.cores),
             "machine": nrt_lab.open_machine().state().instance.name,
-            "matches NumPy": bool(np.allclose(output, reference("mlp", inputs)["output_0"], atol=1e-3)),
+            "matches NumPy": bool(np.allclose(output, reference("mlp", inputs)["probs"], atol=1e-3)),
         }
 
 answer = ray.get(where_am_i.remote())
@@ -837,8 +840,11 @@ print("MLP output matches NumPy:", answer["matches NumPy"])"""),
 them with Ray Data: `map_batches` with a callable class that loads the model once per worker on its own
 NeuronCores. Four workers of two cores each do not fit on one node with two CPUs, so Ray spreads them."""),
     ("code", """# NBVAL_IGNORE_OUTPUT
+import logging
+
 from nrt_lab.cluster import jobs
 
+logging.getLogger("ray.data").setLevel(logging.WARNING)  # Ray Data's progress lines
 result = jobs.batch_inference("mlp", batches=48, workers=4, cores_per_worker=2, engine="data")
 result.per_node"""),
     ("code", """print("batches:", len(result.outputs), "| largest error vs NumPy:", f"{result.max_error():.1e}")
@@ -883,11 +889,19 @@ board"""),
     ("code", """# NBVAL_IGNORE_OUTPUT
 time.sleep(5)
 !neuron-ls --cluster --cluster-dir {cluster_dir}"""),
-    ("code", """snapshot = monitor.sample()
-owners = [(node.name, owner) for node in snapshot.nodes for owner in node.owners]
+    ("code", """def busy_owners(snapshot):
+    return [owner for node in snapshot.nodes for owner in node.owners
+            if owner.ray is not None and owner.ray.kind == "actor" and owner.ray.name == "Busy"]
+
+checker = ClusterMonitor(cluster_info=lambda: cluster.read_cluster(cluster_dir))
+for _ in range(20):  # Ray's state API may take a moment to name a new actor
+    snapshot = checker.sample()
+    if len(busy_owners(snapshot)) == 4:
+        break
+    time.sleep(0.5)
 print("alive nodes:", sorted(node.name for node in snapshot.nodes if node.state == "alive"))
-print("Busy actors holding cores:", sum(1 for _, o in owners if o.ray and o.ray.kind == "actor" and "Busy" in o.ray.name))
-print("every actor holds 2 cores:", all(len(o.cores) == 2 for _, o in owners if o.ray and "Busy" in o.ray.name))
+print("Busy actors holding cores:", len(busy_owners(snapshot)))
+print("each holds 2 cores:", all(len(owner.cores) == 2 for owner in busy_owners(snapshot)))
 print("executions per worker > 0:", all(count > 0 for count in ray.get(running)))
 for worker in busy:
     ray.kill(worker)"""),
@@ -896,7 +910,8 @@ for worker in busy:
 Kill one worker holding NeuronCores with SIGKILL, as the OOM killer would. Its cores are free at once (the
 runtime's locks die with the process, as with libnrt), and Ray restarts the actor (`max_restarts`), which claims
 cores again."""),
-    ("code", """import signal
+    ("code", """# NBVAL_IGNORE_OUTPUT
+import signal
 
 @ray.remote(resources={"neuron_cores": 2}, max_restarts=1, max_task_retries=1,
             label_selector={"nrt-lab.io/instance": "trn1.32xlarge"})
@@ -909,24 +924,27 @@ class Holder:
         return os.getpid(), list(self.runtime.cores)
 
 def nodes_owned_by(pid):
-    return [node.name for node in monitor.sample().nodes for owner in node.owners if owner.pid == pid]
+    return [node.name for node in checker.sample().nodes for owner in node.owners if owner.pid == pid]
 
 holder = Holder.remote()
 pid, cores = ray.get(holder.cores.remote())
-print("the actor owns", len(cores), "cores on:", nodes_owned_by(pid))
-
-os.kill(pid, signal.SIGKILL)
+owned_before = nodes_owned_by(pid)
+os.kill(pid, signal.SIGKILL)                              # Ray's own report of the death follows below
 time.sleep(1)
-print("its cores are free after SIGKILL:", nodes_owned_by(pid) == [])
-new_pid, new_cores = ray.get(holder.cores.remote())   # Ray restarts the actor; it claims cores again
-print("restarted in a new process:", new_pid != pid, "| owns", len(new_cores), "cores on:", nodes_owned_by(new_pid))"""),
+owned_after_kill = nodes_owned_by(pid)
+new_pid, new_cores = ray.get(holder.cores.remote())       # Ray restarts the actor; it claims cores again
+owned_by_new = nodes_owned_by(new_pid)"""),
+    ("code", """print("the actor owned", len(cores), "cores on:", owned_before)
+print("its cores are free after SIGKILL:", owned_after_kill == [])
+print("restarted in a new process:", new_pid != pid, "| owns", len(new_cores), "cores on:", owned_by_new)"""),
     ("md", """## A node dies and comes back
 
 Now take the inf2 node away mid-job, as if it lost power (`nrt-lab cluster stop-node inf2-1 --kill`). Ray
 notices within seconds and fails the tasks that were running there with its own error; tasks allowed to retry
 (`max_retries`) run again on a node that fits. `start_node` brings the same machine back as a new Ray node with
 every core free."""),
-    ("code", """@ray.remote(resources={"neuron_cores": 2}, max_retries=0,
+    ("code", """# NBVAL_IGNORE_OUTPUT
+@ray.remote(resources={"neuron_cores": 2}, max_retries=0,
             label_selector={"nrt-lab.io/instance": "inf2.48xlarge"})
 def long_inference():
     import nrt_lab
@@ -936,24 +954,28 @@ def long_inference():
 doomed = long_inference.remote()
 time.sleep(5)  # let it start on inf2-1
 before = cluster.read_cluster(cluster_dir).node("inf2-1").ray_node_id
-cluster.stop_node("inf2-1", cluster_dir, kill=True)
+cluster.stop_node("inf2-1", cluster_dir, kill=True)      # Ray's report of the lost node follows below
 try:
     ray.get(doomed, timeout=60)
+    error_name = "no error"
 except ray.exceptions.RayError as error:
-    print("Ray says:", type(error).__name__)
-print("inf2-1 running:", cluster.read_cluster(cluster_dir).node("inf2-1").running)
-
+    error_name = type(error).__name__
+running_after_kill = cluster.read_cluster(cluster_dir).node("inf2-1").running
 node = cluster.start_node("inf2-1", cluster_dir)
+again = ray.get(where_am_i.remote())"""),
+    ("code", """print("Ray says:", error_name)
+print("inf2-1 running after the kill:", running_after_kill)
 print("back as a new Ray node:", node.ray_node_id != before, "| running:", node.running)
-again = ray.get(where_am_i.remote())
 print("tasks run there again:", again["node"] == "inf2-1", "| claimed", len(again["claimed"]), "cores")"""),
     ("md", """## Asking for more than any node has
 
 A request no node can satisfy is not an error: it stays pending, as on a real cluster, until a node that fits
-joins (an autoscaler would add one). Ray's state API says so."""),
+joins (an autoscaler would add one). Ray's state API shows it waiting for a node, Ray's autoscaler logs
+`No available node types can fulfill resource request {'CPU': 1.0, 'neuron_cores': 256.0}` (in the driver's log
+when worker output is forwarded), and the cluster views say why it waits."""),
     ("code", """from ray.util.state import list_tasks
 
-@ray.remote(resources={"neuron_cores": 100})
+@ray.remote(resources={"neuron_cores": 256})   # the largest node has 128
 def too_big():
     return "never"
 
@@ -965,6 +987,8 @@ except ray.exceptions.GetTimeoutError:
 time.sleep(1)
 states = {t.state for t in list_tasks(filters=[("name", "=", "too_big")])}
 print("its state:", states)
+for demand in checker.sample().pending:   # what the cluster views say about it
+    print(f"pending: {demand.kind} {demand.name}: {demand.reason}")
 ray.cancel(waiting)"""),
     ("md", """## Tear down
 
@@ -972,6 +996,7 @@ ray.cancel(waiting)"""),
 `nrt-lab cluster down`."""),
     ("code", """board.close()
 monitor.close()
+checker.close()
 stopped = cluster.down(cluster_dir)
 print("stopped", len(stopped.nodes), "nodes; Ray connected:", ray.is_initialized())"""),
 ]

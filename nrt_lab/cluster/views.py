@@ -668,8 +668,12 @@ class ClusterMonitor:
         wanted = {(n.ray_node_id, o.pid, round(o.start_time, 6)) for n in nodes for o in n.owners}
         for stale in [k for k in self._labels if k not in wanted]:
             del self._labels[stale]
+        # An actor's (or driver's) label is final: the process is dedicated to it. A task's is not (a worker runs
+        # task after task in the same process), nor is "worker" (an actor still in its constructor is not listed
+        # as an actor yet): those are looked up again each sample. Unknown pids a few times, then taken as not Ray's.
         missing = {k for k in wanted if k not in self._labels
-                   or (self._labels[k][0] is None and self._labels[k][1] < _LABEL_TRIES)}
+                   or (self._labels[k][0] is None and self._labels[k][1] < _LABEL_TRIES)
+                   or (self._labels[k][0] is not None and self._labels[k][0].kind in ("task", "worker"))}
         if missing:
             try:
                 self._lookup(missing, timeout)
@@ -690,7 +694,7 @@ class ClusterMonitor:
         wait = max(1, int(timeout))
         pids = {(node_id, pid) for node_id, pid, _start in missing}
         found: dict[tuple[str, int], RayOwner] = {}
-        for actor in state.list_actors(filters=[("state", "=", "ALIVE")], detail=True, timeout=wait,
+        for actor in state.list_actors(filters=[("state", "!=", "DEAD")], detail=True, timeout=wait,
                                        address=self._state_address, raise_on_missing_output=False, limit=10000):
             key = (str(actor.node_id or ""), int(actor.pid or 0))
             if key in pids:
