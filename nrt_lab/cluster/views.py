@@ -671,9 +671,7 @@ class ClusterMonitor:
         # An actor's (or driver's) label is final: the process is dedicated to it. A task's is not (a worker runs
         # task after task in the same process), nor is "worker" (an actor still in its constructor is not listed
         # as an actor yet): those are looked up again each sample. Unknown pids a few times, then taken as not Ray's.
-        missing = {k for k in wanted if k not in self._labels
-                   or (self._labels[k][0] is None and self._labels[k][1] < _LABEL_TRIES)
-                   or (self._labels[k][0] is not None and self._labels[k][0].kind in ("task", "worker"))}
+        missing = {k for k in wanted if self._needs_lookup(k)}
         if missing:
             try:
                 self._lookup(missing, timeout)
@@ -688,6 +686,14 @@ class ClusterMonitor:
             )
             out.append(_replace_owners(node, owners))
         return out
+
+    def _needs_lookup(self, key: tuple[str, int, float]) -> bool:
+        if key not in self._labels:
+            return True
+        label, tries = self._labels[key]
+        if label is None:
+            return tries < _LABEL_TRIES
+        return label.kind in ("task", "worker")
 
     def _lookup(self, missing: set[tuple[str, int, float]], timeout: float) -> None:
         state = importlib.import_module("ray.util.state")
