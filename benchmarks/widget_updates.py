@@ -9,10 +9,14 @@ its cores. For every update it measures
 * the baseline: the same update sent as the whole state (what a widget that re-assigns its traits each time
   sends), with and without the history ring, and the time to serialise it.
 
+Host CPU and memory are read at most every 0.5 s (``Monitor.system_interval``): at 10 Hz one update in five pays
+for them, which the mean CPU time includes and the median does not. ``--profile N`` prints where N more updates
+spend their CPU time (cProfile).
+
 Prints the ratio incremental / full (goal: ≤ 10 %), and what opening a whole Dashboard costs the page: the bytes
 of every widget model's state a front end receives (plotly.js included, once: one library model per kernel,
 however many charts) against the 6 MB budget. Not a test.
-Usage: .venv/bin/python benchmarks/widget_updates.py [--updates 40] [--period 0.1] [--owners 4]
+Usage: .venv/bin/python benchmarks/widget_updates.py [--updates 40] [--period 0.1] [--owners 4] [--profile N]
 """
 
 from __future__ import annotations
@@ -57,11 +61,29 @@ def _ms(values: list[float]) -> str:
     return f"median {statistics.median(values) * 1e3:6.2f} ms, p90 {values[int(0.9 * (len(values) - 1))] * 1e3:6.2f} ms"
 
 
+def _profile(view: TopView, updates: int, period: float) -> None:
+    """cProfile ``updates`` more updates (read + build + send) and print where their time goes."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile(time.thread_time)  # CPU time: the machine is shared
+    for _ in range(updates):
+        time.sleep(period)
+        profiler.enable()
+        view.apply(view.sampler.observe(True))
+        profiler.disable()
+    stats = pstats.Stats(profiler)
+    stats.sort_stats("tottime").print_stats(25)
+    stats.sort_stats("cumulative").print_stats(30)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--updates", type=int, default=40, help="updates to measure (default 40)")
     parser.add_argument("--period", type=float, default=0.1, help="seconds between updates (default 0.1)")
     parser.add_argument("--owners", type=int, default=4, help=f"owner processes, 1-{len(_OWNERS)} (default 4)")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="after measuring, profile N more updates with cProfile and print the top functions")
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="nrt_lab_bench_")) / "state"
@@ -138,6 +160,8 @@ def main() -> int:
             full_hist_bytes.append(len(full_text.encode()))
             full_bytes.append(len(json.dumps({"method": "update", "state": {"state": no_hist}, "buffer_paths": []},
                                              separators=(",", ":")).encode()))
+        if args.profile:
+            _profile(view, args.profile, args.period)
         sent = [n for _, n, s in log.updates() if "delta" in s]
         changed = [len(s["delta"]["set"]) for _, _, s in log.updates() if "delta" in s]
         view.close()
@@ -146,8 +170,9 @@ def main() -> int:
         full = statistics.mean(full_bytes)
         full_hist = statistics.mean(full_hist_bytes)
         print(f"python time per update (wall): read machine {_ms(read_s)}; build+diff+send {_ms(apply_s)}")
-        print(f"python CPU per update (this thread, read + build + send): {_ms(cpu_s)} (budget: 2 ms, i.e. a 10 Hz "
-              "widget costs <= 2 % of a core; wall time also counts the waits for CPUs the owners keep busy)")
+        print(f"python CPU per update (this thread, read + build + send): {_ms(cpu_s)}, mean "
+              f"{statistics.mean(cpu_s) * 1e3:.2f} ms (budget: 2 ms, i.e. a 10 Hz widget costs <= 2 % of a core; "
+              "wall time also counts the waits for CPUs the owners keep busy)")
         print(f"serialising: delta {_ms(delta_dump_s)}; full state with history {_ms(full_dump_s)}")
         print(f"keys changed per update: median {statistics.median(changed):.0f} "
               f"(of {len(view.current_state()) - 2} state keys)")

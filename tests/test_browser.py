@@ -593,6 +593,9 @@ def _check_sidecar(page: Page, budget: Budget, sync_api: ModuleType, steps: list
     assert page.locator(f"#jp-right-stack {_SIDECAR}, .jp-SideBar {_SIDECAR}, #jp-main-dock-panel {_SIDECAR}"
                         ).count() == 1, "the side panel is not in JupyterLab's right or main area"
     expect(side.locator(".nrtw")).to_have_count(3, timeout=budget.ms(15))  # DriverStatus, TopView, CoreMap
+    # Beside the notebook (split-right), not squeezed into the ~250 px sidebar where the dashboard scrolls.
+    width = page.evaluate(f"() => document.querySelector({json.dumps(_SIDECAR)}).getBoundingClientRect().width")
+    assert width >= 0.35 * page.viewport_size["width"], f"the side panel is only {width:.0f} px wide"
     expect(side.locator(".nrtw-title", has_text="NeuronCore map")).to_have_count(1)
     expect(side.locator(".nrtw-grid .nrtw-cell")).to_have_count(CORES, timeout=budget.ms(10))
     read = f"(tag) => ({_READ_TOP_VIEW_JS})(tag, document.querySelector({json.dumps(_SIDECAR)}))"

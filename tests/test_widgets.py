@@ -588,11 +588,12 @@ def test_static_html_and_deterministic_text(machine: Machine, widgets: list[Any]
 
 
 def test_widgets_import_only_the_read_side_api() -> None:
-    """Widgets read the machine through nrt_lab.monitor: no driver import, no runtime submodule."""
+    """Widgets read the machine through nrt_lab.monitor (a cluster through nrt_lab.cluster's views, which read
+    each node through nrt_lab.monitor): no driver import, no runtime submodule."""
     import ast
 
     package = Path(nrt_lab.__file__).parent / "widgets"
-    allowed = ("nrt_lab.monitor", "nrt_lab.errors", "nrt_lab.hardware", "nrt_lab.widgets")
+    allowed = ("nrt_lab.monitor", "nrt_lab.errors", "nrt_lab.hardware", "nrt_lab.widgets", "nrt_lab.cluster")
     found: list[str] = []
     for source in sorted(package.glob("*.py")):
         for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
@@ -846,3 +847,22 @@ def test_core_map_topology_is_live_with_utilization(busy_machine: tuple[Path, Ow
     core_map.view = "grid"
     core_map.refresh()
     assert "u" not in core_map.current_state()
+
+
+def test_static_figures_and_live_widgets_share_one_heat_scale() -> None:
+    """The live grid (static/common.js) and nrt_lab.plot's heatmaps colour a utilization the same way."""
+    import re
+
+    from nrt_lab.widgets import _figures
+    from nrt_lab.widgets._palette import HEAT_HIGH, HEAT_IDLE, HEAT_LOW, heat_color, heat_colorscale
+
+    js = (Path(_figures.__file__).parent / "static" / "common.js").read_text(encoding="utf-8")
+    match = re.search(r"const HEAT_LOW = \[(\d+), (\d+), (\d+)\], HEAT_HIGH = \[(\d+), (\d+), (\d+)\];", js)
+    assert match is not None, "common.js no longer declares HEAT_LOW/HEAT_HIGH as this test expects"
+    assert tuple(map(int, match.groups()[:3])) == HEAT_LOW and tuple(map(int, match.groups()[3:])) == HEAT_HIGH
+    assert heat_color(0) == "#c8e6c9" and heat_color(100) == "#1b5e20" and heat_color(250) == heat_color(100)
+    assert heat_color(float("nan")) == heat_color(0)
+    figure = _figures.from_top_view({"inst": {"total": 2, "name": "trn1.2xlarge"}, "per": 0.5,
+                                     "hist": [[0.0, 0.0, 50.0], [0.5, 100.0, 0.0]]})
+    scale = [list(step) for step in figure.data[0].colorscale]
+    assert scale == heat_colorscale() and scale[0][1] == HEAT_IDLE and scale[-1][1] == heat_color(100)

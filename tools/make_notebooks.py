@@ -764,6 +764,243 @@ runtime.close()
 print("closed")"""),
 ]
 
+NB08 = [
+    ("md", """# 08 — A Neuron cluster on Ray
+
+Past one instance, Neuron users schedule NeuronCores with Ray: a task, an actor, a Ray Data worker or a Ray
+Serve replica asks for `neuron_cores`; Ray picks a node with enough free cores and sets
+`NEURON_RT_VISIBLE_CORES` for the worker; the Neuron runtime in that worker claims exactly those cores.
+
+`nrt_lab.cluster` builds such a cluster on this computer: a real Ray head and one real Ray node per emulated
+machine, each with its own state root, so each node has its own NeuronCores, owners and tools. Scheduling,
+retries, failures and their messages are Ray's own. Every Ray port is bound to 127.0.0.1
+([docs/cluster.md](../docs/cluster.md) lists them). Starting three nodes takes a minute or so."""),
+    ("code", """import os
+import tempfile
+
+import nrt_lab.cluster as cluster
+
+workdir = tempfile.mkdtemp(prefix="nrt-lab-08-")
+cluster_dir = os.path.join(workdir, "cluster")
+info = cluster.up(["trn1.32xlarge", "inf2.48xlarge", "trn2.48xlarge:lnc1"], cluster_dir, cpus_per_node=2,
+                  stop_at_exit=True)  # down when this kernel exits (even killed), if not before
+for node in info.nodes:
+    print(f"{node.name:7} {node.instance:14} LNC {node.lnc}  {node.neuron_cores:3} NeuronCores  running: {node.running}")"""),
+    ("md", """The trn2 node runs at LNC 1 (`:lnc1`): the demo models are compiled for one physical core per logical
+NeuronCore, and a runtime at LNC 2 refuses them (`recompile with -lnc=2`), as libnrt does. From a terminal the same
+cluster is `nrt-lab cluster up --node trn1.32xlarge --node inf2.48xlarge --node trn2.48xlarge:lnc1`, and
+`nrt-lab cluster status` shows the nodes (ports and Ray node ids change at every start):"""),
+    ("code", """# NBVAL_IGNORE_OUTPUT
+!nrt-lab cluster status --dir {cluster_dir}"""),
+    ("md", """## Connect and look at the resources
+
+`cluster.connect()` makes this kernel a Ray *driver* of the cluster (`ray.init` on its address). Each node
+offers the NeuronCores its own `neuron-ls --json-output` reports, which is how Ray detects real ones. Worker
+output is not forwarded to this notebook (`log_to_driver=False`) to keep it readable."""),
+    ("code", """# NBVAL_IGNORE_OUTPUT
+import ray
+
+cluster.connect(cluster_dir, log_to_driver=False)"""),
+    ("code", """print("neuron_cores in the cluster:", int(ray.cluster_resources()["neuron_cores"]))
+for node in sorted(ray.nodes(), key=lambda n: n["Labels"].get("nrt-lab.io/node", "")):
+    print(f"{node['Labels'].get('nrt-lab.io/node'):7} neuron_cores={int(node['Resources'].get('neuron_cores', 0)):3}"
+          f"  accelerator: {node['Labels'].get('ray.io/accelerator-type', '-')}")"""),
+    ("md", """## A task that asks for NeuronCores
+
+The task asks for four `neuron_cores` on an inf2 node (a *label selector*; without it Ray picks any node that
+fits). Inside, `nrt_lab.init()` reads `NEURON_RT_VISIBLE_CORES` — set by Ray — and claims exactly those cores
+of *that node's* machine, then runs the demo MLP."""),
+    ("code", """import numpy as np
+
+@ray.remote(resources={"neuron_cores": 4}, label_selector={"nrt-lab.io/instance": "inf2.48xlarge"})
+def where_am_i():
+    import nrt_lab
+    from nrt_lab.models import build_mlp, example_inputs, reference
+
+    with nrt_lab.init() as runtime:
+        neff, _ = build_mlp()
+        inputs = example_inputs("mlp")
+        output = nrt_lab.Model.load(neff)(inputs)["probs"].numpy()
+        return {
+            "node": ray.get_runtime_context().get_node_labels()["nrt-lab.io/node"],
+            "NEURON_RT_VISIBLE_CORES": os.environ["NEURON_RT_VISIBLE_CORES"],
+            "claimed": list(runtime.cores),
+            "machine": nrt_lab.open_machine().state().instance.name,
+            "matches NumPy": bool(np.allclose(output, reference("mlp", inputs)["probs"], atol=1e-3)),
+        }
+
+answer = ray.get(where_am_i.remote())
+print("ran on:", answer["node"], "-", answer["machine"])
+visible = [int(c) for c in answer["NEURON_RT_VISIBLE_CORES"].split(",")]
+print("Ray gave", len(visible), "cores; the runtime claimed exactly them:", sorted(visible) == answer["claimed"])
+print("MLP output matches NumPy:", answer["matches NumPy"])"""),
+    ("md", """## A batch-inference job across the nodes
+
+`nrt_lab.cluster.jobs.batch_inference` is a small offline-inference job written the way Neuron users write
+them with Ray Data: `map_batches` with a callable class that loads the model once per worker on its own
+NeuronCores. Four workers of two cores each do not fit on one node with two CPUs, so Ray spreads them."""),
+    ("code", """# NBVAL_IGNORE_OUTPUT
+import logging
+
+from nrt_lab.cluster import jobs
+
+logging.getLogger("ray.data").setLevel(logging.WARNING)  # Ray Data's progress lines
+result = jobs.batch_inference("mlp", batches=48, workers=4, cores_per_worker=2, engine="data")
+result.per_node"""),
+    ("code", """print("batches:", len(result.outputs), "| largest error vs NumPy:", f"{result.max_error():.1e}")
+print("ran on more than one node:", len(result.per_node) > 1)
+print("every worker had 2 NeuronCores:", all(len(v.split(",")) == 2 for v in result.visible_cores))"""),
+    ("md", """## Watch the cluster
+
+`ClusterDashboard` shows every node's devices and NeuronCores, framed in the colour of the Ray actor or task
+that owns them and filled by their utilization, a live chart of each node's utilization, and the work Ray
+cannot place yet. It reads each node's own monitor *through Ray* (one small actor per node). Start four
+inference workers that keep their cores busy for half a minute and watch them (a stored notebook shows the
+state when it was saved)."""),
+    ("code", """# NBVAL_IGNORE_OUTPUT
+import time
+
+from nrt_lab.cluster import ClusterMonitor
+from nrt_lab.widgets import ClusterDashboard
+
+@ray.remote(resources={"neuron_cores": 2})
+class Busy:
+    def __init__(self):
+        import nrt_lab
+        from nrt_lab.models import build_mlp, example_inputs
+
+        self.runtime = nrt_lab.init()
+        self.model = nrt_lab.Model.load(build_mlp()[0])
+        self.inputs = example_inputs("mlp")
+
+    def run(self, seconds):
+        end, count = time.monotonic() + seconds, 0
+        while time.monotonic() < end:
+            self.model(self.inputs)
+            count += 1
+        return count
+
+monitor = ClusterMonitor(cluster_info=lambda: cluster.read_cluster(cluster_dir))
+board = ClusterDashboard(monitor, period=1.0)
+busy = [Busy.remote() for _ in range(4)]
+running = [worker.run.remote(30) for worker in busy]
+board"""),
+    ("md", """The same view as text is `neuron-ls --cluster` (each owner with its Ray job and actor):"""),
+    ("code", """# NBVAL_IGNORE_OUTPUT
+time.sleep(5)
+!neuron-ls --cluster --cluster-dir {cluster_dir}"""),
+    ("code", """def busy_owners(snapshot):
+    return [owner for node in snapshot.nodes for owner in node.owners
+            if owner.ray is not None and owner.ray.kind == "actor" and owner.ray.name == "Busy"]
+
+checker = ClusterMonitor(cluster_info=lambda: cluster.read_cluster(cluster_dir))
+for _ in range(20):  # Ray's state API may take a moment to name a new actor
+    snapshot = checker.sample()
+    if len(busy_owners(snapshot)) == 4:
+        break
+    time.sleep(0.5)
+print("alive nodes:", sorted(node.name for node in snapshot.nodes if node.state == "alive"))
+print("Busy actors holding cores:", len(busy_owners(snapshot)))
+print("each holds 2 cores:", all(len(owner.cores) == 2 for owner in busy_owners(snapshot)))
+print("executions per worker > 0:", all(count > 0 for count in ray.get(running)))
+for worker in busy:
+    ray.kill(worker)"""),
+    ("md", """## A worker dies
+
+Kill one worker holding NeuronCores with SIGKILL, as the OOM killer would. Its cores are free at once (the
+runtime's locks die with the process, as with libnrt), and Ray restarts the actor (`max_restarts`), which claims
+cores again."""),
+    ("code", """# NBVAL_IGNORE_OUTPUT
+import signal
+
+@ray.remote(resources={"neuron_cores": 2}, max_restarts=1, max_task_retries=1,
+            label_selector={"nrt-lab.io/instance": "trn1.32xlarge"})
+class Holder:
+    def __init__(self):
+        import nrt_lab
+        self.runtime = nrt_lab.init()
+
+    def cores(self):
+        return os.getpid(), list(self.runtime.cores)
+
+def nodes_owned_by(pid):
+    return [node.name for node in checker.sample().nodes for owner in node.owners if owner.pid == pid]
+
+holder = Holder.remote()
+pid, cores = ray.get(holder.cores.remote())
+owned_before = nodes_owned_by(pid)
+os.kill(pid, signal.SIGKILL)                              # Ray's own report of the death follows below
+time.sleep(1)
+owned_after_kill = nodes_owned_by(pid)
+new_pid, new_cores = ray.get(holder.cores.remote())       # Ray restarts the actor; it claims cores again
+owned_by_new = nodes_owned_by(new_pid)"""),
+    ("code", """print("the actor owned", len(cores), "cores on:", owned_before)
+print("its cores are free after SIGKILL:", owned_after_kill == [])
+print("restarted in a new process:", new_pid != pid, "| owns", len(new_cores), "cores on:", owned_by_new)"""),
+    ("md", """## A node dies and comes back
+
+Now take the inf2 node away mid-job, as if it lost power (`nrt-lab cluster stop-node inf2-1 --kill`). Ray
+notices within seconds and fails the tasks that were running there with its own error; tasks allowed to retry
+(`max_retries`) run again on a node that fits. `start_node` brings the same machine back as a new Ray node with
+every core free."""),
+    ("code", """# NBVAL_IGNORE_OUTPUT
+@ray.remote(resources={"neuron_cores": 2}, max_retries=0,
+            label_selector={"nrt-lab.io/instance": "inf2.48xlarge"})
+def long_inference():
+    import nrt_lab
+    with nrt_lab.init():
+        time.sleep(60)
+
+doomed = long_inference.remote()
+time.sleep(5)  # let it start on inf2-1
+before = cluster.read_cluster(cluster_dir).node("inf2-1").ray_node_id
+cluster.stop_node("inf2-1", cluster_dir, kill=True)      # Ray's report of the lost node follows below
+try:
+    ray.get(doomed, timeout=60)
+    error_name = "no error"
+except ray.exceptions.RayError as error:
+    error_name = type(error).__name__
+running_after_kill = cluster.read_cluster(cluster_dir).node("inf2-1").running
+node = cluster.start_node("inf2-1", cluster_dir)
+again = ray.get(where_am_i.remote())"""),
+    ("code", """print("Ray says:", error_name)
+print("inf2-1 running after the kill:", running_after_kill)
+print("back as a new Ray node:", node.ray_node_id != before, "| running:", node.running)
+print("tasks run there again:", again["node"] == "inf2-1", "| claimed", len(again["claimed"]), "cores")"""),
+    ("md", """## Asking for more than any node has
+
+A request no node can satisfy is not an error: it stays pending, as on a real cluster, until a node that fits
+joins (an autoscaler would add one). Ray's state API shows it waiting for a node, Ray's autoscaler logs
+`No available node types can fulfill resource request {'CPU': 1.0, 'neuron_cores': 256.0}` (in the driver's log
+when worker output is forwarded), and the cluster views say why it waits."""),
+    ("code", """from ray.util.state import list_tasks
+
+@ray.remote(resources={"neuron_cores": 256})   # the largest node has 128
+def too_big():
+    return "never"
+
+waiting = too_big.remote()
+try:
+    ray.get(waiting, timeout=3)
+except ray.exceptions.GetTimeoutError:
+    print("still waiting after 3 s")
+time.sleep(1)
+states = {t.state for t in list_tasks(filters=[("name", "=", "too_big")])}
+print("its state:", states)
+for demand in checker.sample().pending:   # what the cluster views say about it
+    print(f"pending: {demand.kind} {demand.name}: {demand.reason}")
+ray.cancel(waiting)"""),
+    ("md", """## Tear down
+
+`down` stops every process of the cluster (nodes, exporters, head) and removes its files. From a terminal:
+`nrt-lab cluster down`."""),
+    ("code", """board.close()
+monitor.close()
+checker.close()
+stopped = cluster.down(cluster_dir)
+print("stopped", len(stopped.nodes), "nodes; Ray connected:", ray.is_initialized())"""),
+]
+
 
 NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
     "01-getting-started": [
@@ -837,6 +1074,7 @@ again."""),
     "05-kernels-numpy-cupy": NB05,
     "06-migrating-from-runtime-1x": NB06,
     "07-your-own-model": NB07,
+    "08-neuron-cluster-on-ray": NB08,
 }
 
 

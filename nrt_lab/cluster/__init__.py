@@ -21,6 +21,16 @@ from nrt_lab.cluster.launcher import (
     up,
 )
 from nrt_lab.cluster.nodes import MAX_NODES, ClusterError, NodeSpec, parse_node_spec, parse_node_specs
+from nrt_lab.cluster.views import (
+    ClusterMonitor,
+    ClusterSnapshot,
+    DeviceView,
+    NodeView,
+    OwnerEntry,
+    PendingDemand,
+    RayOwner,
+    snapshot_from_dict,
+)
 
 __all__ = [
     "CLUSTER_DIR_VARIABLE",
@@ -29,9 +39,16 @@ __all__ = [
     "NODE_LABEL",
     "ClusterError",
     "ClusterInfo",
+    "ClusterMonitor",
+    "ClusterSnapshot",
+    "DeviceView",
     "ListeningSocket",
     "NodeInfo",
     "NodeSpec",
+    "NodeView",
+    "OwnerEntry",
+    "PendingDemand",
+    "RayOwner",
     "connect",
     "default_cluster_dir",
     "down",
@@ -39,6 +56,7 @@ __all__ = [
     "parse_node_spec",
     "parse_node_specs",
     "read_cluster",
+    "snapshot_from_dict",
     "start_node",
     "stop_node",
     "up",

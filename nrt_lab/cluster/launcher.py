@@ -533,11 +533,14 @@ def up(
     cpus_per_node: int = 8,
     exporters: bool = True,
     timeout_s: float = 180.0,
+    stop_at_exit: bool = False,
 ) -> ClusterInfo:
     """Start a Ray head and one Ray node per emulated machine; returns the cluster once every node is alive.
 
     ``specs`` are ``[NAME=]INSTANCE[:lncN]`` texts or NodeSpecs. Refused while a cluster runs in ``directory``;
-    on failure everything started so far is stopped again.
+    on failure everything started so far is stopped again. ``stop_at_exit``: this Python process brings the
+    cluster down when it exits (a notebook kernel that is shut down, or a script that fails half-way), unless it
+    was brought down already.
     """
     nodes = [s for s in specs if isinstance(s, NodeSpec)]
     if len(nodes) != len(specs):
@@ -565,7 +568,9 @@ def up(
                 node["neuron_cores"] = _count_neuron_cores(Path(node["root"]), env)
             Path(state["temp_dir"]).mkdir(mode=0o700, parents=True, exist_ok=True)
             (where / "logs").mkdir(mode=0o700, exist_ok=True)
-            state["head"]["process"] = _launch(_head_command(ray, state), env, state_log(state, "head"))
+            head_env = {**env, "AUTOSCALER_METRIC_PORT": str(state["head"]["ports"]["autoscaler_metrics"]),
+                        "DASHBOARD_METRIC_PORT": str(state["head"]["ports"]["dashboard_metrics"])}
+            state["head"]["process"] = _launch(_head_command(ray, state), head_env, state_log(state, "head"))
             _write_state(where, state)  # from here on `down` can always clean up
             _wait_started(state["head"]["process"], state_log(state, "head"), "the Ray head", deadline)
             for node in state["nodes"]:  # one at a time: Ray gives a raylet 30 s to register, a busy CPU may not
@@ -581,11 +586,37 @@ def up(
             _stop_everything(state, kill=True)
             _remove_cluster_files(where, state, keep_logs=True)  # logs/ and Ray's temp dir say what went wrong
             raise
+        if stop_at_exit:
+            _watch_creator(where, state["head"]["process"])
         return _info(state)
 
 
+def _watch_creator(where: Path, head: Mapping[str, Any]) -> None:
+    """Start a small watcher that brings the cluster down once this process has exited in any way (a kernel
+    killed by its notebook server included, where no atexit handler would run)."""
+    me = psutil.Process()
+    command = [sys.executable, "-m", "nrt_lab.cluster.launcher", "--down-when-gone", str(me.pid),
+               repr(me.create_time()), str(where), str(head["pid"])]
+    with open(Path(where) / "logs" / "watcher.log", "ab") as log:
+        subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+                         start_new_session=True, close_fds=True)
+
+
+def _down_when_gone(creator_pid: int, creator_started: float, where: Path, head_pid: int) -> int:
+    """Wait for the creator to exit, then ``down`` the cluster if its head is still the one it started."""
+    creator = {"pid": creator_pid, "started": creator_started}
+    while _alive(creator):
+        time.sleep(1.0)
+    with contextlib.suppress(ClusterError):
+        state = _read_state(where)
+        recorded = state.get("head", {}).get("process") if state else None
+        if recorded and recorded.get("pid") == head_pid and _alive(recorded):
+            down(where)
+    return 0
+
+
 def _new_state(where: Path, nodes: Sequence[NodeSpec], cpus: int, exporters: bool) -> dict[str, Any]:
-    ports = _free_ports(5 + 3 * len(nodes))
+    ports = _free_ports(7 + 3 * len(nodes))
     digest = hashlib.sha1(str(where).encode()).hexdigest()[:8]
     # Ray's Unix sockets live under its temp dir: a short path keeps them under the 107-byte limit.
     temp_dir = Path(tempfile.gettempdir()) / f"nrt-lab-ray-{os.getuid()}-{digest}"
@@ -597,7 +628,10 @@ def _new_state(where: Path, nodes: Sequence[NodeSpec], cpus: int, exporters: boo
         "client_port": ports[2],
         "temp_dir": str(temp_dir),
         "exporters": exporters,
-        "head": {"ports": {"agent": ports[3], "metrics": ports[4]}, "process": None},
+        # Ray's autoscaler and dashboard serve their own metrics on fixed ports (44217, 44227) unless told
+        # otherwise: two clusters on one machine would collide there.
+        "head": {"ports": {"agent": ports[3], "metrics": ports[4], "autoscaler_metrics": ports[5],
+                           "dashboard_metrics": ports[6]}, "process": None},
         "nodes": [
             {
                 "name": spec.name,
@@ -606,7 +640,7 @@ def _new_state(where: Path, nodes: Sequence[NodeSpec], cpus: int, exporters: boo
                 "root": str(_node_root(where, spec.name)),
                 "cpus": cpus,
                 "neuron_cores": 0,
-                "ports": {"agent": ports[5 + 3 * i], "metrics": ports[6 + 3 * i], "exporter": ports[7 + 3 * i]},
+                "ports": {"agent": ports[7 + 3 * i], "metrics": ports[8 + 3 * i], "exporter": ports[9 + 3 * i]},
                 "process": None,
                 "exporter": None,
                 "ray_node_id": "",
@@ -755,6 +789,8 @@ def _node_record(state: Mapping[str, Any], name: str) -> dict[str, Any]:
 def _disconnect_if_connected(address: str) -> None:
     """A driver of this process connected to a cluster that is going away disconnects first (else Ray's
     background threads log reconnection errors until the kernel restarts)."""
+    if os.environ.get("RAY_ADDRESS") == address:
+        del os.environ["RAY_ADDRESS"]
     if "ray" not in sys.modules:
         return
     import ray
@@ -785,6 +821,9 @@ def connect(directory: Path | str | None = None, **init_options: Any) -> Cluster
     options: dict[str, Any] = {"logging_level": "WARNING", "configure_logging": True}
     options.update(init_options)
     ray.init(address=info.address, _node_ip_address="127.0.0.1", **options)
+    # Ray's state API and CLI called without an address look for every Ray on the computer and refuse when
+    # there are several; with RAY_ADDRESS they use this driver's cluster.
+    os.environ["RAY_ADDRESS"] = info.address
     return info
 
 
@@ -804,3 +843,6 @@ def listening_sockets(directory: Path | str | None = None) -> list[ListeningSock
                         found.append(ListeningSocket(node, process.pid, name, conn.laddr.ip, conn.laddr.port))
     return sorted(found, key=lambda s: (s.node != "head", s.node, s.port))
 
+
+if __name__ == "__main__" and len(sys.argv) == 6 and sys.argv[1] == "--down-when-gone":
+    sys.exit(_down_when_gone(int(sys.argv[2]), float(sys.argv[3]), Path(sys.argv[4]), int(sys.argv[5])))

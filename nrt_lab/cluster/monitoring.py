@@ -28,7 +28,9 @@ def prometheus_config(state: Mapping[str, Any]) -> dict[str, Any]:
     """prometheus.yml's content: one target per node exporter and per Ray node, each labelled ``node``."""
     neuron = [{"targets": [f"127.0.0.1:{n['ports']['exporter']}"], "labels": {"node": n["name"]}}
               for n in state["nodes"]]
-    ray = [{"targets": [f"127.0.0.1:{state['head']['ports']['metrics']}"], "labels": {"node": "head"}}]
+    head = state["head"]["ports"]
+    ray = [{"targets": [f"127.0.0.1:{head[key]}" for key in ("metrics", "autoscaler_metrics", "dashboard_metrics")],
+            "labels": {"node": "head"}}]
     ray += [{"targets": [f"127.0.0.1:{n['ports']['metrics']}"], "labels": {"node": n["name"]}} for n in state["nodes"]]
     return {
         "global": {"scrape_interval": _SCRAPE_INTERVAL, "evaluation_interval": _SCRAPE_INTERVAL},

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import mmap
+import operator
 import os
 import threading
 import time
@@ -89,6 +90,13 @@ assert _C_FAIL_STATUS + len(SYSFS_STATUS_KINDS) <= _C_RING
 _RING_WORDS = 3  # total_ns, device_ns, end time (monotonic µs)
 _CORE_WORDS = _C_RING + _RING_WORDS * LATENCY_RING
 _CORES_AT = _HEADER_WORDS
+_NO_LATENCIES = np.zeros((0, 4), dtype=np.int64)
+_NO_LATENCIES.setflags(write=False)
+assert LATENCY_RING & (LATENCY_RING - 1) == 0  # a power of two: ring positions are taken with a mask
+_TRIPLE = np.arange(_RING_WORDS)
+_END = operator.itemgetter(0)
+_ODD = (1).__and__  # v & 1, as a C callable for map()
+_MAX_RING_POSITION = 1 << 62  # more executions than any page can count: flipped bytes
 
 
 def page_bytes(core_count: int) -> int:
@@ -243,6 +251,7 @@ class CoreCounters:
     status: dict[str, int]
     model_loads: int
     inferences: int
+    ring_position: int = 0  # executions recorded in the latency ring so far (the next entry's number)
 
 
 @dataclass(frozen=True)
@@ -259,17 +268,27 @@ class StatsSnapshot:
     executions_total: int
     outcome_totals: dict[str, int] = field(default_factory=dict)  # execution_summary over every core of the page
     error_totals: dict[str, int] = field(default_factory=dict)  # error_summary over every core
+    # The rows of ``latencies`` recorded since the reader's previous read of the page (all of them on its first).
+    new_latencies: np.ndarray[Any, Any] = field(default_factory=lambda: _NO_LATENCIES)
 
 
-def _named(values: Any, names: Sequence[str]) -> dict[str, int]:
-    return dict(zip(names, values[: len(names)].tolist(), strict=True))
-
-
-def _summed(words: Any, executed_at: int, failed_at: int, names: Sequence[str]) -> dict[str, int]:
+def _summed(words: Sequence[int], executed_at: int, failed_at: int, names: Sequence[str]) -> dict[str, int]:
     """A counter vector: what executions recorded plus what was recorded outside executions."""
-    n = len(names)
-    return dict(zip(names, (words[executed_at:executed_at + n] + words[failed_at:failed_at + n]).tolist(),
-                    strict=True))
+    return {name: words[executed_at + i] + words[failed_at + i] for i, name in enumerate(names)}
+
+
+def _core_counters(r: Sequence[int]) -> CoreCounters:
+    """One block's counter words (as a list) as a CoreCounters."""
+    return CoreCounters(
+        core=r[_C_CORE], busy_ns=r[_C_BUSY], running_since_ns=r[_C_RUNNING], flops=r[_C_FLOPS],
+        outcomes=_summed(r, _C_OUTCOMES, _C_FAIL_OUTCOMES, OUTCOMES),
+        errors=_summed(r, _C_ERRORS, _C_FAIL_ERRORS, ERROR_KINDS),
+        memory=dict(zip(DEVICE_MEMORY_KINDS, r[_C_MEMORY:_C_MEMORY + len(DEVICE_MEMORY_KINDS)], strict=True)),
+        memory_peak=dict(zip(DEVICE_MEMORY_KINDS, r[_C_MEMORY_PEAK:_C_MEMORY_PEAK + len(DEVICE_MEMORY_KINDS)],
+                             strict=True)),
+        status=_summed(r, _C_STATUS, _C_FAIL_STATUS, SYSFS_STATUS_KINDS), model_loads=r[_C_LOADS],
+        inferences=r[_C_INFERENCES], ring_position=r[_C_RING_NEXT],
+    )
 
 
 def _stable_copy(view: mmap.mmap, start: int, count: int, seq_words: Sequence[int],
@@ -319,7 +338,9 @@ def _open_page(path: Path) -> tuple[int, int] | None:
 
 class StatsReader:
     """A reader's mapping of one page, kept open across reads: a monitor sampling 16 runtimes every second maps
-    each page once, not once per sample.
+    each page once, not once per sample, and each read copies only what moved since the previous one (core
+    blocks whose sequence or running words changed, ring entries past the previous ring position); unchanged
+    blocks keep their CoreCounters objects.
 
     Only a regular file of exactly a page's size is mapped (a FIFO or a link is never opened for reading); a page
     whose core ids are not distinct ids below ``core_limit`` (pass the instance's core count when known), or whose
@@ -328,7 +349,25 @@ class StatsReader:
 
     def __init__(self, fd: int, view: mmap.mmap, size: int, core_limit: int) -> None:
         self._fd = fd  # kept open so each read can check the file was not truncated under the mapping (SIGBUS)
-        self._rows: dict[int, tuple[bytes, CoreCounters]] = {}  # last counters read per block, reused unchanged
+        # What the last read saw, reused for what did not change since: every block's counter words, the
+        # CoreCounters per block, the page's summaries, each ring's position (where the new executions start).
+        count = (size // 8 - _HEADER_WORDS) // _CORE_WORDS  # the page's core count, known from its size
+        self._count = count if 0 < count <= MAX_STATS_CORES and page_bytes(count) == size else 0
+        # Each block's sequence words and ring position, as strided slices of the page's words (one C call each).
+        end = _CORES_AT + self._count * _CORE_WORDS
+        self._seq_words = slice(_CORES_AT + _C_SEQ, end, _CORE_WORDS)
+        self._xseq_words = slice(_CORES_AT + _C_XSEQ, end, _CORE_WORDS)
+        self._ring_next_words = slice(_CORES_AT + _C_RING_NEXT, end, _CORE_WORDS)
+        self._running_words = slice(_CORES_AT + _C_RUNNING, end, _CORE_WORDS)
+        self._marks: list[int] = []  # per block at its last copy: sequence word, execution sequence word, running
+        self._counter_spans = [((_CORES_AT + i * _CORE_WORDS) * 8, (_CORES_AT + i * _CORE_WORDS + _C_RING) * 8)
+                               for i in range(self._count)]
+        self._ring_at = [_CORES_AT + i * _CORE_WORDS + _C_RING for i in range(self._count)]
+        self._blocks: list[bytes] | None = None
+        self._counters: dict[int, CoreCounters] = {}
+        self._totals: tuple[dict[str, int], dict[str, int]] = (dict.fromkeys(OUTCOMES, 0),
+                                                               dict.fromkeys(ERROR_KINDS, 0))
+        self._written: list[int] = []
         self._view = view
         self._size = size
         self._core_limit = core_limit
@@ -362,102 +401,144 @@ class StatsReader:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def read(self, retries: int = 1000) -> StatsSnapshot | None:
+    def read(self, retries: int = 1000, *, history: bool = True) -> StatsSnapshot | None:
         """Copy the page consistently (each block retried while a write is in flight); None if foreign, torn or
-        corrupted."""
-        view, size, core_limit = self._view, self._size, self._core_limit
+        corrupted. ``new_latencies`` holds the executions recorded since this reader's previous read;
+        ``history=False`` leaves ``latencies`` (every kept ring entry) empty, for a poller that only wants the new
+        ones (a monitor's percentiles) and so copies a few ring entries per read instead of every ring."""
+        view, size, count = self._view, self._size, self._count
         try:
             if view.closed or os.fstat(self._fd).st_size != size:
                 return None  # closed, or truncated since it was mapped: reading it would fault
         except OSError:
             return None
+        if count <= 0:
+            return None  # no whole number of core blocks fits this size: not a page
         taken = time.monotonic_ns()
         patience = time.monotonic() + _READ_PATIENCE_S  # for every block of this page together
-        header = _stable_copy(view, 0, _HEADER_WORDS, (_H_SEQ,), retries, patience)
-        if header is None or int(header[_H_MAGIC]) != _MAGIC or int(header[_H_VERSION]) != _VERSION:
-            return None
-        count = int(header[_H_CORES])
-        if not 0 < count <= MAX_STATS_CORES or size != page_bytes(count) or not 0 < int(header[_H_PID]) < _MAX_PID:
-            return None
-        seen: set[int] = set()
-        cores: list[CoreCounters] = []
-        rows: list[np.ndarray[Any, Any]] = []
-        rings: list[np.ndarray[Any, Any]] = []
-        total = 0
-        # One copy of every core block under their seqlocks (sequence words read before and after the copy); a
-        # block a writer touched meanwhile is copied again on its own. A monitor reads 16 runtimes every second:
-        # one memcpy per page instead of one per core.
+        # The header and every block's counter words are copied under their seqlocks (sequence words read before
+        # and after the copies); the header or a block a writer touched meanwhile is copied again on its own.
+        # The latency rings are copied without a lock, only the entries a read needs, after the counters: an
+        # entry is kept if it was written before the counters copy (below the ring position that copy saw) and
+        # not yet overwritten by the ring position read after the entries were copied.
         mapped = memoryview(view).cast("Q")
         try:
-            seq_at = [_CORES_AT + i * _CORE_WORDS + k for i in range(count) for k in (_C_SEQ, _C_XSEQ)]
-            before = [mapped[i] for i in seq_at]
-            data = view[:size]
-            after_seqs = [mapped[i] for i in seq_at]
-            ring_next_after = [mapped[_CORES_AT + i * _CORE_WORDS + _C_RING_NEXT] for i in range(count)]
-        finally:
-            mapped.release()
-        words = np.frombuffer(data, dtype="<u8")
-        settled = [not (before[2 * i] & 1 or before[2 * i + 1] & 1) and before[2 * i:2 * i + 2] == after_seqs[2 * i:2 * i + 2]
-                   for i in range(count)]
-        for index in range(count):
-            base = _CORES_AT + index * _CORE_WORDS
-            # The counters are copied under the core's seqlock; the latency ring without it, keeping only the
-            # entries no write can have touched during the copy: entries written before the counters copy, and
-            # not yet overwritten by the ring position read afterwards.
-            if settled[index]:
-                r = words[base:base + _C_RING]
-                ring = words[base + _C_RING:base + _CORE_WORDS].reshape(LATENCY_RING, _RING_WORDS)
-                after = int(ring_next_after[index])
+            header_seq = mapped[_H_SEQ]
+            before = mapped[self._seq_words].tolist() + mapped[self._xseq_words].tolist()
+            header = mapped[:_HEADER_WORDS].tolist()
+            last, marks = self._blocks, self._marks
+            if last is None:
+                blocks = [view[a:b] for a, b in self._counter_spans]  # bytes: each a small memcpy
             else:
-                copied = _stable_copy(view, base, _C_RING, (_C_SEQ, _C_XSEQ), retries, patience)
+                # Every write to a block's counters happens under one of its sequence words, except the running
+                # word (one word, stored alone): a block whose sequence words and running word are what they
+                # were at the last copy holds what that copy holds, and is not copied again.
+                running = mapped[self._running_words].tolist()
+                blocks = [last[i] if before[i] == marks[i] and before[count + i] == marks[count + i]
+                          and running[i] == marks[2 * count + i] else view[a:b]
+                          for i, (a, b) in enumerate(self._counter_spans)]
+            after = mapped[self._seq_words].tolist() + mapped[self._xseq_words].tolist()
+            if header_seq != mapped[_H_SEQ] or header_seq & 1:
+                copied = _stable_copy(view, 0, _HEADER_WORDS, (_H_SEQ,), retries, patience)
                 if copied is None:
                     return None
-                r = copied
-                ring = np.frombuffer(view[(base + _C_RING) * 8:(base + _CORE_WORDS) * 8],
-                                     dtype="<u8").reshape(LATENCY_RING, _RING_WORDS)
-                after = int(np.frombuffer(view[(base + _C_RING_NEXT) * 8:(base + _C_RING_NEXT + 1) * 8], "<u8")[0])
-            core = int(r[_C_CORE])
-            if not 0 <= core < core_limit or core in seen:
-                return None  # flipped bytes: a core that cannot exist, or the same core twice
-            seen.add(core)
-            rows.append(r)
-            written = int(r[_C_RING_NEXT])
-            total += written
-            first = max(0, after + 1 - LATENCY_RING, written - LATENCY_RING)
-            if written > first:  # most cores of a page have run nothing since the last read: no ring to order
-                order = np.arange(first, written) % LATENCY_RING
-                entries = ring[order]
-                rings.append(np.column_stack([entries[:, 2], entries[:, 0], entries[:, 1],
-                                              np.full(order.size, core, dtype=np.uint64)]))
-            row = r.tobytes()
-            previous = self._rows.get(index)
-            if previous is not None and previous[0] == row:
-                cores.append(previous[1])  # nothing changed on this core since the last read: same counters
-                continue
-            counters = CoreCounters(
-                core=core, busy_ns=int(r[_C_BUSY]), running_since_ns=int(r[_C_RUNNING]), flops=int(r[_C_FLOPS]),
-                outcomes=_summed(r, _C_OUTCOMES, _C_FAIL_OUTCOMES, OUTCOMES),
-                errors=_summed(r, _C_ERRORS, _C_FAIL_ERRORS, ERROR_KINDS),
-                memory=_named(r[_C_MEMORY:], DEVICE_MEMORY_KINDS),
-                memory_peak=_named(r[_C_MEMORY_PEAK:], DEVICE_MEMORY_KINDS),
-                status=_summed(r, _C_STATUS, _C_FAIL_STATUS, SYSFS_STATUS_KINDS), model_loads=int(r[_C_LOADS]),
-                inferences=int(r[_C_INFERENCES]),
-            )
-            self._rows[index] = (row, counters)
-            cores.append(counters)
-        if rings:
-            merged = np.concatenate(rings)
-            latencies = merged[np.argsort(merged[:, 0], kind="stable")].astype(np.int64)
-        else:
-            latencies = np.zeros((0, 4), dtype=np.int64)
-        summed = np.sum(rows, axis=0)  # every core's block added up: the page's execution and error summaries
+                header = copied.tolist()
+            if (header[_H_MAGIC] != _MAGIC or header[_H_VERSION] != _VERSION or header[_H_CORES] != count
+                    or not 0 < header[_H_PID] < _MAX_PID):
+                return None
+            if before != after or any(map(_ODD, before)):
+                for index in range(count):
+                    pair = (before[index], before[count + index])
+                    if pair == (after[index], after[count + index]) and not (pair[0] & 1 or pair[1] & 1):
+                        continue
+                    block = _stable_copy(view, _CORES_AT + index * _CORE_WORDS, _C_RING, (_C_SEQ, _C_XSEQ),
+                                         retries, patience)
+                    if block is None:
+                        return None
+                    blocks[index] = block.tobytes()
+                    before[index] = -1  # copied under other sequence values than these: copy it next time
+            # Counters: a block whose bytes equal the last read's keeps its CoreCounters (most cores of a page
+            # did nothing since the last read); the others are converted, and checked.
+            changed = [i for i in range(count) if last is None or blocks[i] != last[i]]
+            counters = dict(self._counters)
+            for index in changed:
+                counters[index] = _core_counters(memoryview(blocks[index]).cast("Q").tolist())
+            if changed:
+                core_ids = [counters[index].core for index in range(count)]
+                if max(core_ids) >= self._core_limit or len(set(core_ids)) != count:
+                    return None  # flipped bytes: a core that cannot exist, or the same core twice
+            written = [counters[index].ring_position for index in range(count)]
+            if max(written) >= _MAX_RING_POSITION:
+                return None  # flipped bytes: more executions than a page can have counted
+            previous = self._written or [0] * count
+            # The ring entries to copy, per core: every entry still in the ring (history), or those past the
+            # previous read's ring position.
+            lows = [max(0 if history else p, w - LATENCY_RING) for w, p in zip(written, previous, strict=True)]
+            wanted = [index for index in range(count) if written[index] > lows[index]]
+            found: list[tuple[int, int, int, int, int, int]] = []
+            entries: np.ndarray[Any, Any] | None = None
+            if wanted and history:
+                live = np.frombuffer(view, dtype="<u8")
+                numbers = np.concatenate([np.arange(lows[i], written[i], dtype=np.int64) for i in wanted])
+                cores_of = np.repeat(np.asarray(wanted, dtype=np.int64), [written[i] - lows[i] for i in wanted])
+                at = _CORES_AT + _C_RING + cores_of * _CORE_WORDS + (numbers & (LATENCY_RING - 1)) * _RING_WORDS
+                entries = live[at[:, None] + _TRIPLE]  # fancy indexing: a copy
+                del live  # a live export would keep the map from closing
+            else:
+                # A few entries per core (those of the last period): word by word beats array set-up.
+                for index in wanted:
+                    ring_at, core = self._ring_at[index], counters[index].core
+                    for number in range(lows[index], written[index]):
+                        word = ring_at + (number & (LATENCY_RING - 1)) * _RING_WORDS
+                        found.append((mapped[word + 2], mapped[word], mapped[word + 1], core, number, index))
+            ring_next_after = mapped[self._ring_next_words].tolist()
+        finally:
+            mapped.release()
+        first = {i: max(0, ring_next_after[i] + 1 - LATENCY_RING, written[i] - LATENCY_RING) for i in wanted}
+        latencies = new = _NO_LATENCIES
+        if entries is not None:
+            counts = [written[i] - lows[i] for i in wanted]
+            kept = numbers >= np.repeat(np.asarray([first[i] for i in wanted], dtype=np.int64), counts)
+            rows = np.empty((numbers.size, 4), dtype=np.int64)
+            rows[:, 0] = entries[:, 2]
+            rows[:, 1] = entries[:, 0]
+            rows[:, 2] = entries[:, 1]
+            rows[:, 3] = np.asarray([counters[i].core for i in wanted], dtype=np.int64)[
+                np.repeat(np.arange(len(wanted)), counts)]
+            is_new = numbers >= np.repeat(np.asarray([previous[i] for i in wanted], dtype=np.int64), counts)
+            if not kept.all():
+                rows, is_new = rows[kept], is_new[kept]
+            order = np.argsort(rows[:, 0], kind="stable")
+            latencies = rows[order]
+            latencies.setflags(write=False)  # a snapshot is a value
+            new = latencies if is_new.all() else latencies[is_new[order]]
+        elif found:
+            found = [row for row in found if row[4] >= first[row[5]]]  # not overwritten while copied
+            found.sort(key=_END)
+            new = np.array([row[:4] for row in found], dtype=np.uint64).reshape(-1, 4).astype(np.int64)
+        new.setflags(write=False)
+        # The page's execution and error summaries, moved by what the changed blocks added.
+        outcomes, errors = self._totals
+        if changed:
+            outcomes, errors = dict(outcomes), dict(errors)
+            for index in changed:
+                old = self._counters.get(index)
+                for kind, value in counters[index].outcomes.items():
+                    outcomes[kind] = outcomes.get(kind, 0) + value - (old.outcomes[kind] if old else 0)
+                for kind, value in counters[index].errors.items():
+                    errors[kind] = errors.get(kind, 0) + value - (old.errors[kind] if old else 0)
+            self._totals = (outcomes, errors)
+        self._blocks, self._counters, self._written = blocks, counters, written
+        self._marks = before + [counters[index].running_since_ns for index in range(count)]
+        host = header[_H_HOST:_H_HOST + len(HOST_MEMORY_KINDS)]
+        host_peak = header[_H_HOST_PEAK:_H_HOST_PEAK + len(HOST_MEMORY_KINDS)]
         return StatsSnapshot(
-            pid=int(header[_H_PID]), taken_ns=taken, created=int(header[_H_CREATED_US]) / 1e6, cores=tuple(cores),
-            host_memory=_named(header[_H_HOST:], HOST_MEMORY_KINDS),
-            host_memory_peak=_named(header[_H_HOST_PEAK:], HOST_MEMORY_KINDS),
-            latencies=latencies, executions_total=total,
-            outcome_totals=_summed(summed, _C_OUTCOMES, _C_FAIL_OUTCOMES, OUTCOMES),
-            error_totals=_summed(summed, _C_ERRORS, _C_FAIL_ERRORS, ERROR_KINDS),
+            pid=header[_H_PID], taken_ns=taken, created=header[_H_CREATED_US] / 1e6,
+            cores=tuple(counters[index] for index in range(count)),
+            host_memory=dict(zip(HOST_MEMORY_KINDS, host, strict=True)),
+            host_memory_peak=dict(zip(HOST_MEMORY_KINDS, host_peak, strict=True)),
+            latencies=latencies, executions_total=sum(written), outcome_totals=outcomes, error_totals=errors,
+            new_latencies=new,
         )
 
 

@@ -15,6 +15,7 @@ so tests advance a fake clock instead of sleeping.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
@@ -289,6 +290,8 @@ class SystemSnapshot:
     memory_used_bytes: int
     swap_total_bytes: int
     swap_used_bytes: int
+    timestamp: float = 0.0  # the clock's time() when it was read (a Monitor reads it at most every system_interval)
+    period: float = 0.0  # seconds its CPU rates cover (0: since boot, the first reading)
 
 
 @dataclass(frozen=True)
@@ -297,7 +300,9 @@ class MachineSnapshot:
 
     ``runtimes`` holds the stats of every live runtime (empty when the sample was taken without them);
     ``owners`` every live owner record, device users included; ``free`` the machine-view cores no owner holds;
-    ``errors`` what could not be read (``driver_error`` is the driver's, when driver.json is unreadable).
+    ``errors`` what could not be read (``driver_error`` is the driver's, when driver.json is unreadable);
+    ``period`` the seconds since the previous full sample (0 for the first); ``system`` may be a reading up to
+    ``Monitor.system_interval`` old (its own ``timestamp`` and ``period`` say which).
     """
 
     timestamp: float
@@ -365,6 +370,33 @@ def percentiles(values_ns: np.ndarray[Any, Any]) -> dict[str, float] | None:
 
 
 _PERCENTILE_FRACTIONS = np.asarray(PERCENTILES, dtype=np.float64) / 100.0
+_PERCENTILE_KEYS = tuple(f"p{p}" for p in PERCENTILES)
+
+
+def _latency_percentiles(rows: np.ndarray[Any, Any]) -> tuple[dict[str, float] | None, dict[str, float] | None]:
+    """:func:`percentiles` of the total and device latency columns of ``rows`` (stats page latency rows): the
+    same linear interpolation, in plain Python for the few executions of a short period (cheaper than arrays)."""
+    if rows.size == 0:
+        return None, None
+    if rows.shape[0] > _SMALL:
+        return percentiles(rows[:, 1]), percentiles(rows[:, 2])
+    return _picked(sorted(rows[:, 1].tolist())), _picked(sorted(rows[:, 2].tolist()))
+
+
+def _picked(ordered: list[int]) -> dict[str, float]:
+    """The PERCENTILES of sorted ``ordered`` nanoseconds, in seconds, as :func:`percentiles` computes them."""
+    last = len(ordered) - 1
+    found: dict[str, float] = {}
+    for key, fraction in _PERCENTILE_PAIRS:
+        position = last * fraction
+        low = int(position)
+        high = min(low + 1, last)
+        found[key] = (ordered[low] + (ordered[high] - ordered[low]) * (position - low)) / 1e9
+    return found
+
+
+_SMALL = 256  # executions in a period below which percentiles are computed without arrays
+_PERCENTILE_PAIRS = tuple(zip(_PERCENTILE_KEYS, _PERCENTILE_FRACTIONS.tolist(), strict=True))
 
 
 _CPU_FIELDS = (("user", "user"), ("nice", "nice"), ("system", "system"), ("idle", "idle"),
@@ -380,11 +412,13 @@ def _cpu_percentages(before: Any, after: Any) -> dict[str, float]:
 @dataclass
 class _Previous:
     taken_ns: int
-    busy: dict[int, int]
-    flops: dict[int, int]
-    last_end_us: int
+    # Per core: the counters of the last sample, its busy time then (running time included), and its CoreSample
+    # when the core was idle over the whole period: reused while the counters stay the same objects and nothing
+    # runs (every rate stays 0, every other field is the same).
+    cores: dict[int, tuple[Any, int, CoreSample | None]]
     cpu_user: float
     cpu_system: float
+    models: tuple[Any, frozenset[int], tuple[ModelInfo, ...]] | None = None  # list, running cores -> ModelInfo
 
 
 @dataclass
@@ -392,6 +426,9 @@ class Monitor:
     """A sampler that remembers the previous counters so each :meth:`sample` reports rates over its period.
 
     ``clock`` gives the snapshots' timestamps and the system CPU periods (default: the real clock).
+    What does not change between samples is not rebuilt: a stats page is mapped once and only its changed core
+    blocks and new latency entries are copied, an idle core keeps its CoreSample, a process keeps its
+    ``/proc/<pid>/stat`` descriptor, and the host CPU/memory reading is reused for ``system_interval`` seconds.
     """
 
     root: Path | None = None
@@ -402,8 +439,15 @@ class Monitor:
     _owners: OwnerCache = field(default_factory=OwnerCache, repr=False)  # records parsed once, lock files kept open
     _pages: dict[tuple[int, float], StatsReader] = field(default_factory=dict, repr=False)  # mapped once per runtime
     _files: dict[Path, tuple[tuple[int, int, int], Any]] = field(default_factory=dict, repr=False)
-    _processes: dict[tuple[int, float], psutil.Process] = field(default_factory=dict, repr=False)
+    _processes: dict[tuple[int, float], _CpuTimes] = field(default_factory=dict, repr=False)
+    _sampled_at: float | None = field(default=None, repr=False)
+    _owner_views: dict[tuple[int, float], tuple[OwnerRecord, InstanceSpec, OwnerView]] = field(
+        default_factory=dict, repr=False)  # each owner's view, while its parsed record and the instance stay  # the clock's monotonic() at the last full sample
     clock: Clock = field(default=SYSTEM_CLOCK, repr=False, kw_only=True)
+    # Host CPU and memory are read from /proc at most this often (seconds of ``clock``) by :meth:`sample`; faster
+    # samples reuse the last reading, which carries its own ``timestamp`` and ``period``. A 10 Hz widget then
+    # pays for them twice a second; a tool sampling every second or slower reads them every time.
+    system_interval: float = field(default=0.5, kw_only=True)
 
     @property
     def machine(self) -> Machine:
@@ -430,29 +474,49 @@ class Monitor:
         found: list[RuntimeSnapshot] = []
         owners: list[OwnerView] = []
         seen: set[tuple[int, float]] = set()
+        views: dict[tuple[int, float], tuple[OwnerRecord, InstanceSpec, OwnerView]] = {}
         for record, path in list_owner_files(machine.root, self._owners):
-            owners.append(OwnerView(
-                pid=record.pid, command=record.command, runtime_version=record.runtime_version, tag=record.tag,
-                start_time=record.start_time, kernel_id=record.kernel_id, lnc=record.lnc, cores=record.cores,
-                machine_cores=machine_view_cores(state.instance, record.lnc, record.cores), extra=dict(record.extra),
-            ))
+            key = (record.pid, record.start_time)
+            kept = self._owner_views.get(key)
+            if kept is not None and kept[0] is record and kept[1] is state.instance:
+                view = kept[2]  # the same parsed record on the same machine: the same view
+            else:
+                view = OwnerView(
+                    pid=record.pid, command=record.command, runtime_version=record.runtime_version, tag=record.tag,
+                    start_time=record.start_time, kernel_id=record.kernel_id, lnc=record.lnc, cores=record.cores,
+                    machine_cores=machine_view_cores(state.instance, record.lnc, record.cores),
+                    extra=dict(record.extra),
+                )
+            views[key] = (record, state.instance, view)
+            owners.append(view)
             if not runtimes or not record.cores:  # a tool that only opened the devices: no runtime
                 continue
             if pattern is not None and not pattern.search(record.tag):
                 continue
-            key = (record.pid, record.start_time)
             seen.add(key)
             found.append(self._runtime(record, path, state.instance, key))
             if found[-1].error:
                 errors.append(f"pid {record.pid}: {found[-1].error}")
+        self._owner_views = views  # owners that went away are forgotten
         if runtimes:
             for stale in set(self._previous) - seen:
                 del self._previous[stale]
             for stale in set(self._pages) - seen:
                 self._pages.pop(stale).close()
             for stale in set(self._processes) - seen:
-                del self._processes[stale]
-            system, period = self._system()
+                self._processes.pop(stale).close()
+            monotonic = self.clock.monotonic()
+            last = self._last_system
+            # (A first reading's CPU rates cover the time since boot: the next sample reads again, so two samples
+            # ``interval`` apart, as neuron-top --once takes them, get host rates over that interval.)
+            if (last is None or last[1] <= 0 or self._system_cpu is None
+                    or monotonic - self._system_cpu[2] >= self.system_interval):
+                system, _ = self._system()
+            else:
+                system = last[0]
+            # Seconds since the previous full sample: what the runtimes' rates cover too.
+            period = 0.0 if self._sampled_at is None else max(0.0, monotonic - self._sampled_at)
+            self._sampled_at = monotonic
         else:
             system, period = self._last_system or (_EMPTY_SYSTEM, 0.0)
         return MachineSnapshot(
@@ -493,7 +557,7 @@ class Monitor:
             reader = StatsReader.open(path.with_suffix(".stats"), physical_core_count(instance))
             if reader is not None:
                 self._pages[key] = reader
-        page = reader.read() if reader is not None else None
+        page = reader.read(history=False) if reader is not None else None  # only the new executions
         if page is not None and lnc_view is not None and any(c.core >= lnc_view.total_cores for c in page.cores):
             page = None  # a damaged page naming cores this instance does not have: show it, never index with it
         cpu_user: float | NotApplicable = NA
@@ -501,11 +565,12 @@ class Monitor:
         try:
             process = self._processes.get(key)
             if process is None:
-                process = self._processes[key] = psutil.Process(record.pid)
-            times = process.cpu_times()
-            user_s, system_s = float(times.user), float(times.system)
-        except (psutil.Error, OSError):
-            self._processes.pop(key, None)
+                process = self._processes[key] = _CpuTimes(record.pid)
+            user_s, system_s = process.read()
+        except (psutil.Error, OSError, ValueError, IndexError):
+            gone = self._processes.pop(key, None)
+            if gone is not None:
+                gone.close()
             user_s = system_s = -1.0
         if page is None or lnc_view is None:
             return RuntimeSnapshot(
@@ -519,44 +584,55 @@ class Monitor:
         period_ns = max(1, page.taken_ns - since_ns)
         models_path = path.with_suffix(".models")
         models = self._unless_unchanged(models_path, lambda: _read_models(models_path))
-        running_cores = {c.core for c in page.cores if c.running_since_ns}
         cores: list[CoreSample] = []
-        busy_now: dict[int, int] = {}
-        flops_now: dict[int, int] = {}
+        kept = previous.cores if previous else {}
+        now: dict[int, tuple[Any, int, CoreSample | None]] = {}
+        running_cores: set[int] = set()
         for c in page.cores:
+            last = kept.get(c.core)
+            if c.running_since_ns:
+                running_cores.add(c.core)
+            elif last is not None and last[0] is c and last[2] is not None:
+                # The reader handed back the same counters (nothing changed on this core) and the last sample
+                # already saw it idle: the same CoreSample again.
+                now[c.core] = last
+                cores.append(last[2])
+                continue
             busy = c.busy_ns + (max(0, page.taken_ns - c.running_since_ns) if c.running_since_ns else 0)
-            busy_now[c.core], flops_now[c.core] = busy, c.flops
-            prev_busy = previous.busy.get(c.core, 0) if previous else 0
-            prev_flops = previous.flops.get(c.core, 0) if previous else 0
-            utilization = min(100.0, max(0.0, 100.0 * (busy - prev_busy) / period_ns))
-            cores.append(CoreSample(
+            utilization = min(100.0, max(0.0, 100.0 * (busy - (last[1] if last else 0)) / period_ns))
+            flops_per_s = max(0, c.flops - (last[0].flops if last else 0)) / (period_ns / 1e9)
+            sample = CoreSample(
                 core=c.core, device=lnc_view.device_of_core(c.core), utilization=utilization,
-                flops_per_s=max(0, c.flops - prev_flops) / (period_ns / 1e9), busy_ns=c.busy_ns, flops=c.flops,
+                flops_per_s=flops_per_s, busy_ns=c.busy_ns, flops=c.flops,
                 inferences=c.inferences, model_loads=c.model_loads, memory=c.memory, memory_peak=c.memory_peak,
                 outcomes=c.outcomes, errors=c.errors, status=c.status, running=bool(c.running_since_ns),
-            ))
-        last_end = previous.last_end_us if previous else 0
-        recent = page.latencies[page.latencies[:, 0] > last_end] if page.latencies.size else page.latencies
+            )
+            idle = utilization == 0.0 and flops_per_s == 0.0 and not c.running_since_ns
+            now[c.core] = (c, busy, sample if idle else None)
+            cores.append(sample)
+        running = frozenset(running_cores)
+        if previous is not None and previous.models is not None and previous.models[0] is models and (
+                previous.models[1] == running):
+            model_infos = previous.models[2]
+        else:
+            model_infos = tuple(
+                ModelInfo(m["name"], m["uuid"], m["model_id"], m["core"], m["neuron_device_index"],
+                          tuple(m["subgraphs"]), m["memory"], m["flops_per_execution"], m["core"] in running)
+                for m in models
+            )
+        recent = page.new_latencies  # the executions recorded since the previous sample
+        total_latency, device_latency = _latency_percentiles(recent)
         if user_s >= 0 and previous is not None and previous.cpu_user >= 0:
             seconds = period_ns / 1e9
             cpu_user = max(0.0, 100.0 * (user_s - previous.cpu_user) / seconds)
             cpu_system = max(0.0, 100.0 * (system_s - previous.cpu_system) / seconds)
-        self._previous[key] = _Previous(
-            page.taken_ns, busy_now, flops_now,
-            int(page.latencies[-1, 0]) if page.latencies.size else last_end, user_s, system_s,
-        )
+        self._previous[key] = _Previous(page.taken_ns, now, user_s, system_s, (models, running, model_infos))
         return RuntimeSnapshot(
             pid=record.pid, tag=record.tag, command=record.command, runtime_version=record.runtime_version,
             kernel_id=record.kernel_id, lnc=record.lnc, start_time=record.start_time, cores=tuple(cores),
-            host_memory=page.host_memory,
-            models=tuple(
-                ModelInfo(m["name"], m["uuid"], m["model_id"], m["core"], m["neuron_device_index"],
-                          tuple(m["subgraphs"]), m["memory"], m["flops_per_execution"], m["core"] in running_cores)
-                for m in models
-            ),
+            host_memory=page.host_memory, models=model_infos,
             execution_summary=page.outcome_totals, error_summary=page.error_totals,
-            total_latency=percentiles(recent[:, 1]) if recent.size else None,
-            device_latency=percentiles(recent[:, 2]) if recent.size else None,
+            total_latency=total_latency, device_latency=device_latency,
             vcpu_user=cpu_user, vcpu_system=cpu_system, period=period_ns / 1e9,
         )
 
@@ -585,13 +661,49 @@ class Monitor:
             vcpu_count=len(per_cpu), average_usage=average, per_cpu_usage=per,
             context_switch_count=int(psutil.cpu_stats().ctx_switches), memory_total_bytes=int(memory.total),
             memory_used_bytes=int(memory.total - memory.available), swap_total_bytes=int(swap.total),
-            swap_used_bytes=int(swap.used),
+            swap_used_bytes=int(swap.used), timestamp=self.clock.time(), period=period,
         )
         self._last_system = (system, period)
         return system, period
 
 
 _EMPTY_SYSTEM = SystemSnapshot(0, {}, {}, 0, 0, 0, 0, 0)
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+class _CpuTimes:
+    """One process's user and system CPU seconds, read through a kept descriptor of ``/proc/<pid>/stat`` (Linux;
+    psutil elsewhere): one pread per sample instead of an open, a read and a close. The descriptor stays bound
+    to the process it was opened for, so a reused pid never reads someone else's times."""
+
+    def __init__(self, pid: int) -> None:
+        self._fd = -1
+        self._process: psutil.Process | None = None
+        try:
+            self._fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError:
+            self._process = psutil.Process(pid)  # no procfs: psutil's portable way (raises for a dead pid)
+
+    def read(self) -> tuple[float, float]:
+        """(user, system) CPU seconds; raises OSError or psutil.Error when the process is gone."""
+        if self._process is not None:
+            times = self._process.cpu_times()
+            return float(times.user), float(times.system)
+        data = os.pread(self._fd, 1024, 0)
+        # Fields after the command (which may hold spaces and parentheses): state, ppid, … utime is the 14th
+        # field of the line, stime the 15th (proc(5)), in clock ticks.
+        fields = data[data.rindex(b")") + 2:].split(b" ", 13)
+        return int(fields[11]) / _CLOCK_TICKS, int(fields[12]) / _CLOCK_TICKS
+
+    def close(self) -> None:
+        """Close the descriptor (idempotent)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # interpreter shutdown: nothing left to close with
+            self.close()
 
 
 _T = TypeVar("_T")

@@ -32,10 +32,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from nrt_lab.hardware import DeviceSpec, InstanceSpec, classify
 from nrt_lab.tools._cli import printable
+
+if TYPE_CHECKING:
+    from nrt_lab.cluster.views import ClusterSnapshot
 
 __all__ = [
     "OwnerRecord",
@@ -49,6 +52,9 @@ __all__ = [
     "render_table",
     "render_topology",
     "render_json",
+    "render_cluster",
+    "render_cluster_json",
+    "RAY_WIDTH",
 ]
 
 COMMAND_WIDTH = 40
@@ -399,3 +405,65 @@ def render_json(
         )
         devices.append(obj)
     return json.dumps(devices, indent=4, ensure_ascii=False) + "\n"
+
+
+# --------------------------------------------------------------------------------------------------
+# neuron-ls --cluster (docs/cluster-views.md): no real tool does this; the table follows neuron-ls's own layout
+# --------------------------------------------------------------------------------------------------
+
+_H_NODE = ("NODE", "")
+_H_INSTANCE = ("INSTANCE", "TYPE")
+_H_STATE = ("STATE", "")
+_H_NODE_CORES = ("NEURON CORES", "USED/TOTAL")
+_H_RAY = ("RAY", "JOB / ACTOR OR TASK")
+_H_OWNER_CORES = ("CORES", "")
+RAY_WIDTH = 48
+
+
+def render_cluster(snapshot: ClusterSnapshot, *, wide: bool = False) -> str:
+    """``neuron-ls --cluster``: one table, a row per node and per owner process on it, then every node that is
+    not alive with why, then what Ray cannot place yet (pending tasks and actors with their demands)."""
+    nodes = snapshot.nodes
+    alive = sum(1 for n in nodes if n.alive)
+    width = COMMAND_WIDTH_WIDE if wide else RAY_WIDTH
+    lines = [
+        f"cluster: {printable(snapshot.address) or 'connected'}",
+        f"nodes: {len(nodes)} ({alive} alive)",
+        f"neuron-cores: {snapshot.used_cores} used of {snapshot.total_cores}",
+    ]
+    groups: list[list[list[str]]] = []
+    for node in nodes:
+        used = str(node.used_cores) if node.alive else "-"
+        first = [printable(node.name), printable(node.instance) + (f" (lnc{node.lnc})" if node.lnc != 1 else ""),
+                 node.state, f"{used}/{node.total_cores}"]
+        owners = sorted(node.owners, key=lambda o: (o.cores[:1] or (1 << 30,), o.pid))
+        if not owners:
+            groups.append([first + ["NA", "NA", "NA"]])
+            continue
+        rows = []
+        for index, owner in enumerate(owners):
+            ray = printable(owner.ray.text) if owner.ray is not None else "not a Ray process"
+            cells = first if index == 0 else ["", "", "", ""]
+            rows.append(cells + [str(owner.pid), truncate_command(ray, width), owner.core_ranges])
+        groups.append(rows)
+    headers = [_H_NODE, _H_INSTANCE, _H_STATE, _H_NODE_CORES, _H_PID, _H_RAY, _H_OWNER_CORES]
+    lines += _draw_table(headers, groups, separate_groups=True) if groups else ["no node (is the cluster up?)"]
+    troubled = [n for n in nodes if not n.alive or n.reason]
+    if troubled:
+        lines.append("")
+        lines += [f"{printable(n.name)}: {n.state}: {printable(n.reason)}" for n in troubled]
+    if snapshot.pending:
+        lines.append("")
+        lines.append(f"pending: {len(snapshot.pending)} waiting for a node")
+        for p in snapshot.pending:
+            job = f" (job {printable(p.job_id)})" if p.job_id else ""
+            lines.append(f"  {p.kind} {printable(p.name)}{job} asks {p.demand_text}: {printable(p.reason)}")
+    if snapshot.errors:
+        lines.append("")
+        lines += [f"error: {printable(e)}" for e in snapshot.errors]
+    return "\n".join(lines) + "\n"
+
+
+def render_cluster_json(snapshot: ClusterSnapshot) -> str:
+    """``neuron-ls --cluster -j``: :meth:`ClusterSnapshot.to_dict` indented by 4, like ``-j``."""
+    return json.dumps(snapshot.to_dict(), indent=4) + "\n"

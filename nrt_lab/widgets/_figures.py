@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nrt_lab.widgets._palette import OwnerPalette
+from nrt_lab.widgets._palette import OwnerPalette, heat_colorscale
 
 try:
     import plotly.graph_objects as go
@@ -205,8 +205,8 @@ def utilization_figure(rec: Recording, mode: str = "percent") -> go.Figure:
 def core_heatmap(rec: Recording) -> go.Figure:
     """Utilization per NeuronCore over time (cores × time)."""
     z = [[round(rec.core_util[step].get(core, 0.0), 2) for step in range(rec.steps)] for core in rec.cores]
-    trace = go.Heatmap(x=rec.times, y=[f"nc{c}" for c in rec.cores], z=z, zmin=0, zmax=100, colorscale="Greens",
-                       reversescale=True, colorbar={"title": {"text": "%"}},
+    trace = go.Heatmap(x=rec.times, y=[f"nc{c}" for c in rec.cores], z=z, zmin=0, zmax=100, colorscale=heat_colorscale(),
+                       colorbar={"title": {"text": "%"}},
                        hovertemplate="%{y}<br>%{x} s<br>%{z:.1f} %<extra></extra>")
     return go.Figure([trace], _layout("Utilization per NeuronCore (%)", "NeuronCore",
                                       yaxis={"title": {"text": "NeuronCore"}, "autorange": "reversed",
@@ -274,8 +274,8 @@ def from_top_view(state: Mapping[str, Any]) -> go.Figure:
     period = float(state.get("per") or 0.0) or 1.0
     times = [round(-(len(hist) - 1 - i) * period, 3) for i in range(len(hist))]
     z = [[row[core + 1] if core + 1 < len(row) else 0.0 for row in hist] for core in range(total)]
-    trace = go.Heatmap(x=times, y=[f"nc{c}" for c in range(total)], z=z, zmin=0, zmax=100, colorscale="Greens",
-                       reversescale=True, colorbar={"title": {"text": "%"}},
+    trace = go.Heatmap(x=times, y=[f"nc{c}" for c in range(total)], z=z, zmin=0, zmax=100, colorscale=heat_colorscale(),
+                       colorbar={"title": {"text": "%"}},
                        hovertemplate="%{y}<br>%{x} s<br>%{z:.1f} %<extra></extra>")
     layout = _layout(f"Utilization per NeuronCore (%), {inst.get('name', '?')}", "NeuronCore",
                      xaxis={"title": {"text": "seconds before the last update"}},

@@ -13,13 +13,43 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 
-__all__ = ["OWNER_PALETTE", "OwnerPalette", "PALETTE", "contrast_ratio", "relative_luminance", "text_color"]
+__all__ = [
+    "HEAT_HIGH",
+    "HEAT_IDLE",
+    "HEAT_LOW",
+    "OWNER_PALETTE",
+    "OwnerPalette",
+    "PALETTE",
+    "contrast_ratio",
+    "heat_color",
+    "heat_colorscale",
+    "relative_luminance",
+    "text_color",
+]
 
 # Tableau 10 (grey left out: grey means "free") and six darker/lighter hues; CIE76 ΔE ≥ 20 between any two.
 OWNER_PALETTE: tuple[str, ...] = (
     "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f",
     "#1b5e20", "#0d47a1", "#880e4f", "#6a3d9a", "#a6cee3", "#b2df8a",
 )
+
+
+# Utilization fill, light to dark green: the live widgets (HEAT_LOW/HEAT_HIGH in static/common.js, checked equal
+# by tests/test_widgets.py) and the static figures of nrt_lab.plot use the same scale. Idle (< 0.5 %) is neutral.
+HEAT_LOW: tuple[int, int, int] = (200, 230, 201)
+HEAT_HIGH: tuple[int, int, int] = (27, 94, 32)
+HEAT_IDLE = "#eeeeee"  # the live widgets take their theme's neutral cell colour instead
+
+
+def heat_color(utilization: float) -> str:
+    """``#rrggbb`` of ``utilization`` percent on the light-to-dark green scale (clamped to 0-100)."""
+    level = max(0.0, min(1.0, (float(utilization) if utilization == utilization else 0.0) / 100.0))
+    return "#" + "".join(f"{round(low + level * (high - low)):02x}" for low, high in zip(HEAT_LOW, HEAT_HIGH, strict=True))
+
+
+def heat_colorscale(idle: str = HEAT_IDLE) -> list[list[float | str]]:
+    """A plotly colorscale for 0-100 %: ``idle`` below 0.5 %, then the green scale (what the live grid shows)."""
+    return [[0.0, idle], [0.004, idle], [0.005, heat_color(0.5)], [1.0, heat_color(100.0)]]
 
 
 def relative_luminance(color: str) -> float:

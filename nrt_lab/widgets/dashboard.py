@@ -60,8 +60,11 @@ class Dashboard(ipywidgets.VBox):  # type: ignore[misc]
         for part in self.parts:
             part.size = value
 
-    def open_in_sidecar(self, title: str = "nrt_lab") -> Any:
-        """Show this dashboard in a JupyterLab side panel (the ``sidecar`` package); returns the panel."""
+    def open_in_sidecar(self, title: str = "nrt_lab", anchor: str = "split-right") -> Any:
+        """Show this dashboard in a JupyterLab side panel (the ``sidecar`` package); returns the panel.
+
+        ``anchor`` is sidecar's: the default ``split-right`` gives the dashboard half of the main area beside the
+        notebook; ``right`` puts it in the narrow right sidebar, where the grid and charts scroll sideways."""
         try:
             from sidecar import Sidecar
         except ImportError as exc:
@@ -69,7 +72,7 @@ class Dashboard(ipywidgets.VBox):  # type: ignore[misc]
                               "(or pip install sidecar)") from exc
         from IPython.display import display
 
-        panel = Sidecar(title=title)
+        panel = Sidecar(title=title, anchor=anchor)
         with panel:
             display(self)  # type: ignore[no-untyped-call]
         return panel

@@ -9,6 +9,7 @@ history ring (``hist``: one row per update, total TFLOPS then every core's utili
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,8 +22,8 @@ from nrt_lab.monitor import (
     HOST_MEMORY_KINDS,
     OUTCOMES,
     PERCENTILES,
+    CoreSample,
     RuntimeSnapshot,
-    machine_view_cores,
     printable,
 )
 from nrt_lab.widgets._assets import CSS, TOP_VIEW_JS, widget_esm
@@ -46,7 +47,41 @@ _MIB = 1 << 20
 
 def _sig(value: float, digits: int = 4) -> float:
     """``value`` rounded to ``digits`` significant digits (so tiny jitter does not count as a change)."""
-    return float(f"{value:.{digits}g}")
+    return float(format(value, _SIG_FORMATS[digits])) if value else 0.0
+
+
+_SIG_FORMATS = {digits: f".{digits}g" for digits in range(1, 18)}
+_FREE_CORE: list[Any] = [0.0, 0.0, 0, 0]  # a core no runtime owns: [utilization, TFLOPS, owner pid, memory]
+_CORE_KEYS: dict[int, list[str]] = {}
+_FREE_CORES: dict[int, dict[str, list[Any]]] = {}
+
+
+def _free_cores(total: int) -> dict[str, list[Any]]:
+    """``{"c0": _FREE_CORE, …}`` for ``total`` cores (built once per core count)."""
+    cores = _FREE_CORES.get(total)
+    if cores is None:
+        cores = _FREE_CORES[total] = dict.fromkeys(_core_keys(total), _FREE_CORE)
+    return cores
+
+
+def _core_keys(total: int) -> list[str]:
+    """The state keys of cores 0 … total-1 (``c0``, ``c1``, …), formatted once per core count."""
+    keys = _CORE_KEYS.get(total)
+    if keys is None:
+        keys = _CORE_KEYS[total] = [f"c{core}" for core in range(total)]
+    return keys
+
+
+def _memory_totals(memories: list[Mapping[str, int]]) -> list[int]:
+    """Bytes per DEVICE_KINDS over every core's memory categories."""
+    try:
+        return [int(sum(map(getter, memories))) for getter in _DEVICE_GETTERS]  # every category present: C loops
+    except KeyError:
+        return [sum(int(m.get(k, 0)) for m in memories) for k in DEVICE_KINDS]
+
+
+_FIRST, _SECOND = operator.itemgetter(0), operator.itemgetter(1)
+_DEVICE_GETTERS = tuple(operator.itemgetter(kind) for kind in DEVICE_KINDS)
 
 
 def _latency(values: Mapping[str, float] | None) -> list[float] | None:
@@ -78,6 +113,10 @@ class TopView(LiveWidget):
         if not 2 <= size <= 3600:
             raise ValueError(f"history_size={size} is invalid; accepted: 2 to 3600 updates")
         self._history_size = size
+        # What the last update built, reused while its inputs stay equal (see _build).
+        self._inst_cache: tuple[InstanceSpec, dict[str, Any]] | None = None
+        self._core_cache: dict[int, tuple[tuple[Any, ...], list[Any]]] = {}
+        self._process_cache: dict[int, dict[str, Any]] = {}
 
     def __init__(self, *, root: Any = None, period: float | None = None, autostart: bool = True,
                  history_size: int = 60, **kwargs: Any) -> None:
@@ -106,23 +145,40 @@ class TopView(LiveWidget):
             return {"inst": None, "err": observation.machine_error or "the machine could not be read"}
         total, lnc = instance.total_cores, instance.lnc
         state: dict[str, Any] = {
-            "inst": {"name": instance.name, "lnc": lnc, "total": total, "version": instance.neuroncore_version,
-                     "devices": [[d.first_core, d.core_count] for d in instance.devices],
-                     "hbm": [d.memory_bytes for d in instance.devices]},
+            "inst": self._instance_state(instance),
             "cap": self._history_size, "t": round(snap.timestamp, 3), "per": round(snap.period, 2), "err": "",
         }
-        util = [0.0] * total
-        flops = [0.0] * total
-        owner = [0] * total
-        memory = [0.0] * total
+        keys = _core_keys(total)
         # The same owners as CoreMap's legend take part, so both widgets agree on every colour.
         colors = PALETTE.assign((o.pid, o.start_time) for o in snap.runtime_owners)
+        parts: dict[int, list[tuple[CoreSample, int]]] = {}  # machine core -> (runtime core sample, its LNC)
+        owner: dict[int, int] = {}
         for rt in snap.runtimes:
-            cores = self._place(rt, instance, util, flops, owner, memory)
+            cores = self._gather(rt, instance, parts, owner)
             self._process(state, rt, cores, lnc, colors.get(rt.pid) or PALETTE.color(rt.pid, rt.start_time))
-        for core in range(total):
-            # [utilization %, TFLOPS, owner pid, device memory used (bytes)]
-            state[f"c{core}"] = [round(util[core] / lnc, 1), _sig(flops[core] / 1e12), owner[core], int(memory[core])]
+        # [utilization %, TFLOPS, owner pid, device memory used (bytes)] per core. A core whose samples are the
+        # same (a reused idle CoreSample is the same object) keeps the same list: nothing is recomputed and the
+        # diff sees it unchanged at once.
+        cached = self._core_cache
+        fresh: dict[int, tuple[tuple[Any, ...], list[Any]]] = {}
+        state.update(_free_cores(total))  # every core free, then the owned ones
+        for core, contributions in sorted(parts.items()):
+            key = (tuple(contributions), owner[core])
+            hit = cached.get(core)
+            if hit is not None and hit[0] == key:
+                value = hit[1]
+            else:
+                util = flops = memory = 0.0
+                for sample, rt_lnc in contributions:
+                    util += sample.utilization
+                    flops += sample.flops_per_s / rt_lnc
+                    memory += sum(int(v) for v in sample.memory.values()) / rt_lnc
+                value = [round(util / lnc, 1), _sig(flops / 1e12), owner[core], int(memory)]
+            fresh[core] = (key, value)
+            state[keys[core]] = value
+        self._core_cache = fresh
+        for gone in self._process_cache.keys() - {rt.pid for rt in snap.runtimes}:
+            del self._process_cache[gone]
         if self.tab != "all" and f"p{self.tab}" not in state:
             self.tab = "all"  # the process shown by the tab has gone
         system = snap.system
@@ -134,6 +190,16 @@ class TopView(LiveWidget):
         ]
         return state
 
+    def _instance_state(self, instance: InstanceSpec) -> dict[str, Any]:
+        """The instance's part of the state, built once per instance (the same dict while it stays)."""
+        if self._inst_cache is None or self._inst_cache[0] is not instance:
+            self._inst_cache = (instance, {
+                "name": instance.name, "lnc": instance.lnc, "total": instance.total_cores,
+                "version": instance.neuroncore_version,
+                "devices": [[d.first_core, d.core_count] for d in instance.devices],
+                "hbm": [d.memory_bytes for d in instance.devices]})
+        return self._inst_cache[1]
+
     @staticmethod
     def _place(rt: RuntimeSnapshot, instance: InstanceSpec, util: list[float], flops: list[float],
                owner: list[int], memory: list[float] | None = None) -> list[int]:
@@ -142,33 +208,56 @@ class TopView(LiveWidget):
         A runtime core of LNC ``rt.lnc`` covers ``rt.lnc`` physical cores: each machine core it maps to gets
         the runtime core's utilization (summed, then divided by the machine's LNC) and its share of the FLOPS.
         """
+        parts: dict[int, list[tuple[CoreSample, int]]] = {}
+        holders: dict[int, int] = {}
+        mine = TopView._gather(rt, instance, parts, holders)
+        for core, contributions in parts.items():
+            for sample, rt_lnc in contributions:
+                util[core] += sample.utilization
+                flops[core] += sample.flops_per_s / rt_lnc
+                if memory is not None:
+                    memory[core] += sum(int(v) for v in sample.memory.values()) / rt_lnc
+            owner[core] = holders[core]
+        return mine
+
+    @staticmethod
+    def _gather(rt: RuntimeSnapshot, instance: InstanceSpec, parts: dict[int, list[tuple[CoreSample, int]]],
+                owner: dict[int, int]) -> list[int]:
+        """Add ``rt``'s cores (its own LNC view) to ``parts``: machine-view core -> every (runtime core sample,
+        runtime LNC) covering it; returns the machine cores it owns (see :meth:`_place`)."""
         mine: set[int] = set()
-        total = instance.total_cores
+        total, lnc, rt_lnc, pid = instance.total_cores, instance.lnc, rt.lnc, rt.pid
         for sample in rt.cores:
-            for physical in range(sample.core * rt.lnc, sample.core * rt.lnc + rt.lnc):
-                (core,) = machine_view_cores(instance, 1, (physical,))  # a physical core is a core of LNC 1
+            first = sample.core * rt_lnc
+            for physical in range(first, first + rt_lnc):
+                core = physical // lnc  # machine_view_cores(instance, 1, (physical,)): a physical core is LNC 1
                 if 0 <= core < total:
-                    util[core] += sample.utilization
-                    flops[core] += sample.flops_per_s / rt.lnc
-                    owner[core] = rt.pid
-                    if memory is not None:
-                        memory[core] += sum(int(v) for v in sample.memory.values()) / rt.lnc
+                    parts.setdefault(core, []).append((sample, rt_lnc))
+                    owner[core] = pid
                     mine.add(core)
         return sorted(mine)
 
     def _process(self, state: dict[str, Any], rt: RuntimeSnapshot, cores: list[int], lnc: int, color: str) -> None:
         pid = rt.pid
-        state[f"p{pid}"] = {
-            "pid": pid, "tag": printable(rt.tag) or str(pid), "cmd": printable(rt.command),
-            "kernel": printable(rt.kernel_id), "rt": printable(rt.runtime_version),
-            "start": rt.start_time, "color": color, "cores": format_ranges(cores),
-            "n": len(cores), "lnc": rt.lnc, "error": rt.error,
-        }
+        cache = self._process_cache.setdefault(pid, {})
+        about = (rt.tag, rt.command, rt.kernel_id, rt.runtime_version, rt.start_time, color, cores, rt.lnc, rt.error)
+        if cache.get("about") != about:
+            cache["about"] = about
+            cache["p"] = {
+                "pid": pid, "tag": printable(rt.tag) or str(pid), "cmd": printable(rt.command),
+                "kernel": printable(rt.kernel_id), "rt": printable(rt.runtime_version),
+                "start": rt.start_time, "color": color, "cores": format_ranges(cores),
+                "n": len(cores), "lnc": rt.lnc, "error": rt.error,
+            }
+        state[f"p{pid}"] = cache["p"]
         state[f"x{pid}"] = ([int(rt.execution_summary.get(k, 0)) for k in OUTCOME_KINDS]
                             + [int(rt.error_summary.get(k, 0)) for k in ERROR_KINDS])
         state[f"l{pid}"] = {"t": _latency(rt.total_latency), "d": _latency(rt.device_latency)}
-        device = [sum(int(c.memory.get(k, 0)) for c in rt.cores) for k in DEVICE_KINDS]
-        state[f"m{pid}"] = [int(rt.host_memory.get(k, 0)) for k in HOST_KINDS] + device
+        memories = [c.memory for c in rt.cores]  # equal dicts (most are the very same ones) give equal sums
+        if cache.get("memories") != memories:
+            cache["memories"] = memories
+            cache["device"] = _memory_totals(memories)
+        state[f"m{pid}"] = [int(rt.host_memory.get(k, 0)) for k in HOST_KINDS] + cache["device"]
         state[f"md{pid}"] = [
             [m.model_id, printable(m.name), m.core * rt.lnc // lnc, int(sum(m.memory.values()))] for m in rt.models
         ]
@@ -184,15 +273,12 @@ class TopView(LiveWidget):
         hist = state.get("hist")
         if reset or not isinstance(hist, list):
             hist = []
-        total = int(inst["total"])
-        row: list[float] = [0.0] * (total + 1)
-        flops: float = 0
-        for core in range(total):
-            value = state.get(f"c{core}")
-            row[core + 1] = value[0] if value else 0
-            flops += value[1] if value else 0
-        row[0] = flops
-        hist.append(row)
+        values: list[Any] = list(map(state.get, _core_keys(int(inst["total"]))))
+        if all(values):  # every core has its [utilization, TFLOPS, …] (what _build writes)
+            hist.append([sum(map(_SECOND, values)), *map(_FIRST, values)])
+        else:
+            hist.append([sum(value[1] if value else 0 for value in values), *(value[0] if value else 0
+                                                                             for value in values)])
         cap = int(state.get("cap", self._history_size))
         while len(hist) > cap:
             del hist[0]
