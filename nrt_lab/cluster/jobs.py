@@ -236,12 +236,14 @@ def _run_actors(ray: Any, model: str, batches: int, workers: int, resources: dic
 
 def _run_data(ray: Any, model: str, batches: int, workers: int, resources: dict[str, int], seed: int,
               neuron: bool) -> list[dict[str, Any]]:
-    """Ray Data: ``range(batches).map_batches(BatchPredictor, concurrency=workers)``, one batch per call."""
+    """Ray Data: ``range(batches).map_batches(BatchPredictor, compute=ActorPoolStrategy(size=workers))``, one
+    batch per call."""
     import ray.data
 
-    options: dict[str, Any] = {"resources": resources} if resources else {}
     dataset = ray.data.range(batches, override_num_blocks=min(batches, 4 * workers)).map_batches(
         BatchPredictor, fn_constructor_kwargs={"model": model, "seed": seed, "neuron": neuron}, batch_size=1,
-        concurrency=workers, num_cpus=1, scheduling_strategy="SPREAD", **options,
+        compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1, resources=resources or None,
+        # SPREAD: one worker per node where they fit, as a user spreading inference over instances would ask.
+        ray_remote_args_fn=lambda: {"scheduling_strategy": "SPREAD"},
     )
     return [dict(row) for row in dataset.take_all()]
