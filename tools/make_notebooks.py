@@ -842,9 +842,13 @@ NeuronCores. Four workers of two cores each do not fit on one node with two CPUs
     ("code", """# NBVAL_IGNORE_OUTPUT
 import logging
 
+import ray.data
+
 from nrt_lab.cluster import jobs
 
-logging.getLogger("ray.data").setLevel(logging.WARNING)  # Ray Data's progress lines
+ray.data.DataContext.get_current().enable_progress_bars = False  # Ray Data's progress report
+ray.data.DataContext.get_current().print_on_execution_start = False
+logging.getLogger("ray.data").setLevel(logging.WARNING)
 result = jobs.batch_inference("mlp", batches=48, workers=4, cores_per_worker=2, engine="data")
 result.per_node"""),
     ("code", """print("batches:", len(result.outputs), "| largest error vs NumPy:", f"{result.max_error():.1e}")

@@ -243,7 +243,5 @@ def _run_data(ray: Any, model: str, batches: int, workers: int, resources: dict[
     dataset = ray.data.range(batches, override_num_blocks=min(batches, 4 * workers)).map_batches(
         BatchPredictor, fn_constructor_kwargs={"model": model, "seed": seed, "neuron": neuron}, batch_size=1,
         compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1, resources=resources or None,
-        # SPREAD: one worker per node where they fit, as a user spreading inference over instances would ask.
-        ray_remote_args_fn=lambda: {"scheduling_strategy": "SPREAD"},
-    )
+    )  # Ray Data spreads its workers over the nodes (DataContext.scheduling_strategy, "SPREAD" by default)
     return [dict(row) for row in dataset.take_all()]
