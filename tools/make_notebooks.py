@@ -778,6 +778,7 @@ retries, failures and their messages are Ray's own. Every Ray port is bound to 1
     ("code", """import os
 import tempfile
 
+os.environ["RAY_ENABLE_AUTO_CONNECT"] = "0"  # a Ray call before connect() fails instead of starting a private Ray
 import nrt_lab.cluster as cluster
 
 workdir = tempfile.mkdtemp(prefix="nrt-lab-08-")

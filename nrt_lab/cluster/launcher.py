@@ -492,6 +492,7 @@ def state_log(state: Mapping[str, Any], name: str) -> Path:
 
 def _start_exporter(state: Mapping[str, Any], node: dict[str, Any], env: Mapping[str, str]) -> None:
     """``neuron-monitor | neuron-monitor-prometheus`` for one node, on its own loopback port, in one session."""
+    node["ports"]["exporter"] = _free_ports(1)[0]
     pipeline = (f"exec {_shell_quote(_executable('neuron-monitor'))} | "
                 f"{_shell_quote(_executable('neuron-monitor-prometheus'))} --host 127.0.0.1 -p {node['ports']['exporter']}")
     node["exporter"] = _launch(["/bin/sh", "-c", pipeline], {**env, "NRT_LAB_ROOT": node["root"]},
@@ -503,6 +504,9 @@ def _shell_quote(text: str) -> str:
 
 
 def _start_node(ray: str, state: dict[str, Any], node: dict[str, Any], env: Mapping[str, str]) -> None:
+    # Ports are picked right before each start (and again for a retry or a restart): picked once at `up`, a port
+    # can be taken by another process while earlier nodes start, and Ray's agent then dies with the raylet.
+    node["ports"]["agent"], node["ports"]["metrics"] = _free_ports(2)
     node["process"] = _launch(_node_command(ray, state, node), {**env, "NRT_LAB_ROOT": node["root"]},
                               state_log(state, node["name"]))
     node["ray_node_id"] = ""
