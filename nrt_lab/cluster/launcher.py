@@ -54,6 +54,7 @@ __all__ = [
 CLUSTER_DIR_VARIABLE = "NRT_LAB_CLUSTER_DIR"
 NODE_LABEL = "nrt-lab.io/node"
 INSTANCE_LABEL = "nrt-lab.io/instance"
+AUTH_MODE_VARIABLE = "RAY_AUTH_MODE"
 _STATE_FILE = "cluster.json"
 _NODE_NAME = NAME_PATTERN
 _STATE_VERSION = 1
@@ -65,6 +66,10 @@ _OBJECT_STORE_BYTES = 200 * 1024 * 1024
 # declared dead within ~5 s instead of ~30 s, so the failure demos and tests don't wait.
 _RAY_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
+    # Token authentication off, explicitly: left unset, Ray turns it on for a head (and not for the nodes that
+    # join it) as soon as ~/.ray/auth_token exists, which any earlier local `ray.init()` creates. Every address
+    # of these clusters is loopback (docs/cluster.md).
+    AUTH_MODE_VARIABLE: "disabled",
     "RAY_enable_worker_prestart": "0",
     "RAY_prestart_worker_first_driver": "0",
     "RAY_health_check_initial_delay_ms": "0",
@@ -822,6 +827,7 @@ def connect(directory: Path | str | None = None, **init_options: Any) -> Cluster
             return info
         ray.shutdown()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ[AUTH_MODE_VARIABLE] = _RAY_ENV[AUTH_MODE_VARIABLE]  # as the cluster's processes have it
     options: dict[str, Any] = {"logging_level": "WARNING", "configure_logging": True}
     options.update(init_options)
     ray.init(address=info.address, _node_ip_address="127.0.0.1", **options)

@@ -835,6 +835,7 @@ def connect_driver(directory: str | Path | None = None, address: str | None = No
         if info is not None:
             connect(info.directory, logging_level="ERROR", log_to_driver=False)
         else:
+            os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # as nrt-lab's clusters run (docs/cluster.md)
             ray.init(address=address, _node_ip_address="127.0.0.1", logging_level="ERROR", log_to_driver=False)
     except ClusterError:
         raise
