@@ -35,6 +35,8 @@ from nrt_lab.cluster.nodes import MAX_NODES, NAME_PATTERN, ClusterError, NodeSpe
 from nrt_lab.driver import StateError, atomic_write_json, open_machine, read_state_json, resolve_root
 
 __all__ = [
+    "AUTH_MODE_VARIABLE",
+    "CLUSTER_AUTH_MODE",
     "CLUSTER_DIR_VARIABLE",
     "NODE_LABEL",
     "INSTANCE_LABEL",
@@ -55,6 +57,7 @@ CLUSTER_DIR_VARIABLE = "NRT_LAB_CLUSTER_DIR"
 NODE_LABEL = "nrt-lab.io/node"
 INSTANCE_LABEL = "nrt-lab.io/instance"
 AUTH_MODE_VARIABLE = "RAY_AUTH_MODE"
+CLUSTER_AUTH_MODE = "disabled"  # why: _RAY_ENV below
 _STATE_FILE = "cluster.json"
 _NODE_NAME = NAME_PATTERN
 _STATE_VERSION = 1
@@ -69,7 +72,7 @@ _RAY_ENV = {
     # Token authentication off, explicitly: left unset, Ray turns it on for a head (and not for the nodes that
     # join it) as soon as ~/.ray/auth_token exists, which any earlier local `ray.init()` creates. Every address
     # of these clusters is loopback (docs/cluster.md).
-    AUTH_MODE_VARIABLE: "disabled",
+    AUTH_MODE_VARIABLE: CLUSTER_AUTH_MODE,
     "RAY_enable_worker_prestart": "0",
     "RAY_prestart_worker_first_driver": "0",
     "RAY_health_check_initial_delay_ms": "0",
@@ -463,6 +466,7 @@ def _registered_nodes(state: Mapping[str, Any], timeout_s: float = 10.0) -> dict
 def _wait_registered(state: dict[str, Any], names: Sequence[str], deadline: float) -> None:
     """Wait until every named node is alive in Ray; record its Ray node id."""
     last_error = ""
+    registered: dict[str, str] = {}
     while time.monotonic() < deadline:
         try:
             registered = _registered_nodes(state)
@@ -478,16 +482,9 @@ def _wait_registered(state: dict[str, Any], names: Sequence[str], deadline: floa
                 log = state_log(state, node["name"])
                 raise ClusterError(f"node {node['name']} exited while joining; last lines of {log}:\n{_tail(log)}")
         time.sleep(0.3)
-    missing = [n for n in names if n not in (_safe_registered(state))]
+    missing = [n for n in names if n not in registered]  # as of the last answer
     raise ClusterError(f"nodes {', '.join(missing)} did not register with the Ray head in time"
                        + (f" (last error: {last_error})" if last_error else ""))
-
-
-def _safe_registered(state: Mapping[str, Any]) -> dict[str, str]:
-    try:
-        return _registered_nodes(state, timeout_s=3)
-    except Exception:  # noqa: BLE001 - only used to word an error message
-        return {}
 
 
 def state_log(state: Mapping[str, Any], name: str) -> Path:
@@ -789,9 +786,10 @@ def _require_state(where: Path) -> dict[str, Any]:
 
 
 def _node_record(state: Mapping[str, Any], name: str) -> dict[str, Any]:
-    for node in state["nodes"]:
+    nodes: list[dict[str, Any]] = state["nodes"]
+    for node in nodes:
         if node["name"] == name:
-            return node  # type: ignore[no-any-return]
+            return node
     raise ClusterError(f"no node {name!r} in the cluster (nodes: {', '.join(n['name'] for n in state['nodes'])})")
 
 
@@ -827,7 +825,7 @@ def connect(directory: Path | str | None = None, **init_options: Any) -> Cluster
             return info
         ray.shutdown()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ[AUTH_MODE_VARIABLE] = _RAY_ENV[AUTH_MODE_VARIABLE]  # as the cluster's processes have it
+    os.environ[AUTH_MODE_VARIABLE] = CLUSTER_AUTH_MODE  # as the cluster's processes have it
     options: dict[str, Any] = {"logging_level": "WARNING", "configure_logging": True}
     options.update(init_options)
     ray.init(address=info.address, _node_ip_address="127.0.0.1", **options)

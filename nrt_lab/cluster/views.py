@@ -29,7 +29,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nrt_lab.cluster.launcher import INSTANCE_LABEL, NODE_LABEL, ClusterInfo, connect, read_cluster
+from nrt_lab.cluster.launcher import (
+    AUTH_MODE_VARIABLE,
+    CLUSTER_AUTH_MODE,
+    INSTANCE_LABEL,
+    NODE_LABEL,
+    ClusterInfo,
+    connect,
+    read_cluster,
+)
 from nrt_lab.cluster.nodes import ClusterError
 from nrt_lab.hardware import CatalogueError, InstanceSpec, get_instance
 from nrt_lab.monitor import (
@@ -835,7 +843,7 @@ def connect_driver(directory: str | Path | None = None, address: str | None = No
         if info is not None:
             connect(info.directory, logging_level="ERROR", log_to_driver=False)
         else:
-            os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # as nrt-lab's clusters run (docs/cluster.md)
+            os.environ.setdefault(AUTH_MODE_VARIABLE, CLUSTER_AUTH_MODE)  # as nrt-lab's clusters run
             ray.init(address=address, _node_ip_address="127.0.0.1", logging_level="ERROR", log_to_driver=False)
     except ClusterError:
         raise
